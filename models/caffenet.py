@@ -1,0 +1,188 @@
+"""CaffeNet, the Caffe reference variant of AlexNet, exactly as Yosinski et al. (2014) trained it.
+
+Eight named layers ``conv1``..``fc8``, addressable by the paper's index 1..8 (``CaffeNet.layer(n)``).
+The transfer code relies on these names only. Defaults are the paper's network (227 pixel input,
+60,965,224 parameters with 1000 outputs); narrower widths and smaller kernels give the same
+eight-layer structure for 28 to 64 pixel inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
+
+# Caffe's fillers in the paper's prototxt: Gaussian weight std and constant bias per layer.
+CAFFE_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
+                    "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}
+CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0,
+              "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
+
+InitName = Literal["caffe", "kaiming"]
+
+
+def _pool_size(size: int) -> int:
+    """Output size of Caffe's 3x3 stride-2 max-pool (ceil mode)."""
+    return math.ceil((size - 3) / 2) + 1
+
+
+def feature_map_sizes(input_size: int, conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> list[int]:
+    """Spatial sizes after conv1, pool1, conv2, pool2, conv3, conv4, conv5, pool5.
+
+    Raises:
+        ValueError: if ``input_size`` is too small for the network's kernels and pools.
+    """
+    conv1 = (input_size + 2 * conv1_padding - conv1_kernel) // conv1_stride + 1
+    if conv1 < 3:
+        raise ValueError(
+            f"model input_size={input_size} is too small: conv1 ({conv1_kernel}x{conv1_kernel}, stride "
+            f"{conv1_stride}, pad {conv1_padding}) leaves a {conv1}x{conv1} map, and pool1 needs at least 3x3. "
+            "Use a larger input_size or a smaller conv1_kernel / conv1_stride."
+        )
+    pool1 = _pool_size(conv1)
+    pool2 = _pool_size(pool1) if pool1 >= 3 else 0
+    pool5 = _pool_size(pool2) if pool2 >= 3 else 0
+    if pool5 < 1:
+        raise ValueError(
+            f"model input_size={input_size} is too small: the maps shrink to {pool1}x{pool1} after pool1 and "
+            f"{pool2}x{pool2} after pool2, and pool2 and pool5 need at least 3x3 each. Use an input_size of at "
+            f"least {min_input_size(conv1_kernel, conv1_stride, conv1_padding)} for these conv1 settings."
+        )
+    return [conv1, pool1, pool1, pool2, pool2, pool2, pool2, pool5]
+
+
+def min_input_size(conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> int:
+    """Smallest input size the network accepts with these conv1 settings."""
+    size = 1
+    while True:
+        try:
+            feature_map_sizes(size, conv1_kernel, conv1_stride, conv1_padding)
+            return size
+        except ValueError:
+            size += 1
+
+
+class CaffeNet(nn.Module):
+    """The eight-layer Caffe reference network (conv1..conv5, fc6..fc8).
+
+    Args:
+        num_outputs: Width of fc8. The paper kept 1000 even for 500-class halves.
+        in_channels: Input image channels (3 for ImageNet, 1 for Fashion-MNIST).
+        input_size: Side of the square input crop (227 in the paper).
+        widths: Output widths of layers 1..7 (conv1..conv5, fc6, fc7).
+        conv1_kernel: conv1 kernel size (11 in the paper).
+        conv1_stride: conv1 stride (4 in the paper).
+        conv1_padding: conv1 padding (0 in the paper).
+        conv2_kernel: conv2 kernel size (5 in the paper; padded to keep the size).
+        groups: Groups of conv2, conv4 and conv5 (2 in the paper, from AlexNet's two GPUs).
+        dropout: Dropout probability after fc6 and fc7.
+        init: ``caffe`` (the paper's Gaussian fillers and constant biases) or ``kaiming``
+            (He-normal weights and zero biases, a deviation for inputs of unit scale).
+    """
+
+    def __init__(
+        self,
+        num_outputs: int = 1000,
+        in_channels: int = 3,
+        input_size: int = 227,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        conv1_kernel: int = 11,
+        conv1_stride: int = 4,
+        conv1_padding: int = 0,
+        conv2_kernel: int = 5,
+        groups: int = 2,
+        dropout: float = 0.5,
+        init: InitName = "caffe",
+    ) -> None:
+        super().__init__()
+        widths = tuple(widths)
+        self._check_arguments(num_outputs, in_channels, widths, groups, dropout, init)
+        sizes = feature_map_sizes(input_size, conv1_kernel, conv1_stride, conv1_padding)
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.feature_map_sizes = sizes
+        c1, c2, c3, c4, c5, f6, f7 = widths
+
+        self.conv1 = nn.Conv2d(in_channels, c1, conv1_kernel, stride=conv1_stride, padding=conv1_padding)
+        self.conv2 = nn.Conv2d(c1, c2, conv2_kernel, padding=conv2_kernel // 2, groups=groups)
+        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
+        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=groups)
+        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=groups)
+        self.fc6 = nn.Linear(c5 * sizes[-1] ** 2, f6)
+        self.fc7 = nn.Linear(f6, f7)
+        self.fc8 = nn.Linear(f7, num_outputs)
+        # Caffe pools in ceil mode and normalises after pooling (CaffeNet, unlike AlexNet).
+        self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.relu = nn.ReLU(inplace=True)
+        self.drop6 = nn.Dropout(dropout)
+        self.drop7 = nn.Dropout(dropout)
+        self.reset_parameters(init)
+
+    @staticmethod
+    def _check_arguments(
+        num_outputs: int, in_channels: int, widths: tuple[int, ...], groups: int, dropout: float, init: str
+    ) -> None:
+        if len(widths) != 7:
+            raise ValueError(f"model widths must give 7 numbers (conv1..conv5, fc6, fc7), got {len(widths)}: {widths}")
+        for name, value in [("num_outputs", num_outputs), ("in_channels", in_channels), ("groups", groups)]:
+            if value < 1:
+                raise ValueError(f"model {name} must be positive, got {value}")
+        for name, width in zip(LAYER_NAMES, widths):
+            if width < 1:
+                raise ValueError(f"model widths: {name} width must be positive, got {width}")
+        for name, width in zip(("conv1", "conv2", "conv3", "conv4", "conv5"), widths[:5]):
+            if width % groups:
+                raise ValueError(f"model widths: {name} width {width} is not divisible by groups={groups}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model dropout must be in [0, 1), got {dropout}")
+        if init not in ("caffe", "kaiming"):
+            raise ValueError(f"model init must be 'caffe' or 'kaiming', got {init!r}")
+
+    def layer(self, index: int) -> nn.Module:
+        """The paper's layer ``index`` (1..8)."""
+        if not 1 <= index <= len(LAYER_NAMES):
+            raise ValueError(f"layer index must be in 1..8, got {index}")
+        return getattr(self, LAYER_NAMES[index - 1])
+
+    def reset_parameters(self, init: InitName = "caffe") -> None:
+        """Re-initialise every layer with the given fillers."""
+        for name in LAYER_NAMES:
+            self.reset_layer(name, init)
+
+    def reset_layer(self, name: str, init: InitName = "caffe") -> None:
+        """Re-initialise one named layer."""
+        module = getattr(self, name)
+        with torch.no_grad():
+            if init == "caffe":
+                nn.init.normal_(module.weight, mean=0.0, std=CAFFE_WEIGHT_STD[name])
+                nn.init.constant_(module.bias, CAFFE_BIAS[name])
+            else:
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """conv1..conv5 with their pools and norms, flattened."""
+        x = self.norm(self.pool(self.relu(self.conv1(x))))
+        x = self.norm(self.pool(self.relu(self.conv2(x))))
+        x = self.relu(self.conv3(x))
+        x = self.relu(self.conv4(x))
+        x = self.pool(self.relu(self.conv5(x)))
+        return torch.flatten(x, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"CaffeNet expects input of shape (batch, {self.in_channels}, {self.input_size}, "
+                f"{self.input_size}), got {tuple(x.shape)}: check the data crop size against model input_size"
+            )
+        x = self.features(x)
+        x = self.drop6(self.relu(self.fc6(x)))
+        x = self.drop7(self.relu(self.fc7(x)))
+        return self.fc8(x)

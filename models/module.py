@@ -1,0 +1,192 @@
+"""The LightningModule that trains CaffeNet with the paper's solver and reports the paper's metric."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from models.caffenet import PAPER_WIDTHS, CaffeNet, InitName
+from models.schedule import caffe_step_factor
+
+
+class CaffeNetClassifier(LightningModule):
+    """CaffeNet trained as in Yosinski et al. (2014): SGD, Caffe's parameter multipliers, step schedule.
+
+    Args:
+        num_classes: Classes of the task (linked from ``data.num_classes`` by the CLI).
+        num_outputs: Width of fc8. The paper used 1000 for every task; ``null`` gives a K-way head
+            with K = ``num_classes``.
+        in_channels, input_size, widths, conv1_kernel, conv1_stride, conv1_padding, conv2_kernel,
+        groups, dropout, init: The network's shape and fillers (see ``CaffeNet``).
+        lr: Base learning rate (0.01).
+        momentum: SGD momentum (0.9).
+        weight_decay: L2 decay on weights (5e-4); biases get none, as in Caffe.
+        bias_lr_mult: Learning-rate multiplier of the biases (2, Caffe's ``blobs_lr``).
+        lr_step_iters: Iterations between learning-rate drops (100,000 in the paper).
+        lr_gamma: Factor of each drop (0.1).
+        best_k: The paper's metric is the mean of the ``best_k`` best validation top-1 values (10).
+        channels_last: Run the network in channels-last memory format.
+        compile: Compile the network with ``torch.compile`` (after any transfer copy).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 500,
+        num_outputs: int | None = 1000,
+        in_channels: int = 3,
+        input_size: int = 227,
+        widths: Sequence[int] = PAPER_WIDTHS,
+        conv1_kernel: int = 11,
+        conv1_stride: int = 4,
+        conv1_padding: int = 0,
+        conv2_kernel: int = 5,
+        groups: int = 2,
+        dropout: float = 0.5,
+        init: InitName = "caffe",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        bias_lr_mult: float = 2.0,
+        lr_step_iters: int = 100_000,
+        lr_gamma: float = 0.1,
+        best_k: int = 10,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        widths = tuple(widths)
+        outputs = num_classes if num_outputs is None else num_outputs
+        self._check_arguments(num_classes, outputs, lr, lr_step_iters, best_k)
+        self.save_hyperparameters()
+        self.net = CaffeNet(
+            num_outputs=outputs, in_channels=in_channels, input_size=input_size, widths=widths,
+            conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, conv1_padding=conv1_padding,
+            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, init=init,
+        )
+        top5 = min(5, outputs)
+        self.train_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
+        self.train_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
+        self.val_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
+        self.val_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
+        self.val_loss = MeanMetric()
+        self.val_top1_history: list[float] = []
+
+    @staticmethod
+    def _check_arguments(num_classes: int, outputs: int, lr: float, lr_step_iters: int, best_k: int) -> None:
+        if num_classes < 1:
+            raise ValueError(f"model num_classes must be positive, got {num_classes}")
+        if outputs < num_classes:
+            raise ValueError(
+                f"model num_outputs={outputs} is narrower than the task's {num_classes} classes: fc8 needs at "
+                "least one output per class. Set model.num_outputs >= data.num_classes, or null for a K-way head."
+            )
+        if lr <= 0:
+            raise ValueError(f"model lr must be positive, got {lr}")
+        if lr_step_iters < 1:
+            raise ValueError(f"model lr_step_iters must be positive, got {lr_step_iters}")
+        if best_k < 1:
+            raise ValueError(f"model best_k must be positive, got {best_k}")
+
+    def configure_model(self) -> None:
+        """Speed switches, applied after callbacks' ``setup`` (so after any transfer copy)."""
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            # nn.Module.compile keeps parameter names (no ``_orig_mod.`` prefix in checkpoints).
+            self.net.compile()
+            self._compiled = True
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_top1(logits, labels)
+        self.train_top5(logits, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/top1", self.train_top1, on_step=True, on_epoch=True)
+        self.log("train/top5", self.train_top5, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.val_top1.update(logits, labels)
+        self.val_top5.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics syncs across ranks inside compute(), so every rank logs the same numbers.
+        top1 = float(self.val_top1.compute())
+        self.log_dict({"val/top1": top1, "val/top5": float(self.val_top5.compute()),
+                       "val/loss": float(self.val_loss.compute())}, prog_bar=True)
+        for metric in (self.val_top1, self.val_top5, self.val_loss):
+            metric.reset()
+        if not self.trainer.sanity_checking:
+            self.val_top1_history.append(top1)
+        if self.val_top1_history:
+            self.log(f"val/top1_best{self.hparams.best_k}_mean", self.best_k_mean())
+
+    def best_k_mean(self) -> float:
+        """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
+        best = sorted(self.val_top1_history)[-self.hparams.best_k:]
+        return sum(best) / len(best)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("test/loss", F.cross_entropy(logits, labels))
+        self.val_top1.update(logits, labels)
+        self.val_top5.update(logits, labels)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/top1": float(self.val_top1.compute()), "test/top5": float(self.val_top5.compute())})
+        self.val_top1.reset()
+        self.val_top5.reset()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Caffe's multipliers over trainable parameters: weights (lr, decay) and biases (2x lr, no decay)."""
+        weights, biases = [], []
+        for name, param in self.net.named_parameters():
+            if param.requires_grad:
+                (biases if name.endswith("bias") else weights).append(param)
+        hp = self.hparams
+        groups = [
+            {"name": "weights", "params": weights, "lr": hp.lr, "weight_decay": hp.weight_decay},
+            {"name": "biases", "params": biases, "lr": hp.lr * hp.bias_lr_mult, "weight_decay": 0.0},
+        ]
+        return [group for group in groups if group["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = self.parameter_groups()
+        if not groups:
+            raise ValueError("every parameter of the network is frozen: nothing to train (check transfer.n)")
+        optimizer = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=self.hparams.momentum)
+        factor = functools.partial(caffe_step_factor, step_iters=self.hparams.lr_step_iters,
+                                   gamma=self.hparams.lr_gamma)
+        scheduler = LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_top1_history"] = list(self.val_top1_history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_top1_history = list(checkpoint.get("val_top1_history", []))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
