@@ -32,40 +32,39 @@ def _pool_size(size: int) -> int:
     return math.ceil((size - 3) / 2) + 1
 
 
-def feature_map_sizes(input_size: int, conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> list[int]:
-    """Spatial sizes after conv1, pool1, conv2, pool2, conv3, conv4, conv5, pool5.
-
-    Raises:
-        ValueError: if ``input_size`` is too small for the network's kernels and pools.
-    """
+def _raw_sizes(input_size: int, conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> list[int]:
+    """Sizes after conv1, pool1, conv2, pool2, conv3, conv4, conv5, pool5; 0 where a pool has no 3x3 input."""
     conv1 = (input_size + 2 * conv1_padding - conv1_kernel) // conv1_stride + 1
-    if conv1 < 3:
-        raise ValueError(
-            f"model input_size={input_size} is too small: conv1 ({conv1_kernel}x{conv1_kernel}, stride "
-            f"{conv1_stride}, pad {conv1_padding}) leaves a {conv1}x{conv1} map, and pool1 needs at least 3x3. "
-            "Use a larger input_size or a smaller conv1_kernel / conv1_stride."
-        )
-    pool1 = _pool_size(conv1)
+    pool1 = _pool_size(conv1) if conv1 >= 3 else 0
     pool2 = _pool_size(pool1) if pool1 >= 3 else 0
     pool5 = _pool_size(pool2) if pool2 >= 3 else 0
-    if pool5 < 1:
-        raise ValueError(
-            f"model input_size={input_size} is too small: the maps shrink to {pool1}x{pool1} after pool1 and "
-            f"{pool2}x{pool2} after pool2, and pool2 and pool5 need at least 3x3 each. Use an input_size of at "
-            f"least {min_input_size(conv1_kernel, conv1_stride, conv1_padding)} for these conv1 settings."
-        )
     return [conv1, pool1, pool1, pool2, pool2, pool2, pool2, pool5]
 
 
 def min_input_size(conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> int:
     """Smallest input size the network accepts with these conv1 settings."""
     size = 1
-    while True:
-        try:
-            feature_map_sizes(size, conv1_kernel, conv1_stride, conv1_padding)
-            return size
-        except ValueError:
-            size += 1
+    while _raw_sizes(size, conv1_kernel, conv1_stride, conv1_padding)[-1] < 1:
+        size += 1
+    return size
+
+
+def feature_map_sizes(input_size: int, conv1_kernel: int, conv1_stride: int, conv1_padding: int) -> list[int]:
+    """Spatial sizes after conv1, pool1, conv2, pool2, conv3, conv4, conv5, pool5.
+
+    Raises:
+        ValueError: if ``input_size`` is too small for the network's kernels and pools.
+    """
+    sizes = _raw_sizes(input_size, conv1_kernel, conv1_stride, conv1_padding)
+    if sizes[-1] < 1:
+        raise ValueError(
+            f"model input_size={input_size} is too small for conv1 ({conv1_kernel}x{conv1_kernel}, stride "
+            f"{conv1_stride}, pad {conv1_padding}): the maps shrink to {sizes[0]}, {sizes[1]}, {sizes[3]} after "
+            "conv1, pool1, pool2, and each of the three 3x3 pools needs at least a 3x3 input. Use an input_size "
+            f"of at least {min_input_size(conv1_kernel, conv1_stride, conv1_padding)} for these conv1 settings, "
+            "or a smaller conv1_kernel / conv1_stride."
+        )
+    return sizes
 
 
 class CaffeNet(nn.Module):
