@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from callbacks.checkpoint import BestAndLastCheckpoint, LearningRateMonitorWhenLogging
 from callbacks.transfer import TransferCallback
 from models.module import CaffeNetClassifier
 
@@ -41,8 +41,8 @@ class TransferCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(TransferCallback, "transfer")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LearningRateMonitorWhenLogging, "lr_monitor")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.set_defaults({
             "checkpoint.monitor": "val/top1",
@@ -56,8 +56,10 @@ class TransferCLI(LightningCLI):
         })
 
     def before_instantiate_classes(self) -> None:
-        """Place checkpoints and W&B files under ``trainer.default_root_dir`` so ``--ckpt_path last`` finds them."""
+        """Load ``--ckpt_path`` with ``weights_only``; keep checkpoints and W&B files under ``trainer.default_root_dir``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if "weights_only" in config and config.weights_only is None:
+            config.weights_only = True  # resume checkpoints are read safely too
         root = config.trainer.default_root_dir or DEFAULT_ROOT_DIR
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = os.path.join(root, "checkpoints")

@@ -15,7 +15,7 @@ from experiments.cli import main
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
 FAST = ["--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false", "--data.init_args.images_per_class", "20",
-        "--data.init_args.batch_size", "8"]
+        "--data.init_args.batch_size", "8", "--trainer.limit_val_batches", "3"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def test_fit_from_repository_config_with_wandb_offline(tmp_path):
     root = tmp_path / "run"
     cli = main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST])
     assert cli.trainer.global_step == 4
-    assert cli.model.num_classes == 5 == cli.datamodule.num_classes  # linked, not stated twice
+    assert cli.model.hparams.num_classes == 5 == cli.datamodule.num_classes  # linked, not stated twice
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert glob.glob(str(root / "checkpoints" / "best-*.ckpt"))
     assert (root / "config.yaml").is_file()
