@@ -1,0 +1,149 @@
+"""What every half-dataset module shares: split and half checks, the DDP batch division, the loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+from typing_extensions import override
+
+from datamodules.splits import ClassSplits
+
+
+class HalfDataModule(LightningDataModule):
+    """A classification dataset restricted to one half of a class split, labels re-indexed 0..K-1.
+
+    Subclasses set ``splits`` (their :class:`ClassSplits`), ``in_channels`` and ``input_size``, and build
+    ``train_set`` / ``val_set`` (and ``collate_fn`` if not torch's default) in ``setup`` after calling
+    ``super().setup(stage)``.
+
+    Args:
+        split: ``random<seed>``, a named split of the dataset, or ``whole``.
+        half: A half of ``split`` (``A``/``B``, a named half, or ``all`` for ``whole``).
+        batch_size: Global batch size, divided by the trainer's world size.
+        num_workers: DataLoader worker processes per rank.
+        pin_memory: Pin host memory (when an accelerator is present).
+        persistent_workers: Keep workers alive between epochs (when ``num_workers > 0``).
+        images_per_class: Keep the first N training images of each class (None: all).
+        mean_half: Half of the same split whose training mean image is subtracted (None: own half).
+        pixel_scale: Factor on the mean-subtracted 0-255 pixels (Caffe's ``transform_param.scale``).
+
+    Raises:
+        ValueError: An unknown split or half, or a non-positive size.
+    """
+
+    splits: ClassSplits
+    in_channels: int
+    input_size: int
+
+    def __init__(
+        self,
+        split: str,
+        half: str,
+        batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        images_per_class: int | None,
+        mean_half: str | None,
+        pixel_scale: float,
+    ) -> None:
+        super().__init__()
+        self.classes = self.splits.classes(split, half)
+        if mean_half is not None:
+            self.splits.classes(split, mean_half)
+        for name, value in (("batch_size", batch_size), ("images_per_class", images_per_class)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if pixel_scale <= 0:
+            raise ValueError(f"pixel_scale must be positive, got {pixel_scale}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.num_classes = len(self.classes)
+        self.split, self.half, self.mean_half = split, half, mean_half
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
+        self.images_per_class = images_per_class
+        self.pixel_scale = pixel_scale
+        self.per_device_batch_size: int | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.collate_fn: Callable[[Any], Any] | None = None  # None: torch's default_collate
+
+    @classmethod
+    def split_halves(cls, split: str) -> tuple[str, ...]:
+        """The half names of ``split``, e.g. ``("A", "B")`` for ``random0``; ``("all",)`` for ``whole``.
+
+        Raises:
+            ValueError: Unknown split (the message lists the valid ones).
+        """
+        return cls.splits.halves(split)
+
+    halves = split_halves
+
+    @classmethod
+    def split_names(cls) -> tuple[str, ...]:
+        """The dataset's split names: the paper's random seeds, the dissimilar split, ``whole``."""
+        return cls.splits.names()
+
+    @override
+    def setup(self, stage: str) -> None:
+        self.per_device_batch_size = self._per_device_batch_size()
+
+    def _world(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def _per_device_batch_size(self) -> int:
+        world_size, _ = self._world()
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"the global batch_size {self.batch_size} does not divide across {world_size} processes "
+                f"(devices x nodes): choose a multiple of {world_size}"
+            )
+        return self.batch_size // world_size
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "train", shuffle=True)
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        """Validation counts every image exactly once, also under DDP.
+
+        With several processes each rank takes ``indices[rank::world_size]`` (Lightning's
+        ``UnrepeatedDistributedSampler``; no padding, so ranks may differ by one batch). Being a
+        ``DistributedSampler``, Lightning keeps it instead of injecting its padding one. The model's
+        ``validation_step`` must therefore not run collectives (``sync_dist``) per step; torchmetrics
+        objects synchronise at ``compute()``.
+        """
+        world_size, rank = self._world()
+        sampler = None
+        if world_size > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world_size, rank=rank, shuffle=False)
+        return self._loader(self.val_set, "val", shuffle=False, sampler=sampler)
+
+    @override
+    def test_dataloader(self) -> DataLoader:
+        """The validation set: the paper reports ILSVRC2012 val, and Fashion-MNIST's val is its test set."""
+        return self.val_dataloader()
+
+    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+        if dataset is None or self.per_device_batch_size is None:
+            raise RuntimeError(f"call setup() before asking for the {name} dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            pin_memory=self.pin_memory and torch.accelerator.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )

@@ -1,0 +1,237 @@
+"""``transferability-prepare-imagenet``: the ILSVRC2012 archives into the layout ``ImageNetHalf`` reads.
+
+    transferability-prepare-imagenet ROOT --train ILSVRC2012_img_train.tar --val ILSVRC2012_img_val.tar \\
+        [--resized ROOT_256]
+
+1. ``--train``: the train tar of per-class tars (or a folder of those tars) -> ``ROOT/train/<wnid>/``.
+   A class is written to ``<wnid>.partial`` and renamed when complete, so a rerun resumes.
+2. ``--val``: the flat val tar (or folder) -> ``ROOT/val/<wnid>/``, labelled by ``--val-labels``
+   (``filename class_index`` lines in the sorted-wnid order; default: the list shipped with the project).
+3. Checks that all 1000 wnids have images in both subsets, decodes every image (listing the bad ones in
+   ``ROOT/bad_images.txt``) and, with ``--resized``, writes a 256x256 warped JPEG copy, as Caffe's
+   ``convert_imageset`` did, which loads several times faster.
+
+Without ``--train``/``--val`` it checks (and resizes) an existing ``ROOT``. Exit status 1 when classes
+are missing or images are bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import torch
+from torchvision.io import encode_jpeg
+from tqdm import tqdm
+
+from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
+from datamodules.transforms import DECODE_ERRORS, read_rgb, warp
+
+BAD_LIST = "bad_images.txt"
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _class_tars(train: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """``(wnid, file object)`` of each per-class tar in the train tar or folder."""
+    if train.is_dir():
+        for path in sorted(train.glob("*.tar")):
+            with path.open("rb") as f:
+                yield path.stem, f
+        return
+    with tarfile.open(train, mode="r|*") as outer:
+        for member in outer:
+            if member.isfile() and member.name.endswith(".tar"):
+                yield Path(member.name).stem, outer.extractfile(member)
+
+
+def extract_train(train: Path, out: Path) -> int:
+    """Unpack the per-class tars into ``out/<wnid>/``; classes already there are skipped.
+
+    Returns:
+        The number of classes written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for wnid, fileobj in tqdm(_class_tars(train), total=1000, desc="train classes", unit="class"):
+        final = out / wnid
+        if final.is_dir():
+            continue
+        partial = out / f"{wnid}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        with tarfile.open(fileobj=fileobj, mode="r|*") as inner:
+            for member in inner:
+                if member.isfile():  # basename: never write outside the class folder
+                    (partial / Path(member.name).name).write_bytes(inner.extractfile(member).read())
+        os.replace(partial, final)
+        written += 1
+    return written
+
+
+def _val_images(val: Path) -> Iterator[tuple[str, bytes]]:
+    """``(file name, bytes)`` of each image in the flat val tar or folder."""
+    if val.is_dir():
+        for path in sorted(val.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                yield path.name, path.read_bytes()
+        return
+    with tarfile.open(val, mode="r|*") as tar:
+        for member in tar:
+            if member.isfile():
+                yield Path(member.name).name, tar.extractfile(member).read()
+
+
+def sort_val(val: Path, out: Path, labels: dict[str, int]) -> list[str]:
+    """Write each val image to ``out/<wnid>/<name>`` by its label.
+
+    Returns:
+        The names of images that have no label (left out).
+    """
+    wnids = imagenet_wnids()
+    unlabelled = []
+    for name, data in tqdm(_val_images(val), total=len(labels), desc="val images", unit="img"):
+        if name not in labels:
+            unlabelled.append(name)
+            continue
+        folder = out / wnids[labels[name]]
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / name, data)
+    return unlabelled
+
+
+def missing_classes(root: Path) -> dict[str, list[str]]:
+    """The wnids with no image folder (or an empty one) in ``root/train`` and ``root/val``."""
+    def has_images(folder: Path) -> bool:
+        return folder.is_dir() and any(folder.iterdir())
+
+    return {subset: [w for w in imagenet_wnids() if not has_images(root / subset / w)] for subset in ("train", "val")}
+
+
+def _images(root: Path) -> list[str]:
+    """The images under ``root/{train,val}/<wnid>/``, as sorted paths relative to ``root``."""
+    found = []
+    for subset in ("train", "val"):
+        base = root / subset
+        wnids = sorted(os.listdir(base)) if base.is_dir() else []
+        for wnid in (w for w in wnids if not w.endswith(".partial") and (base / w).is_dir()):
+            names = sorted(n for n in os.listdir(base / wnid) if n.lower().endswith(IMAGE_SUFFIXES))
+            found += [f"{subset}/{wnid}/{name}" for name in names]
+    return found
+
+
+def _check_one(task: tuple[Path, str, Path | None, int, int]) -> tuple[str, str | None]:
+    """Decode one image; write its warped copy if asked. Returns its relative path and the error, if any."""
+    root, relative, resized, size, quality = task
+    try:
+        image = read_rgb(os.fspath(root / relative))
+    except DECODE_ERRORS as err:
+        return relative, str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    if resized is not None:
+        (resized / relative).parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(resized / relative, encode_jpeg(warp(image, size), quality=quality).numpy().tobytes())
+    return relative, None
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def check_images(
+    root: Path, resized: Path | None = None, size: int = 256, quality: int = 95, workers: int = 1
+) -> list[tuple[str, str]]:
+    """Decode every image under ``root/{train,val}``, optionally writing warped copies under ``resized``.
+
+    Args:
+        root: The ImageNet root.
+        resized: Root of the ``size`` x ``size`` JPEG copy (same layout); None: no copy.
+        size: Side of the copy (256, the paper's warp).
+        quality: JPEG quality of the copy.
+        workers: Decoding processes.
+
+    Returns:
+        ``(path relative to root, error)`` of each image that does not decode, sorted.
+    """
+    tasks = [(root, relative, resized, size, quality) for relative in _images(root)]
+    bad = []
+    with multiprocessing.Pool(workers, initializer=_one_thread) as pool:
+        results = pool.imap_unordered(_check_one, tasks, chunksize=64)
+        desc = "decode" + (" + resize" if resized else "")
+        for relative, error in tqdm(results, total=len(tasks), desc=desc, unit="img"):
+            if error is not None:
+                bad.append((relative, error))
+    return sorted(bad)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transferability-prepare-imagenet",
+        description="Turn the ILSVRC2012 archives into ROOT/{train,val}/<wnid>/, check every image decodes, "
+        "optionally write a 256x256 copy.",
+    )
+    parser.add_argument("root", type=Path, help="output (or existing) ImageNet root")
+    parser.add_argument(
+        "--train", type=Path, help="ILSVRC2012_img_train.tar (a tar of per-class tars) or a folder of them"
+    )
+    parser.add_argument("--val", type=Path, help="ILSVRC2012_img_val.tar (flat) or a folder of the val images")
+    parser.add_argument(
+        "--val-labels", type=Path, help="'filename class_index' lines, sorted-wnid indices (default: the shipped list)"
+    )
+    parser.add_argument("--resized", type=Path, help="also write warped size x size JPEG copies under this root")
+    parser.add_argument("--size", type=int, default=256, help="side of the resized copy (256)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the resized copy (95)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
+    parser.add_argument("--no-verify", action="store_true", help="do not decode every image")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the prepare command; returns the exit status (0 = complete and every image decodes)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.no_verify and args.resized:
+        parser.error("--resized decodes every image: drop --no-verify")
+    root: Path = args.root
+    if not (args.train or args.val or root.is_dir()):
+        parser.error(f"{root} does not exist: give --train and --val to make it")
+    if args.train:
+        print(f"wrote {extract_train(args.train, root / 'train')} train classes to {root / 'train'}")
+    if args.val:
+        entries = parse_file_list(args.val_labels.read_text().splitlines()) if args.val_labels else imagenet_val_files()
+        unlabelled = sort_val(args.val, root / "val", dict(entries))
+        if unlabelled:
+            print(f"{len(unlabelled)} val images have no label and were left out, e.g. {unlabelled[0]}",
+                  file=sys.stderr)
+    status = 0
+    for subset, wnids in missing_classes(root).items():
+        if wnids:
+            status = 1
+            print(f"{len(wnids)} classes have no images in {root / subset}: {', '.join(wnids[:10])}", file=sys.stderr)
+    if args.no_verify:
+        return status
+    bad = check_images(root, args.resized, args.size, args.quality, args.workers)
+    (root / BAD_LIST).write_text("".join(f"{path}\t{error}\n" for path, error in bad))
+    if bad:
+        status = 1
+        print(f"{len(bad)} images do not decode (listed in {root / BAD_LIST}):", file=sys.stderr)
+        for path, error in bad[:20]:
+            print(f"  {path}: {error}", file=sys.stderr)
+    else:
+        print(f"every image decodes{f'; resized copy in {args.resized}' if args.resized else ''}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

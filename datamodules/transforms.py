@@ -1,0 +1,174 @@
+"""Image decoding and the preprocessing presets: ``caffe`` (the paper's) and ``torchvision``.
+
+Everything works on uint8 ``[C, H, W]`` tensors from ``torchvision.io`` (libjpeg-turbo), so a sample
+costs one decode, one resize and one crop. (torchvision 0.29 deprecates its image codecs for TorchCodec's,
+``torchcodec.decoders.decode_image``, same call and speed: :func:`read_rgb` is the one place to switch.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import get_worker_info
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from datamodules.corrupt import drop_unreadable
+
+# torchvision's reference normalisation (0-1 scale).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Errors a bad image file raises: torchvision's decoders raise RuntimeError, reading raises OSError.
+DECODE_ERRORS = (RuntimeError, OSError)
+
+
+def read_rgb(path: str) -> Tensor:
+    """Read and decode an image file (JPEG, PNG, grayscale or CMYK) to uint8 RGB ``[3, H, W]``.
+
+    Raises:
+        RuntimeError: The file does not decode (corrupt, truncated, unknown format).
+        OSError: The file cannot be read.
+    """
+    return decode_image(read_file(path), mode=ImageReadMode.RGB)
+
+
+def warp(image: Tensor, size: int) -> Tensor:
+    """Resize to ``size`` x ``size`` ignoring the aspect ratio, as the Caffe ImageNet recipe did.
+
+    Bilinear without antialiasing, like the OpenCV ``INTER_LINEAR`` resize in Caffe's ``convert_imageset``.
+    An image already of that size (the pre-resized copy) is returned as is.
+    """
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.resize(image, [size, size], interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
+
+
+def subtract_mean_and_mirror(pixels: Tensor, mean: Tensor, mirror: Tensor | bool, scale: float = 1.0) -> Tensor:
+    """0-255 pixels minus the mean image, times ``scale``, then mirrored where asked (Caffe's data layer).
+
+    Args:
+        pixels: uint8 images ``[..., C, H, W]``.
+        mean: The mean image over the same window, float ``[C, H, W]``.
+        mirror: Whether to flip left-right; a bool, or a bool tensor broadcastable to ``pixels``.
+        scale: Caffe's ``transform_param.scale`` (1 in the paper).
+
+    Returns:
+        float32 images of the same shape.
+    """
+    centred = pixels.float() - mean
+    if scale != 1.0:
+        centred *= scale
+    if isinstance(mirror, bool):
+        return centred.flip(-1) if mirror else centred
+    return torch.where(mirror, centred.flip(-1), centred)
+
+
+class Warp:
+    """Transform: :func:`warp` to ``size`` x ``size`` (uint8 out); the input of the mean image."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Tensor) -> Tensor:
+        return warp(image, self.size)
+
+
+class CaffeCrop(NamedTuple):
+    """A uint8 crop, already mirrored if drawn so, and where it was taken; :class:`CaffeCollate` centres it."""
+
+    pixels: Tensor
+    top: int
+    left: int
+    mirror: bool
+
+
+class CaffeTransform:
+    """The paper's geometry: warp to ``size``², then a crop, mirrored at random in training.
+
+    Training takes a random crop at offsets ``0 .. size - crop - 1`` (Caffe's ``Rand() % (size - crop)``)
+    and mirrors half the images; evaluation takes the centre crop, unmirrored. The mean subtraction is
+    left to :class:`CaffeCollate`, which writes each float pixel of the batch once.
+
+    Args:
+        size: Side of the warped image (256).
+        crop: Side of the crop fed to the network (227).
+        train: Random crop and mirror (True) or centre crop (False).
+    """
+
+    def __init__(self, size: int = 256, crop: int = 227, train: bool = True) -> None:
+        if crop > size:
+            raise ValueError(f"crop {crop} is larger than the warped image {size}")
+        self.size, self.crop, self.train = size, crop, train
+
+    def __call__(self, image: Tensor) -> CaffeCrop:
+        image = warp(image, self.size)
+        if self.train:
+            top, left = torch.randint(0, max(self.size - self.crop, 1), (2,)).tolist()
+            mirror = bool(torch.randint(0, 2, ()).item())
+        else:
+            top = left = (self.size - self.crop) // 2
+            mirror = False
+        pixels = image[:, top : top + self.crop, left : left + self.crop]
+        return CaffeCrop(pixels.flip(-1) if mirror else pixels, top, left, mirror)
+
+
+class CaffeCollate:
+    """Collate ``(CaffeCrop, label)`` samples into float32 0-255 images minus the mean image's windows.
+
+    The mean is subtracted at the crop's source position before mirroring, as Caffe's data layer did
+    (a mirrored crop gets the mirrored mean window). ``None`` samples (unreadable images) are dropped.
+
+    Args:
+        mean: The per-pixel mean of the warped training images, float ``[3, size, size]``.
+        scale: Factor on the centred pixels (Caffe's ``transform_param.scale``; 1 in the paper).
+    """
+
+    def __init__(self, mean: Tensor, scale: float = 1.0) -> None:
+        self.mean = mean.float().contiguous()
+        self.mean_mirrored = self.mean.flip(-1).contiguous()
+        self.scale = scale
+
+    def __call__(self, samples: Sequence[tuple[CaffeCrop, int] | None]) -> tuple[Tensor, Tensor]:
+        kept = drop_unreadable(samples)
+        channels, crop, _ = kept[0][0].pixels.shape
+        width = self.mean.shape[-1]
+        images = _batch_tensor((len(kept), channels, crop, crop))
+        for out, (sample, _) in zip(images, kept):
+            left = width - sample.left - crop if sample.mirror else sample.left
+            mean = self.mean_mirrored if sample.mirror else self.mean
+            torch.sub(sample.pixels, mean[:, sample.top : sample.top + crop, left : left + crop], out=out)
+        if self.scale != 1.0:
+            images *= self.scale
+        return images, torch.tensor([label for _, label in kept], dtype=torch.int64)
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> Tensor:
+    """An empty float32 batch, in shared memory inside a DataLoader worker.
+
+    Written straight into shared memory, the batch crosses to the main process without a copy; this is
+    how ``default_collate`` allocates its output too.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape)
+    storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape))
+    return torch.empty(0).new(storage).view(shape)
+
+
+def torchvision_transform(train: bool, crop: int = 224, resize: int = 256) -> v2.Compose:
+    """torchvision's reference ImageNet preset on uint8 tensors.
+
+    Training: RandomResizedCrop(crop) and a horizontal flip; evaluation: Resize(resize) (shorter side)
+    and CenterCrop(crop). Both end with ToDtype(float32, 0-1) and Normalize(ImageNet mean and std).
+    """
+    geometry = (
+        [v2.RandomResizedCrop(crop, antialias=True), v2.RandomHorizontalFlip()]
+        if train
+        else [v2.Resize(resize, antialias=True), v2.CenterCrop(crop)]
+    )
+    return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

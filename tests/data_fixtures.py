@@ -1,0 +1,100 @@
+"""Generated data for the data tests: a fake ILSVRC2012 tree and the Debian Fashion-MNIST files.
+
+Import the fixtures into a test module (``from data_fixtures import fake_imagenet``).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import encode_jpeg
+
+from datamodules.fashion_mnist import DEBIAN_DIR, _idx_files
+from datamodules.splits import imagenet_val_files, imagenet_wnids
+
+FAKE_SIZE = (12, 16)  # height, width of the fake images
+
+
+def fake_colour(class_index: int, image_index: int, subset: str = "train") -> tuple[int, int, int]:
+    """The solid RGB colour of a fake image: distinct per class, image and subset."""
+    offset = 0 if subset == "train" else 128
+    red = (class_index * 37 + image_index * 101 + offset) % 256
+    return red, (class_index * 11) % 256, (image_index * 80 + 30) % 256
+
+
+def jpeg_bytes(colour: tuple[int, int, int], size: tuple[int, int] = FAKE_SIZE) -> bytes:
+    """A solid-colour JPEG file's bytes."""
+    image = torch.tensor(colour, dtype=torch.uint8)[:, None, None].expand(3, *size).contiguous()
+    return encode_jpeg(image, quality=95).numpy().tobytes()
+
+
+def write_jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = FAKE_SIZE) -> None:
+    """Write a solid-colour JPEG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(jpeg_bytes(colour, size))
+
+
+def make_fake_imagenet(root: Path, train_per_class: int = 2, val_per_class: int = 1) -> Path:
+    """``root/{train,val}/<wnid>/`` for all 1000 wnids with tiny solid-colour JPEGs (see :func:`fake_colour`)."""
+    for subset, count in (("train", train_per_class), ("val", val_per_class)):
+        for c, wnid in enumerate(imagenet_wnids()):
+            for j in range(count):
+                write_jpeg(root / subset / wnid / f"{wnid}_{j}.JPEG", fake_colour(c, j, subset))
+    return root
+
+
+@pytest.fixture(scope="session")
+def fake_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake ImageNet tree, 2 train and 1 val image per class, made once per session (do not modify it)."""
+    return make_fake_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+needs_debian_fashion_mnist = pytest.mark.skipif(
+    _idx_files(Path(DEBIAN_DIR)) is None,
+    reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_DIR}); `make setup` installs it",
+)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run torch single-threaded: per-image ops gain nothing from threads, and on a small shared machine
+    two OpenMP threads contending with other processes are many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_ilsvrc_archives(folder: Path) -> tuple[Path, Path]:
+    """Tiny stand-ins for the ILSVRC2012 archives: a train tar of 1000 per-class tars (one JPEG each) and
+    a flat val tar with, for each class, its first image name in the shipped val list.
+
+    Returns:
+        The train tar and the val tar.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    train, val = folder / "ILSVRC2012_img_train.tar", folder / "ILSVRC2012_img_val.tar"
+    with tarfile.open(train, "w") as outer:
+        for c, wnid in enumerate(imagenet_wnids()):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as tar:
+                _tar_add(tar, f"{wnid}_1.JPEG", jpeg_bytes(fake_colour(c, 0)))
+            _tar_add(outer, f"{wnid}.tar", inner.getvalue())
+    first_val = {}
+    for name, c in imagenet_val_files():
+        first_val.setdefault(c, name)
+    with tarfile.open(val, "w") as tar:
+        for c, name in sorted(first_val.items()):
+            _tar_add(tar, name, jpeg_bytes(fake_colour(c, 0, "val")))
+    return train, val
