@@ -43,7 +43,8 @@ class TransferCLI(LightningCLI):
         parser.add_lightning_class_args(TransferCallback, "transfer")
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitorWhenLogging, "lr_monitor")
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        for key in ("num_classes", "in_channels", "input_size"):
+            parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
         parser.set_defaults({
             "checkpoint.monitor": "val/top1",
             "checkpoint.mode": "max",

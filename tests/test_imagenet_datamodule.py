@@ -305,7 +305,7 @@ def test_prepare_command_on_tiny_archives(tmp_path: Path) -> None:
 
 def test_cli_fit_swaps_in_imagenet(fake_imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real CLI fits on an ImageNet half by swapping the data class of the Fashion-MNIST config (plus the
-    network's input shape); ``num_classes`` follows the half."""
+    conv1 kernel for 227 pixels); ``num_classes``, ``in_channels`` and ``input_size`` follow the data."""
     from experiments.cli import main as cli_main
 
     monkeypatch.chdir(tmp_path)
@@ -315,12 +315,13 @@ def test_cli_fit_swaps_in_imagenet(fake_imagenet: Path, tmp_path: Path, monkeypa
         "--data.init_args.root", str(fake_imagenet), "--data.init_args.split", "natman",
         "--data.init_args.half", "natural", "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
         "--data.init_args.cache_dir", str(tmp_path / "cache"), "--model.num_outputs", "1000",
-        "--model.in_channels", "3", "--model.input_size", "227", "--model.conv1_kernel", "11",
+        "--model.conv1_kernel", "11",
         "--model.conv1_stride", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
         "--trainer.limit_val_batches", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path / "run"),
     ])
     assert cli.trainer.global_step == 2
     assert cli.model.hparams.num_classes == 449 == cli.datamodule.num_classes
+    assert (cli.model.hparams.in_channels, cli.model.hparams.input_size) == (3, 227)
     metrics = cli.trainer.callback_metrics
     assert metrics["data/skipped_train"].item() == metrics["data/skipped_val"].item() == 0

@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # too small to change a bias of 1 in float32 within a few steps, so "every layer trained" would fail.
 TINY = dict(num_classes=4, num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
             conv1_kernel=5, conv1_stride=1, init="kaiming")
-TINY_ARGS = ["--model.num_outputs", "4", "--model.in_channels", "1", "--model.input_size", "28",
-             "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5", "--model.conv1_stride", "1",
+TINY_ARGS = ["--model.num_outputs", "4", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5", "--model.conv1_stride", "1",
              "--model.init", "kaiming"]
 
 

@@ -24,6 +24,7 @@ class TinyData(LightningDataModule):
                  channels: int = 1, shuffle: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.in_channels, self.input_size = channels, image_size  # linked into the model by the CLI
         self.batch_size = batch_size
         self.shuffle = shuffle
         generator = torch.Generator().manual_seed(seed)
