@@ -75,7 +75,7 @@ def test_resume_from_last(tmp_path):
     [
         (["--model.widths", "[16, 0, 48, 48, 32, 128, 128]"], "conv2 width must be positive"),
         (["--model.num_outputs", "3"], "narrower than the task's 5 classes"),
-        (["--model.input_size", "8"], "input_size=8 is too small"),
+        (["--model.conv1_kernel", "27"], "input_size=28 is too small"),
     ],
 )
 def test_bad_settings_fail_before_training(override, match, tmp_path):
