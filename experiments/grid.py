@@ -1,0 +1,256 @@
+"""The paper's grid of networks: cells named in its vocabulary, and the expansion of a study's grid into cells.
+
+A cell is one network of Yosinski et al. (2014): ``(split, base half or none, target half, n, mode,
+seed)``. Its family is the paper's name for it: ``baseA``/``baseB`` (a base network on a random
+half; ``base`` on a named half or the whole label set), ``BnB``/``BnB+`` (selffer: base half =
+target half, frozen / fine-tuned), ``AnB``/``AnB+`` (transfer to the other half) and ``random``
+(random, untrained, frozen first n layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["frozen", "finetune"]
+Figure2Family = Literal["BnB", "AnB", "BnB+", "AnB+"]
+FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")
+LAYERS = range(1, 8)  # n = 1..7 (fc8 is always new)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One network of the study.
+
+    Args:
+        split: The class split (``random0``, ``natman``, ``dissimilar``, ``whole``, ...).
+        base: The half the base network was trained on, or None (a base network, or random features).
+        target: The half this network is trained on.
+        n: How many layers come from the base (or stay random and frozen); 0 for a base network.
+        mode: ``frozen`` or ``finetune`` for n > 0; None for a base network.
+        seed: The seed of this network (and of its base network).
+    """
+
+    split: str
+    base: str | None
+    target: str
+    n: int
+    mode: Mode | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.n == 0 and (self.base is not None or self.mode is not None):
+            raise ValueError(f"a base network (n=0) has no base half and no mode: {self}")
+        if self.n != 0 and (self.n not in LAYERS or self.mode not in ("frozen", "finetune")):
+            raise ValueError(f"a transfer needs n in 1..7 and mode 'frozen' or 'finetune': {self}")
+        if self.base is None and self.mode == "finetune":
+            raise ValueError(f"fine-tuning needs a base network: {self}")
+
+    @property
+    def family(self) -> str:
+        """The paper's name of the cell's condition (see the module docstring)."""
+        if self.n == 0:
+            return f"base{self.target}" if self.target in ("A", "B") else "base"
+        if self.base is None:
+            return "random"
+        name = "BnB" if self.base == self.target else "AnB"
+        return name + ("+" if self.mode == "finetune" else "")
+
+    @property
+    def name(self) -> str:
+        """A unique, readable folder and run name in the paper's notation, e.g. ``random0_A3B+_s0``."""
+        if self.n == 0:
+            body = f"base-{self.target}"
+        elif self.base is None:
+            body = f"random{self.n}-{self.target}"
+        else:
+            body = f"{self.base}{self.n}{self.target}" + ("+" if self.mode == "finetune" else "")
+        return f"{self.split}_{body}_s{self.seed}"
+
+    @property
+    def base_cell(self) -> Cell | None:
+        """The base network whose final weights this cell copies, or None."""
+        if self.base is None:
+            return None
+        return Cell(self.split, None, self.base, 0, None, self.seed)
+
+    def describe(self) -> str:
+        """One line for progress output, e.g. ``AnB+ n=3 random0 A->B seed 0``."""
+        source = f"{self.base}->" if self.base else ""
+        n = f" n={self.n}" if self.n else ""
+        return f"{self.family}{n} {self.split} {source}{self.target} seed {self.seed}"
+
+
+@dataclass
+class Figure2Cells:
+    """Figure 2: base networks on both halves of random splits, with BnB, AnB, BnB+ and AnB+.
+
+    Args:
+        splits: Random splits (``random<seed>``); the paper used ``random0``..``random3``.
+        families: Which of BnB, AnB, BnB+, AnB+ to train.
+        selffer_targets: Halves BnB and BnB+ are trained on (None: both). The paper: ``[A]``.
+        transfer_targets: Target halves of AnB and AnB+ (None: both directions, as the paper).
+        finetune_splits: Splits that get the "+" families (None: all). The paper: random0, random1.
+        n: Layer counts of this panel (None: the grid's ``n``).
+        seeds: Seeds of this panel (None: the grid's ``seeds``).
+    """
+
+    splits: list[str] = field(default_factory=lambda: ["random0"])
+    families: list[Figure2Family] = field(default_factory=lambda: list(FIGURE2_FAMILIES))
+    selffer_targets: list[str] | None = None
+    transfer_targets: list[str] | None = None
+    finetune_splits: list[str] | None = None
+    n: list[int] | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
+class DissimilarCells:
+    """The dissimilar-split panel: AnB (frozen) in both directions across a dissimilar split, with its bases.
+
+    Args:
+        split: ``natman`` (ImageNet: man-made / natural) or ``dissimilar`` (Fashion-MNIST).
+        n: Layer counts (None: the grid's ``n``).
+        seeds: Seeds of this panel (None: the grid's ``seeds``).
+    """
+
+    split: str = "natman"
+    n: list[int] | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
+class RandomFeaturesCells:
+    """The random-features panel: random, untrained, frozen first n layers, with the base on the same labels.
+
+    Args:
+        split: The split whose single half is trained on (``whole``: every class, as the paper).
+        n: Layer counts (None: the grid's ``n``).
+        seeds: Seeds of this panel (None: the grid's ``seeds``).
+    """
+
+    split: str = "whole"
+    n: list[int] | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
+class Grid:
+    """Which cells a study trains.
+
+    Args:
+        n: Layer counts of every panel that does not set its own.
+        seeds: Seeds of every panel that does not set its own; a cell is trained once per seed (a
+            transfer uses the base network of its seed).
+        figure2: Figure 2's cells, or None.
+        dissimilar: The dissimilar-split panel's cells, or None.
+        random_features: The random-features panel's cells, or None.
+    """
+
+    n: list[int] = field(default_factory=lambda: list(LAYERS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    figure2: Figure2Cells | None = field(default_factory=Figure2Cells)
+    dissimilar: DissimilarCells | None = None
+    random_features: RandomFeaturesCells | None = None
+
+
+Halves = Callable[[str], tuple[str, ...]]
+
+
+def expand(grid: Grid, halves: Halves) -> list[Cell]:
+    """Every cell of ``grid`` once, in dependency order: per seed, the cells without a base, then the transfers.
+
+    Args:
+        grid: The study's grid.
+        halves: The half names of a split (the data module's ``halves``).
+
+    Raises:
+        ValueError: A split without two halves where two are needed, an unknown half, or n outside 1..7.
+    """
+    panels = [(spec, build) for spec, build in ((grid.figure2, _figure2), (grid.dissimilar, _dissimilar),
+                                                (grid.random_features, _random_features)) if spec is not None]
+
+    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells) -> list[int]:
+        return grid.seeds if spec.seeds is None else spec.seeds
+
+    cells: list[Cell] = []
+    for seed in dict.fromkeys(seed for spec, _ in panels for seed in seeds_of(spec)):
+        per_seed = [cell for spec, build in panels if seed in seeds_of(spec) for cell in build(grid, halves, seed)]
+        per_seed += [cell.base_cell for cell in per_seed if cell.base_cell is not None]
+        unique = list(dict.fromkeys(per_seed))
+        cells += [cell for cell in unique if cell.base is None] + [cell for cell in unique if cell.base is not None]
+    return cells
+
+
+def _layers(values: list[int] | None, grid: Grid) -> list[int]:
+    chosen = grid.n if values is None else values
+    bad = [n for n in chosen if n not in LAYERS]
+    if bad:
+        raise ValueError(f"grid n values must be in 1..7 (fc8 is always new), got {bad}")
+    return list(chosen)
+
+
+def _two_halves(split: str, halves: Halves, panel: str) -> tuple[str, str]:
+    names = halves(split)
+    if len(names) != 2:
+        raise ValueError(f"the {panel} panel needs a split with two halves; {split!r} has {list(names)}")
+    return names[0], names[1]
+
+
+def _subset(chosen: Iterable[str] | None, allowed: tuple[str, ...], what: str, split: str) -> list[str]:
+    if chosen is None:
+        return list(allowed)
+    unknown = [half for half in chosen if half not in allowed]
+    if unknown:
+        raise ValueError(f"{what} {unknown} are not halves of split {split!r}; its halves are {list(allowed)}")
+    return list(chosen)
+
+
+def _figure2(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
+    spec = grid.figure2
+    if spec is None:
+        return
+    layers = _layers(spec.n, grid)
+    finetune_splits = spec.splits if spec.finetune_splits is None else spec.finetune_splits
+    for split in spec.splits:
+        pair = _two_halves(split, halves, "Figure 2")
+        for half in pair:
+            yield Cell(split, None, half, 0, None, seed)
+        selffer = _subset(spec.selffer_targets, pair, "selffer_targets", split)
+        transfer = _subset(spec.transfer_targets, pair, "transfer_targets", split)
+        for family in spec.families:
+            if family.endswith("+") and split not in finetune_splits:
+                continue
+            mode: Mode = "finetune" if family.endswith("+") else "frozen"
+            if family.startswith("BnB"):
+                sources = [(half, half) for half in selffer]
+            else:
+                sources = [(pair[1] if half == pair[0] else pair[0], half) for half in transfer]
+            for base, target in sources:
+                for n in layers:
+                    yield Cell(split, base, target, n, mode, seed)
+
+
+def _dissimilar(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
+    spec = grid.dissimilar
+    if spec is None:
+        return
+    first, second = _two_halves(spec.split, halves, "dissimilar-split")
+    for base, target in ((second, first), (first, second)):
+        yield Cell(spec.split, None, target, 0, None, seed)
+        for n in _layers(spec.n, grid):
+            yield Cell(spec.split, base, target, n, "frozen", seed)
+
+
+def _random_features(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
+    spec = grid.random_features
+    if spec is None:
+        return
+    names = halves(spec.split)
+    if len(names) != 1:
+        raise ValueError(
+            f"the random-features panel trains on a split with one half (whole); {spec.split!r} has {list(names)}")
+    yield Cell(spec.split, None, names[0], 0, None, seed)
+    for n in _layers(spec.n, grid):
+        yield Cell(spec.split, None, names[0], n, "frozen", seed)

@@ -1,0 +1,47 @@
+"""The paper's own results (Yosinski et al. 2014), shipped in ``experiments/data``, as rows of our results table.
+
+Every trained network of the authors' logs becomes one row in our vocabulary, so the figures overlay
+the paper with the same code that draws a study. Where the numbers come from:
+``experiments/data/README.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from pathlib import Path
+
+from experiments.grid import Cell
+from experiments.results import Row
+
+DATA_DIR = Path(__file__).with_name("data")
+PER_RUN = DATA_DIR / "per_run_summary.csv"
+# The authors' half names; in their code natman A is natural and B man-made (the paper swapped them).
+HALVES = {"halfnatmanA": "natural", "halfnatmanB": "manmade", "whole": "all"}
+
+
+def _half(name: str) -> str | None:
+    if name in ("", "random-init"):
+        return None
+    return HALVES.get(name, name[-1])  # half0A -> A
+
+
+@cache
+def paper_rows() -> tuple[Row, ...]:
+    """One row per network of the paper (the reduced-data runs left out), with the paper's metric."""
+    rows = []
+    with PER_RUN.open(newline="") as file:
+        for run in csv.DictReader(file):
+            if run["family"] == "reduced_data":
+                continue
+            split = run["split"] if run["split"] in ("natman", "whole") else f"random{run['split']}"
+            n = int(run["n"])
+            mode = None if n == 0 else "frozen" if run["frozen"] == "yes" else "finetune"
+            cell = Cell(split, _half(run["base"]), _half(run["target"]), n, mode, 0)
+            rows.append({
+                "split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": n, "mode": mode,
+                "family": cell.family, "seed": 0, "top1_best_k_mean": float(run["mean_top10_acc"]), "best_k": 10,
+                "top1": float(run["final_acc"]), "top5": None, "epochs": None,
+                "steps": int(run["last_test_iter"]), "wall_time_s": None, "checkpoint": None, "cell": run["run"],
+            })
+    return tuple(rows)

@@ -1,0 +1,302 @@
+"""The study runner end to end on a tiny grid: table and figures, resumption after a kill, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from experiments.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
+from experiments.results import COLUMNS, TableError, read_table, write_table
+from experiments.study import StudyRunner, exclusive, main
+from experiments.study_config import build_parser, study_from_config
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = REPO / "experiments" / "configs" / "studies"
+TINY_FIT = {
+    "seed_everything": 0,
+    "trainer": {"max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None, "log_every_n_steps": 1,
+                "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0},
+    "model": {"num_outputs": 6, "in_channels": 1, "input_size": 28, "widths": [4, 8, 8, 8, 8, 16, 16],
+              "conv1_kernel": 5, "conv1_stride": 1, "init": "kaiming"},
+    "data": {"class_path": "tests.study_data.StudyData"},
+}
+# Every family and panel, two values of n: 19 cells.
+TINY_GRID = {"n": [1, 2], "figure2": {"splits": ["random0"], "selffer_targets": ["A"], "transfer_targets": ["B"]},
+             "dissimilar": {"split": "dissimilar"}, "random_features": {}}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def write_study(folder: Path, output: Path, grid: dict[str, Any], **settings: Any) -> Path:
+    """A study config over the tiny fit config, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fit = folder / "fit.yaml"
+    fit.write_text(yaml.safe_dump(TINY_FIT))
+    study = {"name": "tiny", "fit_configs": [str(fit)], "output_dir": str(output), "checkpoint_every_n_steps": 2,
+             "grid": grid, **settings}
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def run_study(config: Path, *extra: str) -> None:
+    main(["--config", str(config), *extra])
+
+
+def mtimes(output: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in output.glob("cells/*/result.json")}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study, run once for the module; tests that change it work on a copy."""
+    root = tmp_path_factory.mktemp("study")
+    run_study(write_study(root, root / "out", TINY_GRID))
+    return root / "out"
+
+
+@pytest.fixture
+def copy(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished study and a config that points at it: ``(config, output folder)``."""
+    output = tmp_path / "out"
+    shutil.copytree(finished, output)
+    return write_study(tmp_path, output, TINY_GRID, wandb={"enabled": False}), output
+
+
+def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
+    """Every cell once in the table with the paper's metric; figures, summary and per-cell W&B runs exist."""
+    rows = read_table(finished / "results.csv")
+    assert len(rows) == 19 == len({row["cell"] for row in rows})
+    assert {row["family"] for row in rows} == {"baseA", "baseB", "base", "BnB", "AnB", "BnB+", "AnB+", "random"}
+    assert {row["n"] for row in rows} == {0, 1, 2}
+    for row in rows:
+        assert 0 <= row["top1_best_k_mean"] <= 1 and 0 <= row["top1"] <= 1 and row["steps"] == 4
+        assert Path(row["checkpoint"]).is_file() and row["epochs"] >= 1
+    for name in ("figure2.png", "figure2.svg", "figure3.png", "figure3.svg"):
+        assert (finished / "figures" / name).stat().st_size > 1000
+    assert (finished / "summary.csv").is_file()
+    cell = finished / "cells" / "random0_A2B+_s0"
+    config = yaml.safe_load((cell / "config.yaml").read_text())
+    wandb = config["trainer"]["logger"][1]["init_args"]
+    assert (wandb["group"], wandb["name"], wandb["offline"]) == ("tiny", "random0_A2B+_s0", True)
+    assert list((cell / "wandb").glob("offline-run-*")), "each cell is an offline W&B run"
+    assert list((finished / "wandb").glob("offline-run-*")), "the table and figures are logged as a last run"
+    assert config["transfer"] == {"base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
+                                  "n": 2, "mode": "finetune"}
+    assert (config["data"]["init_args"]["half"], config["data"]["init_args"]["mean_half"]) == ("B", "A")
+
+
+def test_transfer_cells_copy_the_final_weights_of_their_base(finished: Path):
+    """A transfer's checkpoint records the sha256 of its base's last.ckpt, and frozen layers still equal it."""
+    base = finished / "cells" / "random0_base-A_s0" / "checkpoints" / "last.ckpt"
+    transfer = torch.load(finished / "cells" / "random0_A2B_s0" / "checkpoints" / "last.ckpt", weights_only=True)
+    provenance = next(state for key, state in transfer["callbacks"].items() if key.startswith("TransferCallback"))
+    assert provenance["sha256"] == sha256(base) and provenance["n"] == 2
+    base_weights = torch.load(base, weights_only=True)["state_dict"]
+    assert torch.equal(transfer["state_dict"]["net.conv2.weight"], base_weights["net.conv2.weight"])
+    assert not torch.equal(transfer["state_dict"]["net.conv3.weight"], base_weights["net.conv3.weight"])
+
+
+def test_rerun_skips_finished_cells(copy: tuple[Path, Path]):
+    """Running a finished study again trains nothing and rewrites the same table."""
+    config, output = copy
+    before, table = mtimes(output), read_table(output / "results.csv")
+    run_study(config)
+    assert mtimes(output) == before
+    assert [row["cell"] for row in read_table(output / "results.csv")] == [row["cell"] for row in table]
+
+
+def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
+    """SIGKILL in the middle of a transfer cell; the next run resumes it from its last checkpoint."""
+    output = tmp_path / "out"
+    kill = {"class_path": "tests.study_data.KillOnce",
+            "init_args": {"cell": "random0_A1B_s0", "step": 3, "marker": str(tmp_path / "killed")}}
+    config = write_study(tmp_path, output, {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
+                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
+    assert [row["cell"] for row in read_table(output / "results.csv")] == ["random0_base-A_s0", "random0_base-B_s0"]
+    interrupted = output / "cells" / "random0_A1B_s0"
+    assert not (interrupted / "result.json").exists() and (interrupted / "checkpoints" / "last.ckpt").is_file()
+    bases = mtimes(output)
+
+    run_study(config)
+
+    rows = read_table(output / "results.csv")
+    assert sorted(row["cell"] for row in rows) == sorted(
+        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"])
+    assert {name: t for name, t in mtimes(output).items() if name in bases} == bases, "bases were not retrained"
+    result = yaml.safe_load((interrupted / "result.json").read_text())
+    assert result["resumed_from_step"] == 2 and result["steps"] == 4
+    assert sorted(p.name for p in (interrupted / "logs").iterdir()) == ["version_0", "version_1"]
+
+
+@pytest.mark.parametrize("damage", ["truncated row", "duplicate row", "header"])
+def test_corrupt_table_is_a_clear_error_and_loses_nothing(copy: tuple[Path, Path], damage: str,
+                                                          capsys: pytest.CaptureFixture[str]):
+    """A damaged results.csv stops the runner before it trains anything; deleting it rebuilds it."""
+    config, output = copy
+    table = output / "results.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    broken = {"truncated row": lines + [lines[-1][:20]], "duplicate row": lines + [lines[-1]],
+              "header": ["split,n\n"] + lines[1:]}[damage]
+    table.write_text("".join(broken))
+    before = mtimes(output)
+    for extra in ([], ["--figures_only"]):
+        with pytest.raises(SystemExit) as error:
+            run_study(config, *extra)
+        assert str(table) in str(error.value.code) and "corrupt" in str(error.value.code)
+        assert "delete" in str(error.value.code)
+    assert mtimes(output) == before and len(before) == 19
+    table.unlink()
+    run_study(config)
+    assert mtimes(output) == before
+    assert len(read_table(table)) == 19
+
+
+def test_missing_base_checkpoint_names_cell_and_path(copy: tuple[Path, Path]):
+    """A finished base without last.ckpt stops the study, naming the cell, the base and the file; nothing is lost."""
+    config, output = copy
+    shutil.rmtree(output / "cells" / "random0_A2B_s0")
+    missing = output / "cells" / "random0_base-A_s0" / "checkpoints" / "last.ckpt"
+    missing.unlink()
+    before = mtimes(output)
+    with pytest.raises(SystemExit) as error:
+        run_study(config)
+    message = str(error.value.code)
+    assert "random0_A2B_s0" in message and "random0_base-A_s0" in message and str(missing) in message
+    assert mtimes(output) == before
+    assert len(read_table(output / "results.csv")) == 18
+
+
+def test_changed_config_of_finished_cells_is_refused(copy: tuple[Path, Path]):
+    """Changing the scale under finished cells is an error, not a silently mixed table."""
+    config, output = copy
+    with pytest.raises(SystemExit) as error:
+        run_study(config, "--overrides", "{trainer: {max_steps: 6}}")
+    assert "different config" in str(error.value.code) and "random0_base-A_s0" in str(error.value.code)
+
+
+def test_gpu_pool_and_slurm_launchers_run_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Cells run as `python -m experiments.cell` subprocesses two at a time (one per "GPU"), then as a submitit
+    array (its debug executor); both write the same table as in-process cells."""
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the subprocesses import tests.study_data
+    output = tmp_path / "out"
+    pool = write_study(tmp_path, output, {"n": [1], "figure2": None, "random_features": {}}, launcher="gpus",
+                       gpus=[0, 1], wandb={"enabled": False})
+    run_study(pool)
+    assert [row["cell"] for row in read_table(output / "results.csv")] == ["whole_base-all_s0", "whole_random1-all_s0"]
+    slurm = write_study(tmp_path, output, {"n": [1, 2], "figure2": None, "random_features": {}}, launcher="slurm",
+                        slurm={"cluster": "debug"}, wandb={"enabled": False})
+    run_study(slurm)
+    assert [row["cell"] for row in read_table(output / "results.csv")] == [
+        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0"]
+
+
+def test_second_runner_on_the_same_study_is_refused(tmp_path: Path):
+    """While one runner holds a study folder, another stops at once with who holds it."""
+    output = tmp_path / "out"
+    config = write_study(tmp_path, output, {"n": [1], "figure2": None, "random_features": {}}, wandb={"enabled": False})
+    with exclusive(output):
+        with pytest.raises(SystemExit) as error:
+            run_study(config, "--plan")
+    assert "is being run by transferability-study pid" in str(error.value.code)
+    assert not (output / "cells").exists()
+    run_study(config, "--plan")  # released
+    assert (output / "cells" / "whole_random1-all_s0" / "config.yaml").is_file()
+
+
+def test_table_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failure while the table is being replaced leaves the previous table whole and no stray file."""
+    table = tmp_path / "results.csv"
+    write_table(table, [{"split": "random0", "target_half": "A", "n": 0, "family": "baseA", "seed": 0,
+                         "top1_best_k_mean": 0.5, "cell": "random0_base-A_s0"}])
+    before = table.read_text()
+
+    def fail(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_table(table, [])
+    assert table.read_text() == before and sorted(tmp_path.iterdir()) == [table]
+    assert next(csv.reader(before.splitlines())) == list(COLUMNS)
+
+
+def test_missing_table_for_figures_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(TableError, match="run the study first"):
+        read_table(tmp_path / "results.csv")
+
+
+def halves(split: str) -> tuple[str, ...]:
+    from datamodules.splits import IMAGENET_SPLITS
+
+    return IMAGENET_SPLITS.halves(split)
+
+
+def test_paper_grid_has_the_papers_networks():
+    """The ImageNet study expands to the paper's 158 networks (its 170 less the 12 reduced-data runs)."""
+    parser = build_parser()
+    init = parser.instantiate(parser.parse_args(["--config", str(STUDIES / "imagenet_paper.yaml")]))
+    cells = expand(init.grid, halves)
+    families: dict[str, int] = {}
+    for cell in cells:
+        key = cell.family if cell.split != "natman" else f"natman {cell.family}"
+        families[key] = families.get(key, 0) + 1
+    assert families == {"baseA": 4, "baseB": 4, "BnB": 28, "AnB": 56, "BnB+": 14, "AnB+": 28, "natman base": 2,
+                        "natman AnB": 14, "base": 1, "random": 7}
+    assert len(cells) == len(set(cells)) == 158
+    seen: set[Cell] = set()
+    for cell in cells:  # dependency order
+        assert cell.base_cell is None or cell.base_cell in seen
+        seen.add(cell)
+    assert Cell("random1", "B", "A", 4, "finetune", 0).name == "random1_B4A+_s0"
+
+
+def test_grid_rejects_unknown_halves_and_layers():
+    with pytest.raises(ValueError, match="halves of split"):
+        expand(Grid(figure2=Figure2Cells(selffer_targets=["C"])), halves)
+    with pytest.raises(ValueError, match="1..7"):
+        expand(Grid(n=[0, 8]), halves)
+    with pytest.raises(ValueError, match="two halves"):
+        expand(Grid(figure2=None, dissimilar=DissimilarCells(split="whole")), halves)
+    assert len(expand(Grid(figure2=None, random_features=RandomFeaturesCells(n=[3])), halves)) == 2
+
+
+@pytest.mark.parametrize("name, cells", [("fmnist_default", None), ("imagenet_paper", 158)])
+def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int | None, tmp_path: Path):
+    """Each shipped study parses, and a transfer cell's full config passes the Lightning CLI's own checks."""
+    parser = build_parser()
+    config = parser.parse_args(["--config", str(STUDIES / f"{name}.yaml"), "--output_dir", str(tmp_path / "out")])
+    runner = StudyRunner(study_from_config(parser, config))
+    plan = runner.cells()
+    assert cells is None or len(plan) == cells
+    transfer = next(cell for cell in plan if cell.base is not None)
+    folder = runner.folder(transfer)
+    pending = runner.prepare([transfer])
+    assert pending == [transfer]
+    config = yaml.safe_load(folder.config.read_text())
+    assert config["transfer"]["n"] == transfer.n and config["seed_everything"] == transfer.seed
