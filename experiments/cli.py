@@ -8,6 +8,7 @@ Groups: ``model`` (CaffeNetClassifier), ``data`` (any LightningDataModule, e.g.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -16,6 +17,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from callbacks.checkpoint import BestAndLastCheckpoint, LearningRateMonitorWhenLogging
 from callbacks.transfer import TransferCallback
 from models.module import CaffeNetClassifier
+
+# Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 DEFAULT_ROOT_DIR = "runs/fit"
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
