@@ -58,6 +58,7 @@ from models.caffenet import LAYER_NAMES, CaffeNet
 from models.module import CaffeNetClassifier
 from models.schedule import caffe_step_factor
 
+LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")  # experiments/cli.py links these
 SHARED_DEPTH_LIMIT = 6  # fc7's input carries each cell's own fc6 dropout mask
 METRICS_FILE = "metrics.json"
 
@@ -208,7 +209,8 @@ class FusedTransfer(LightningModule):
         ValueError: no cells, an n out of 1..7, repeated folders or names, or ``compile=True``.
     """
 
-    def __init__(self, cells: Sequence[FusedCell], base_checkpoint: str, model: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, cells: Sequence[FusedCell], base_checkpoint: str,
+                 model: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
         model = dict(model or {})
@@ -271,7 +273,7 @@ class FusedTransfer(LightningModule):
         return outputs
 
     def cell_logits(self, index: int, trunk: dict[int, Tensor]) -> Tensor:
-        """Cell ``index``'s logits from the shared trunk outputs: its own frozen rest (no grad), then its trainable layers."""
+        """Cell ``index``'s logits from the trunk's outputs: its own frozen rest (no grad), then its trained layers."""
         n = self.specs[index].n
         net = self.cells[index].net
         start = min(n, self.shared_depth)
@@ -341,7 +343,8 @@ class FusedTransfer(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fused_cells"] = [
             {"name": spec.label, "n": spec.n, "seed": spec.seed, "val_top1_history": list(cell.val_top1_history),
-             "last_val": dict(last), "dropout": {name: getattr(cell.net, name).get_state() for name in ("drop6", "drop7")}}
+             "last_val": dict(last),
+             "dropout": {name: getattr(cell.net, name).get_state() for name in ("drop6", "drop7")}}
             for spec, cell, last in zip(self.specs, self.cells, self.last_val)
         ]
         if self.trainer.is_global_zero:
@@ -434,8 +437,8 @@ def fit_fused(
         cells: Frozen transfer cells sharing ``base_checkpoint`` and the target half of ``datamodule``.
         datamodule: The target half (one data stream for all cells).
         base_checkpoint: The base network's checkpoint.
-        model: ``CaffeNetClassifier`` arguments of every cell; ``num_classes`` defaults to the
-            datamodule's (as the CLI's link does).
+        model: ``CaffeNetClassifier`` arguments of every cell; ``num_classes``, ``in_channels`` and
+            ``input_size`` come from the datamodule where it has them (as the CLI links them).
         trainer_kwargs: ``Trainer`` arguments (``max_steps``, ``val_check_interval``, ``precision``,
             ``logger``, ...). Unless ``enable_checkpointing`` is False, the group's resumable checkpoint
             goes to ``group_dir/checkpoints/last.ckpt``, and each cell's checkpoint is exported with it.
@@ -446,16 +449,22 @@ def fit_fused(
 
     Raises:
         ValueError: see :class:`FusedTransfer`; also gradient clipping or fp16 loss scaling, which
-            would couple the cells.
+            would couple the cells, or a model shape argument that contradicts the data's.
     """
     kwargs = dict(trainer_kwargs or {})
     if kwargs.get("gradient_clip_val"):
         raise ValueError("gradient clipping is not supported by fused training: it would clip all cells together")
     if str(kwargs.get("precision", "32")).startswith("16"):
-        raise ValueError("fp16 precision is not supported by fused training (one loss scaler for all cells): use bf16-mixed")
+        raise ValueError(
+            "fp16 precision is not supported by fused training (one loss scaler for all cells): use bf16-mixed")
     specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
     model = dict(model or {})
-    model.setdefault("num_classes", datamodule.num_classes)
+    for key in LINKED_FROM_DATA:  # as the CLI links them
+        if hasattr(datamodule, key):
+            value = getattr(datamodule, key)
+            if model.get(key, value) != value:
+                raise ValueError(f"model {key}={model[key]} differs from the data's {key}={value}: leave it out")
+            model[key] = value
     module = FusedTransfer(specs, base_checkpoint, model)
     seed_everything(specs[0].seed if seed is None else seed, workers=True, verbose=False)
     if group_dir is None:

@@ -73,8 +73,9 @@ class CaffeNetClassifier(LightningModule):
             conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, init=init,
         )
         top5 = min(5, outputs)
-        self.train_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
-        self.train_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
+        # No per-step input validation: its torch.unique would stall the GPU once a step (a host sync).
+        self.train_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro", validate_args=False)
+        self.train_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro", validate_args=False)
         self.val_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
         self.val_loss = MeanMetric()

@@ -75,7 +75,7 @@ def assert_same_updates(initial: dict[str, torch.Tensor], reference: dict[str, t
     for key in reference:
         update = reference[key] - initial[key]
         error = (fast[key].float().contiguous() - reference[key]).norm()
-        assert error <= within * update.norm(), f"{key}: |fast - reference| = {error:.3g}, |update| = {update.norm():.3g}"
+        assert error <= within * update.norm(), f"{key}: |fast - ref| = {error:.3g}, |update| = {update.norm():.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def eager_dropout_masks() -> Iterator[None]:
 
 
 def test_compile_after_transfer_trains_the_same(tmp_path: Path, eager_dropout_masks: None) -> None:
-    """model.compile after TransferCallback's copy: frozen layers are the base's, training matches eager, names unprefixed."""
+    """model.compile after TransferCallback's copy: frozen layers are the base's, training matches eager."""
     seed_everything(7, verbose=False)
     base = CaffeNetClassifier(**TINY)
     base_path = tmp_path / "base.ckpt"
@@ -151,8 +151,8 @@ def test_fused_cells_with_bf16_and_channels_last(tmp_path: Path) -> None:
         model = {**TINY, "lr": CALM_LR, "channels_last": channels_last}
         fit_fused(cells, TinyData(num_samples=32, batch_size=8), str(base_path), model,
                   {**trainer, "precision": precision}, group_dir=str(tmp_path / name))
-        results[name] = [torch.load(tmp_path / name / f"n{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-                         for n in (2, 6)]
+        results[name] = [torch.load(tmp_path / name / f"n{n}" / "checkpoints" / "last.ckpt",
+                                    weights_only=True)["state_dict"] for n in (2, 6)]
     initial = FusedTransfer(cells, str(base_path), model).cells  # the cells' starting weights (seeded)
     for cell, fp32, fast in zip(initial, results["fp32"], results["fast"]):
         strip = {key.removeprefix("net."): value for key, value in fp32.items()}

@@ -1,0 +1,244 @@
+"""Every GPU measurement of the project in one prepared script: a short table, within 8 minutes on one GPU.
+
+Rows (paper CaffeNet, batch 256, ``--steps`` timed steps after ``--warmup``):
+
+1. training on batches already on the device: a plain PyTorch loop (fp32, the baseline) and the
+   LightningModule under a bare Trainer with fp32, bf16-mixed, channels_last, cudnn.benchmark (the
+   Trainer's ``benchmark``), compile, and together; the plain loop again with the fast settings
+   (Lightning's overhead at speed). Goal on an H100: at least 60,000 images/s with bf16.
+2. fused training of the seven frozen AnB cells (fast settings): images/s summed over the cells,
+   against one cell alone.
+3. end to end from a pre-resized 256x256 JPEG copy on disk (``datamodules.ImageNetHalf``, caffe
+   preset, one worker per core, fast settings): the copy is generated on the machine (photo-like JPEGs, quality 90;
+   ``--imagenet-root`` points at a real pre-resized copy instead). Goal: at least 20,000 images/s.
+
+A row that would start after ``--budget-s`` seconds is skipped (and says so), so the script ends in
+time; a row that fails prints its error and the rest go on. ``--smoke`` runs every row tiny on the CPU
+(the small network, a few steps), to test the script where there is no GPU.
+
+    python -m benchmarks.gpu_checks [--json results.json]        # on a GPU machine
+    python -m benchmarks.gpu_checks --smoke                        # anywhere, about 2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from benchmarks.common import (BARE_TRAINER, PAPER, SMALL, Batches, StepTimer, Timing, lightning_step_time, machine,
+                               markdown, plain_step_time)
+
+GOAL_ON_DEVICE = 60_000  # images/s, bf16, H100
+GOAL_END_TO_END = 20_000
+
+# name -> (precision, model switches, trainer switches). cudnn.benchmark is the Trainer's ``benchmark``
+# (torch's default, False, unless set): it picks the fastest convolution algorithm for the fixed shapes.
+ON_DEVICE: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "fp32": ("32-true", {}, {}),
+    "bf16-mixed": ("bf16-mixed", {}, {}),
+    "channels_last": ("32-true", {"channels_last": True}, {}),
+    "cudnn.benchmark": ("32-true", {}, {"benchmark": True}),
+    "compile": ("32-true", {"compile": True}, {}),
+    "bf16-mixed + channels_last + cudnn.benchmark": ("bf16-mixed", {"channels_last": True}, {"benchmark": True}),
+    "bf16-mixed + channels_last + cudnn.benchmark + compile": (
+        "bf16-mixed", {"channels_last": True, "compile": True}, {"benchmark": True}),
+}
+FAST = "bf16-mixed + channels_last + cudnn.benchmark"
+
+
+class Settings:
+    """What one run measures: full size on a GPU, tiny on the CPU with ``--smoke``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.smoke = args.smoke
+        self.device = "cpu" if args.smoke else "cuda"
+        self.accelerator = "cpu" if args.smoke else "gpu"
+        self.model = SMALL if args.smoke else PAPER
+        self.batch = args.batch or (8 if args.smoke else 256)
+        self.steps = args.steps or (2 if args.smoke else 50)
+        self.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 10)
+        self.data_batch = args.batch or (4 if args.smoke else 256)
+        self.images_per_class = 1 if args.smoke else 24
+        self.workers = 0 if args.smoke else (os.cpu_count() or 1)
+
+
+def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str, Any]]], None]) -> None:
+    """Training on batches already on the device: plain loop, Lightning with each switch."""
+    loader = Batches(settings.model, settings.batch, count=4, device=settings.device).loader()
+
+    def lightning(precision: str, switches: dict[str, Any], trainer: dict[str, Any]) -> dict[str, Any]:
+        timing = lightning_step_time({**settings.model, **switches}, loader, settings.steps, settings.warmup,
+                                     accelerator=settings.accelerator, precision=precision,
+                                     trainer={"benchmark": False, **trainer})
+        return {"timing": timing, "images": settings.batch}
+
+    def plain(bf16: bool, switches: dict[str, Any], benchmark: bool) -> dict[str, Any]:
+        torch.backends.cudnn.benchmark = benchmark
+        timing = plain_step_time({**settings.model, **switches}, loader, settings.steps, settings.warmup,
+                                 device=settings.device, bf16=bf16)
+        torch.backends.cudnn.benchmark = False
+        return {"timing": timing, "images": settings.batch}
+
+    run("plain loop, fp32", lambda: plain(False, {}, False))
+    for name, (precision, switches, trainer) in ON_DEVICE.items():
+        run(f"Lightning, {name}", lambda p=precision, s=switches, t=trainer: lightning(p, s, t))
+    run(f"plain loop, {FAST}", lambda: plain(True, {"channels_last": True}, True))
+
+
+def fused_row(settings: Settings) -> dict[str, Any]:
+    """The seven frozen AnB cells of one base, fused, bf16 + channels_last, data on the device."""
+    from experiments.fused import FusedCell, FusedTransfer
+
+    seed_everything(0, verbose=False)
+    from models.module import CaffeNetClassifier
+
+    loader = Batches(settings.model, settings.batch, count=4, device=settings.device).loader()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.ckpt"
+        torch.save({"state_dict": CaffeNetClassifier(**settings.model).state_dict()}, base)
+        cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in range(1, 8)]
+        module = FusedTransfer(cells, str(base), {**settings.model, "channels_last": True})
+        timer = StepTimer(settings.warmup)
+        trainer = Trainer(accelerator=settings.accelerator, devices=1, max_steps=settings.warmup + settings.steps,
+                          precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)
+        trainer.fit(module, train_dataloaders=loader)
+    return {"timing": timer.per_step, "images": settings.batch * len(cells), "note": "images summed over 7 cells"}
+
+
+def _write_jpeg(job: tuple[str, int]) -> None:
+    from torchvision.io import encode_jpeg
+
+    path, seed = job
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 32, 32, generator=generator)
+    smooth = torch.nn.functional.interpolate(coarse, size=(256, 256), mode="bicubic", align_corners=False)[0]
+    image = (smooth * 200 + torch.rand(3, 256, 256, generator=generator) * 40).clamp(0, 255).to(torch.uint8)
+    Path(path).write_bytes(encode_jpeg(image, quality=90).numpy().tobytes())
+
+
+def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
+    """A pre-resized (256x256) JPEG tree for random0 half A: ``root/{train,val}/<wnid>/``, photo-like images."""
+    from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
+
+    jobs = []
+    for c in IMAGENET_SPLITS.classes("random0", "A"):
+        wnid = imagenet_wnids()[c]
+        for subset, count in (("train", images_per_class), ("val", 1)):
+            folder = root / subset / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            jobs += [(str(folder / f"{wnid}_{j}.JPEG"), c * 1000 + j) for j in range(count)]
+    # spawn, not fork: a forked child of a process that has run OpenMP threads can hang in its first torch op.
+    with multiprocessing.get_context("spawn").Pool(max(workers, 1), initializer=torch.set_num_threads,
+                                                   initargs=(1,)) as pool:
+        pool.map(_write_jpeg, jobs, chunksize=64)
+    return root
+
+
+def end_to_end_row(settings: Settings, imagenet_root: str | None) -> dict[str, Any]:
+    """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last."""
+    # --- the data path: datamodules.ImageNetHalf (caffe preset: decode, random 227 crop, mirror, mean image) ---
+    from datamodules import ImageNetHalf
+    from models.module import CaffeNetClassifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if imagenet_root is None:
+            root = make_resized_copy(Path(tmp) / "imagenet_256", settings.images_per_class, os.cpu_count() or 1)
+            note = f"generated copy, {settings.images_per_class} images per class"
+        else:
+            root, note = Path(imagenet_root), "given copy"
+        data = ImageNetHalf(root=str(root), split="random0", half="A", batch_size=settings.data_batch,
+                            num_workers=settings.workers, persistent_workers=settings.workers > 0,
+                            cache_dir=str(Path(tmp) / "cache"))
+        seed_everything(0, verbose=False)
+        module = CaffeNetClassifier(num_classes=data.num_classes, channels_last=True)
+        timer = StepTimer(settings.warmup)
+        trainer = Trainer(accelerator=settings.accelerator, devices=1, max_steps=settings.warmup + settings.steps,
+                          precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)
+        trainer.fit(module, datamodule=data)
+    return {"timing": timer.per_step, "images": settings.data_batch,
+            "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny, on the CPU: tests the script")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--budget-s", type=float, default=420.0, help="start no row after this many seconds")
+    parser.add_argument("--imagenet-root", default=None, help="a pre-resized ImageNet copy (default: generate one)")
+    parser.add_argument("--skip", default="", help="comma-separated row groups to skip: device, fused, data")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if not args.smoke and not torch.cuda.is_available():
+        parser.error("no CUDA device: run on a GPU machine, or with --smoke to test the script on the CPU")
+    settings = Settings(args)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+
+    def run(name: str, measure: Callable[[], dict[str, Any]]) -> None:
+        elapsed = time.monotonic() - started
+        if elapsed > args.budget_s:
+            rows.append({"row": name, "status": f"skipped: {elapsed:.0f} s spent, budget {args.budget_s:.0f} s"})
+            return
+        try:
+            result = measure()
+            timing: Timing = result["timing"]
+            rows.append({"row": name, "status": "ok", "images_per_s": result["images"] / timing.wall,
+                         "ms_per_step": timing.wall * 1e3, "note": result.get("note", "")})
+        except Exception as err:  # a failing row must not cost the others
+            traceback.print_exc()
+            rows.append({"row": name, "status": f"failed: {type(err).__name__}: {err}"[:200]})
+        print(f"[{time.monotonic() - started:6.0f} s] {rows[-1]}", flush=True)
+
+    if "device" not in skip:
+        on_device_rows(settings, run)
+    if "fused" not in skip:
+        run(f"fused AnB n=1..7, {FAST}", lambda: fused_row(settings))
+    if "data" not in skip:
+        run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, args.imagenet_root))
+
+    print_table(rows, settings, time.monotonic() - started)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(settings.device), "date": str(datetime.date.today()),
+                                               "smoke": settings.smoke, "rows": rows}, indent=2))
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], settings: Settings, seconds: float) -> None:
+    by_name = {row["row"]: row for row in rows if row["status"] == "ok"}
+    baseline = by_name.get("plain loop, fp32")
+    table = []
+    for row in rows:
+        if row["status"] != "ok":
+            table.append([row["row"], "-", "-", "-", row["status"]])
+            continue
+        ratio = f"{row['images_per_s'] / baseline['images_per_s']:.2f}" if baseline else "-"
+        note = row["note"]
+        single = by_name.get(f"Lightning, {FAST}")
+        if row["row"].startswith("fused") and single:
+            note += f"; {row['images_per_s'] / single['images_per_s']:.2f}x one cell alone"
+        table.append([row["row"], f"{row['images_per_s']:,.0f}", f"{row['ms_per_step']:.1f}", ratio, note])
+    size = "small network (smoke)" if settings.smoke else "paper CaffeNet"
+    print(f"\nGPU checks, {size}, batch {settings.batch}, {settings.steps} timed steps after {settings.warmup}; "
+          f"{seconds:.0f} s in all")
+    print(f"Machine: {machine(settings.device)}; {datetime.date.today()}")
+    print(f"Goals (H100): {GOAL_ON_DEVICE:,} images/s bf16 on device, {GOAL_END_TO_END:,} images/s end to end\n")
+    print(markdown(table, ["row", "images/s", "ms/step", "x plain fp32", "note"]))
+
+
+if __name__ == "__main__":
+    main()
