@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from experiments import fused_cells
 from experiments.atomic import write_atomic
 from experiments.cell import CellError, CellFolder
 from experiments.cell_config import ConfigError, Layer, digest, render
@@ -267,13 +268,57 @@ class StudyRunner:
             raise StudyError(f"{len(failures)} cell(s) did not finish (the others are in {self.table}):\n- "
                              + "\n- ".join(failures))
 
+    def fused_groups(self, pending: list[Cell]) -> list[list[Cell]]:
+        """Pending frozen transfer cells to train together: same split, base network, target half and seed.
+
+        A cell already started alone is left to resume alone; a started group resumes with its members.
+        """
+        if not self.study.fused or self.study.launcher != "inprocess":
+            return []
+        groups: dict[tuple[str, str, str, int], list[Cell]] = {}
+        for cell in pending:
+            key = fused_cells.group_key(cell)
+            config = yaml.safe_load(self.folder(cell).config.read_text())
+            if key is None or not fused_cells.fusable(config):
+                continue
+            groups.setdefault(key, []).append(cell)
+        chosen = []
+        for group in groups.values():
+            started = set(fused_cells.members(self.fused_dir(group)))
+            group = [cell for cell in group
+                     if str(self.folder(cell).path) in started or not self.folder(cell).started()]
+            if len(group) > 1:
+                chosen.append(group)
+        return chosen
+
+    def fused_dir(self, group: list[Cell]) -> Path:
+        """The folder of a fused group (its resumable checkpoint and logs)."""
+        return self.root / "fused" / fused_cells.group_name(group)
+
+    def _run_fused(self, group: list[Cell], progress: _Progress) -> list[str]:
+        names = ", ".join(cell.name for cell in group)
+        print(f"fused: training {len(group)} cells on one data stream ({names}) ...", flush=True)
+        try:
+            results = fused_cells.run_group([self.folder(cell) for cell in group], group, self.fused_dir(group))
+        except Exception as error:  # the group failed; its cells are listed and the study goes on
+            for cell in group:
+                progress.failed(cell, error)
+            return [f"{cell.name}: {type(error).__name__}: {error} (fused group {self.fused_dir(group)})"
+                    for cell in group]
+        for cell, result in zip(group, results):
+            progress.done(cell, result)
+        return []
+
     def _run_pending(self, cells: list[Cell], pending: list[Cell]) -> list[str]:
         parallel = self.study.launcher in ("gpus", "slurm")
+        groups = self.fused_groups(pending)
+        fused = {cell for group in groups for cell in group}
+        pending = [cell for cell in pending if cell not in fused]
         batches = ([[cell for cell in pending if cell.base is None], [cell for cell in pending if cell.base]]
                    if parallel else [[cell] for cell in pending])
         by_folder = {self.folder(cell).path: cell for cell in pending}
         failures: list[str] = []
-        progress = _Progress(len(pending))
+        progress = _Progress(len(pending) + len(fused))
         for batch in batches:
             ready = []
             for cell in batch:
@@ -296,6 +341,13 @@ class StudyRunner:
                     failures.append(f"{cell.name}: {type(error).__name__}: {error} (see {self.folder(cell).error})")
                     progress.failed(cell, error)
                 self.write_table(cells)
+        for group in groups:  # transfers: every base has run by now
+            missing = [cell.base_cell.name for cell in group if not self.folder(cell.base_cell).finished()]
+            if missing:
+                failures += [f"{cell.name}: not run, its base {missing[0]} did not finish" for cell in group]
+                continue
+            failures += self._run_fused(group, progress)
+            self.write_table(cells)
         return failures
 
 

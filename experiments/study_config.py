@@ -60,6 +60,10 @@ class Study:
             ``slurm_array_parallelism``; ``cluster: local`` tries it on this machine).
         wandb: Weights & Biases settings.
         paper_overlay: Overlay the paper's ImageNet numbers on the figures (for ImageNet studies).
+        fused: Train the frozen transfer cells that share a base network, a target half and a seed
+            together in one fit (``experiments.fused``: the base's frozen layers once per batch); each
+            cell keeps its own folder, checkpoint and row. Applies with the ``inprocess`` launcher to
+            single-device cells without ``compile``; ``false`` trains every cell alone.
     """
 
     name: str
@@ -73,6 +77,7 @@ class Study:
     slurm: dict[str, Any] = field(default_factory=dict)
     wandb: WandbSettings = field(default_factory=WandbSettings)
     paper_overlay: bool = False
+    fused: bool = True
 
 
 def build_parser() -> ArgumentParser:

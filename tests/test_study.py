@@ -132,7 +132,7 @@ def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
     kill = {"class_path": "tests.study_data.KillOnce",
             "init_args": {"cell": "random0_A1B_s0", "step": 3, "marker": str(tmp_path / "killed")}}
     config = write_study(tmp_path, output, {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
-                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False})
+                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False}, fused=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     killed = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=240)
@@ -151,6 +151,45 @@ def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
     result = yaml.safe_load((interrupted / "result.json").read_text())
     assert result["resumed_from_step"] == 2 and result["steps"] == 4
     assert sorted(p.name for p in (interrupted / "logs").iterdir()) == ["version_0", "version_1"]
+
+
+def test_killed_fused_group_resumes_and_lists_every_cell_once(tmp_path: Path):
+    """SIGKILL in the middle of a fused group of frozen cells; the next run resumes the group from its checkpoint."""
+    output = tmp_path / "out"
+    group = "random0_A-to-B_s0_n1-2"
+    kill = {"class_path": "tests.study_data.KillOnce",
+            "init_args": {"cell": group, "step": 3, "marker": str(tmp_path / "killed")}}
+    config = write_study(tmp_path, output, {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
+                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
+    assert (output / "fused" / group / "checkpoints" / "last.ckpt").is_file()
+    assert not (output / "cells" / "random0_A1B_s0" / "result.json").exists()
+
+    run_study(config)
+
+    rows = read_table(output / "results.csv")
+    assert sorted(row["cell"] for row in rows) == sorted(
+        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"])
+    for name in ("random0_A1B_s0", "random0_A2B_s0"):
+        result = yaml.safe_load((output / "cells" / name / "result.json").read_text())
+        assert result["resumed_from_step"] == 2 and result["steps"] == 4
+
+
+def test_fused_and_single_cells_give_the_same_rows(tmp_path: Path):
+    """The fused path writes the same table (cells, columns, steps) as training every cell alone."""
+    grid = {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}}
+    tables = {}
+    for fused in (True, False):
+        output = tmp_path / f"fused-{fused}"
+        run_study(write_study(tmp_path / f"config-{fused}", output, grid, wandb={"enabled": False}, fused=fused))
+        tables[fused] = read_table(output / "results.csv")
+        assert (output / "fused").is_dir() == fused
+    assert [(r["cell"], r["n"], r["steps"]) for r in tables[True]] == [(r["cell"], r["n"], r["steps"])
+                                                                       for r in tables[False]]
+    assert all(row["top1_best_k_mean"] != "" for row in tables[True])
 
 
 @pytest.mark.parametrize("damage", ["truncated row", "duplicate row", "header"])
