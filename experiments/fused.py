@@ -54,6 +54,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
 from callbacks.transfer import MAX_N, TransferCallback
+from experiments.atomic import write_atomic
 from models.caffenet import LAYER_NAMES, CaffeNet
 from models.module import CaffeNetClassifier
 from models.schedule import caffe_step_factor
@@ -401,20 +402,13 @@ class FusedTransfer(LightningModule):
                 "fused": {"group": row["fused_with"], "seed": spec.seed},
             }
             _atomic_save(checkpoint, folder / "checkpoints" / "last.ckpt")
-            _atomic_write(json.dumps(row, indent=2), folder / METRICS_FILE)
+            write_atomic(folder / METRICS_FILE, json.dumps(row, indent=2))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
