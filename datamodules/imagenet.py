@@ -22,6 +22,8 @@ from datamodules.transforms import (
     CaffeCollate,
     CaffeTransform,
     Warp,
+    caffe_crop_on_device,
+    collate_uint8,
     read_rgb,
     torchvision_transform,
 )
@@ -111,6 +113,9 @@ class ImageNetHalf(HalfDataModule):
         image_size: Side of the warped image (caffe) or of the resized shorter side (torchvision).
         crop_size: Side of the network input; None: 227 (caffe) or 224 (torchvision).
         cache_dir: Where the mean images are cached; None: ``root/.cache``.
+        device_preprocess: caffe preset only: the loader sends uint8 warped images (a quarter of the
+            bytes) and the crop, mirror and mean subtraction run on the batch's device (the GPU) in
+            ``on_after_batch_transfer``, for the whole batch at once.
     """
 
     splits = IMAGENET_SPLITS
@@ -132,6 +137,7 @@ class ImageNetHalf(HalfDataModule):
         image_size: int = 256,
         crop_size: int | None = None,
         cache_dir: str | None = None,
+        device_preprocess: bool = False,
     ) -> None:
         super().__init__(
             split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
@@ -139,6 +145,8 @@ class ImageNetHalf(HalfDataModule):
         )
         if preprocess not in ("caffe", "torchvision"):
             raise ValueError(f"unknown preprocess {preprocess!r}; valid: caffe, torchvision")
+        if device_preprocess and preprocess != "caffe":
+            raise ValueError("device_preprocess applies to preprocess 'caffe' only; set it false for 'torchvision'")
         if preprocess == "torchvision" and pixel_scale != 1.0:
             raise ValueError("pixel_scale belongs to the caffe preprocessing; torchvision's normalises itself")
         self.save_hyperparameters()
@@ -149,6 +157,8 @@ class ImageNetHalf(HalfDataModule):
         if self.input_size > image_size:
             raise ValueError(f"crop_size {self.input_size} is larger than image_size {image_size}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.root / ".cache"
+        self.device_preprocess = device_preprocess
+        self._device_mean: Tensor | None = None
         self.wnids = [imagenet_wnids()[i] for i in self.classes]
         self.class_names = [imagenet_class_names()[i] for i in self.classes]
         self._skipped: dict[str, SkipCounter] = {}
@@ -179,7 +189,11 @@ class ImageNetHalf(HalfDataModule):
         self._own_skip_counters()
         if self.trainer is not None and not any(isinstance(cb, SkippedImagesLogger) for cb in self.trainer.callbacks):
             self.trainer.callbacks.insert(0, SkippedImagesLogger())
-        if self.preprocess == "caffe":
+        if self.device_preprocess:  # uint8 warped images travel; crop, mirror and mean on the device
+            self.collate_fn = collate_uint8
+            train_tf = val_tf = Warp(self.image_size)
+            self._device_mean = None
+        elif self.preprocess == "caffe":
             self.collate_fn = CaffeCollate(self.mean_image(), self.pixel_scale)
             train_tf = CaffeTransform(self.image_size, self.input_size, train=True)
             val_tf = CaffeTransform(self.image_size, self.input_size, train=False)
@@ -190,6 +204,17 @@ class ImageNetHalf(HalfDataModule):
         if stage == "fit":
             self.train_set = self._folder("train", self.wnids, train_tf, self.images_per_class)
         self.val_set = self._folder("val", self.wnids, val_tf)
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``device_preprocess``: the caffe crop, mirror and mean subtraction on the batch's device."""
+        if not self.device_preprocess:
+            return batch
+        images, labels = batch
+        if self._device_mean is None or self._device_mean.device != images.device:
+            self._device_mean = self.mean_image().to(images.device)
+        train = self.trainer is not None and self.trainer.training
+        return caffe_crop_on_device(images, self._device_mean, self.input_size, train, self.pixel_scale), labels
 
     def check_layout(self) -> None:
         """Check that ``root/train`` and ``root/val`` hold a folder for every wnid this run reads.

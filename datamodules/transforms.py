@@ -172,3 +172,54 @@ def torchvision_transform(train: bool, crop: int = 224, resize: int = 256) -> v2
         else [v2.Resize(resize, antialias=True), v2.CenterCrop(crop)]
     )
     return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def caffe_crop_on_device(
+    images: Tensor, mean: Tensor, crop: int, train: bool, scale: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
+    """The caffe preset's crop, mirror and mean subtraction on a uint8 batch, where the batch lies (e.g. a GPU).
+
+    The same arithmetic as :class:`CaffeTransform` + :class:`CaffeCollate` (the mean window is taken at the
+    crop's source position, then mirrored with the crop), done for the whole batch at once by gathering.
+
+    Args:
+        images: uint8 warped images ``[B, C, size, size]``.
+        mean: The mean image, float ``[C, size, size]``, on the images' device.
+        crop: Side of the crop.
+        train: Random offsets in ``0 .. size - crop - 1`` and a random mirror (True), or the centre crop.
+        scale: Factor on the centred pixels.
+        generator: Generator for the offsets and mirrors (None: the global one of the images' device).
+
+    Returns:
+        float32 ``[B, C, crop, crop]``.
+    """
+    batch, _, size, _ = images.shape
+    device = images.device
+    if train:
+        top, left = torch.randint(0, max(size - crop, 1), (2, batch), device=device, generator=generator)
+        mirror = torch.randint(0, 2, (batch,), device=device, generator=generator).bool()
+    else:
+        top = left = torch.full((batch,), (size - crop) // 2, device=device)
+        mirror = torch.zeros(batch, dtype=torch.bool, device=device)
+    return crop_windows(images, mean, top, left, mirror, crop, scale)
+
+
+def crop_windows(
+    images: Tensor, mean: Tensor, top: Tensor, left: Tensor, mirror: Tensor, crop: int, scale: float = 1.0
+) -> Tensor:
+    """Per-image windows ``[top, left]`` of ``crop``², minus the mean's same window, mirrored where asked."""
+    steps = torch.arange(crop, device=images.device)
+    rows = top[:, None] + steps  # [B, crop]
+    cols = torch.where(mirror[:, None], left[:, None] + crop - 1 - steps, left[:, None] + steps)
+    index = torch.arange(len(images), device=images.device)[:, None, None]
+    pixels = images[index, :, rows[:, :, None], cols[:, None, :]]  # [B, crop, crop, C]
+    centred = pixels.float() - mean[:, rows[:, :, None], cols[:, None, :]].permute(1, 2, 3, 0)
+    if scale != 1.0:
+        centred *= scale
+    return centred.permute(0, 3, 1, 2).contiguous()
+
+
+def collate_uint8(samples: Sequence[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
+    """Stack warped uint8 images (unreadable ones dropped) for :func:`caffe_crop_on_device`."""
+    kept = drop_unreadable(samples)
+    return torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.int64)

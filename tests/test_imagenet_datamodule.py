@@ -20,7 +20,16 @@ from datamodules.corrupt import SkipCounter, drop_unreadable
 from datamodules.imagenet import HalfImageFolder
 from datamodules.prepare import BAD_LIST, extract_train, main
 from datamodules.splits import imagenet_wnids
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, CaffeCollate, CaffeTransform, Warp, read_rgb
+from datamodules.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CaffeCollate,
+    CaffeCrop,
+    CaffeTransform,
+    Warp,
+    crop_windows,
+    read_rgb,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,6 +104,46 @@ def test_caffe_batches_are_images_minus_the_mean(fake_imagenet: Path, tmp_path: 
     for image, label in zip(images, labels):
         candidates = [torch.tensor(fake_colour(dm.classes[label], j)) - mean[:, 0, 0] for j in (0, 1)]
         assert min((image - c[:, None, None]).abs().max() for c in candidates) <= JPEG_TOLERANCE
+
+
+def test_device_preprocess_matches_the_loader_path(fake_imagenet: Path, tmp_path: Path) -> None:
+    """device_preprocess: uint8 256x256 batches leave the loader; the hook gives the caffe preset's batches."""
+    loader = _module(fake_imagenet, tmp_path, split="random2", half="B", pixel_scale=0.5)
+    device = _module(fake_imagenet, tmp_path, split="random2", half="B", pixel_scale=0.5, device_preprocess=True)
+    for dm in (loader, device):
+        dm.setup("fit")
+    raw, labels = next(iter(device.val_dataloader()))
+    assert raw.dtype == torch.uint8 and raw.shape == (32, 3, 256, 256)
+    images, same_labels = device.on_after_batch_transfer((raw, labels), 0)  # no trainer: evaluation, centre crop
+    expected, expected_labels = next(iter(loader.val_dataloader()))
+    assert torch.equal(same_labels, expected_labels)
+    torch.testing.assert_close(images, expected, rtol=0, atol=0)
+
+    device.trainer = SimpleNamespace(training=True)  # training: random crops and mirrors of the same images
+    raw, labels = next(iter(device.train_dataloader()))
+    images, _ = device.on_after_batch_transfer((raw, labels), 0)
+    assert images.shape == (32, 3, 227, 227) and images.dtype == torch.float32
+    mean = device.mean_image()
+    for image, label in zip(images, labels):
+        candidates = [torch.tensor(fake_colour(device.classes[label], j)) - mean[:, 0, 0] for j in (0, 1)]
+        assert min((image / 0.5 - c[:, None, None]).abs().max() for c in candidates) <= JPEG_TOLERANCE
+
+
+def test_device_crop_equals_the_loader_crop() -> None:
+    """The batched on-device crop, mirror and mean equal CaffeTransform + CaffeCollate at the same offsets."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    mean = torch.rand(3, 16, 16, generator=generator) * 255
+    top, left, mirror = torch.tensor([0, 2, 6]), torch.tensor([1, 0, 6]), torch.tensor([False, True, True])
+    samples = []
+    for i in range(3):
+        pixels = images[i][:, top[i] : top[i] + 9, left[i] : left[i] + 9]
+        samples.append((CaffeCrop(pixels.flip(-1) if mirror[i] else pixels, int(top[i]), int(left[i]),
+                                  bool(mirror[i])), i))
+    expected, _ = CaffeCollate(mean, 0.5)(samples)
+    torch.testing.assert_close(crop_windows(images, mean, top, left, mirror, 9, 0.5), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="device_preprocess applies to preprocess 'caffe' only"):
+        ImageNetHalf(preprocess="torchvision", device_preprocess=True)
 
 
 def test_pixel_scale_multiplies_the_centred_pixels(fake_imagenet: Path, tmp_path: Path) -> None:
@@ -303,7 +352,10 @@ def test_prepare_command_on_tiny_archives(tmp_path: Path) -> None:
     assert extract_train(train_tar, root / "train") == 0  # a rerun skips the classes already there
 
 
-def test_cli_fit_swaps_in_imagenet(fake_imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("device_preprocess", [False, True])
+def test_cli_fit_swaps_in_imagenet(
+    fake_imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_preprocess: bool
+) -> None:
     """The real CLI fits on an ImageNet half by swapping the data class of the Fashion-MNIST config (plus the
     conv1 kernel for 227 pixels); ``num_classes``, ``in_channels`` and ``input_size`` follow the data."""
     from experiments.cli import main as cli_main
@@ -315,6 +367,7 @@ def test_cli_fit_swaps_in_imagenet(fake_imagenet: Path, tmp_path: Path, monkeypa
         "--data.init_args.root", str(fake_imagenet), "--data.init_args.split", "natman",
         "--data.init_args.half", "natural", "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
         "--data.init_args.cache_dir", str(tmp_path / "cache"), "--model.num_outputs", "1000",
+        "--data.init_args.device_preprocess", str(device_preprocess).lower(),
         "--model.conv1_kernel", "11",
         "--model.conv1_stride", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
         "--trainer.limit_val_batches", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
