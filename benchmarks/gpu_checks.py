@@ -146,8 +146,11 @@ def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
     return root
 
 
-def end_to_end_row(settings: Settings, imagenet_root: str | None) -> dict[str, Any]:
-    """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last."""
+def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preprocess: bool = False) -> dict[str, Any]:
+    """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last.
+
+    ``device_preprocess``: uint8 batches, crop, mirror and mean subtraction on the GPU.
+    """
     # --- the data path: datamodules.ImageNetHalf (caffe preset: decode, random 227 crop, mirror, mean image) ---
     from datamodules import ImageNetHalf
     from models.module import CaffeNetClassifier
@@ -160,7 +163,7 @@ def end_to_end_row(settings: Settings, imagenet_root: str | None) -> dict[str, A
             root, note = Path(imagenet_root), "given copy"
         data = ImageNetHalf(root=str(root), split="random0", half="A", batch_size=settings.data_batch,
                             num_workers=settings.workers, persistent_workers=settings.workers > 0,
-                            cache_dir=str(Path(tmp) / "cache"))
+                            cache_dir=str(Path(tmp) / "cache"), device_preprocess=device_preprocess)
         seed_everything(0, verbose=False)
         module = CaffeNetClassifier(num_classes=data.num_classes, channels_last=True)
         timer = StepTimer(settings.warmup)
@@ -168,7 +171,8 @@ def end_to_end_row(settings: Settings, imagenet_root: str | None) -> dict[str, A
                           precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)
         trainer.fit(module, datamodule=data)
     return {"timing": timer.per_step, "images": settings.data_batch,
-            "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"}
+            "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"
+                    + (", device_preprocess" if device_preprocess else "")}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         run(f"fused AnB n=1..7, {FAST}", lambda: fused_row(settings))
     if "data" not in skip:
         run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, args.imagenet_root))
+        run(f"end to end, device_preprocess, {FAST}",
+            lambda: end_to_end_row(settings, args.imagenet_root, device_preprocess=True))
 
     print_table(rows, settings, time.monotonic() - started)
     if args.json:
