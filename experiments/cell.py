@@ -156,12 +156,12 @@ def fit(folder: CellFolder, resume_step: int) -> None:
     try:
         main(args)
     except BaseException:
-        _finish_wandb_run(exit_code=1)
+        finish_wandb_run(exit_code=1)
         raise
-    _finish_wandb_run(exit_code=0)
+    finish_wandb_run(exit_code=0)
 
 
-def _finish_wandb_run(exit_code: int) -> None:
+def finish_wandb_run(exit_code: int) -> None:
     """Close the cell's W&B run, so the next in-process cell starts its own (WandbLogger reuses an open one)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:

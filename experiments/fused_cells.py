@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from experiments.atomic import write_atomic
-from experiments.cell import CellFolder, finish_cell
+from experiments.cell import CellFolder, finish_cell, finish_wandb_run
 from experiments.grid import Cell
 
 # Trainer settings a fused group takes from its cells' configs; loggers, callbacks and folders are its own.
@@ -88,7 +88,7 @@ def run_group(folders: Sequence[CellFolder], cells: Sequence[Cell], group_dir: P
     resume = group_dir / "checkpoints" / "last.ckpt"
     resume_step = _step(resume)
     trainer = {key: first["trainer"][key] for key in TRAINER_KEYS if key in first["trainer"]}
-    trainer["logger"] = CSVLogger(str(group_dir), name="logs")
+    trainer["logger"] = [CSVLogger(str(group_dir), name="logs"), *_wandb_loggers(first, group_dir)]
     # The group's resumable checkpoint, as often as a single cell's; plus the cells' own extra callbacks.
     every = (first.get("checkpoint") or {}).get("every_n_train_steps")
     trainer["callbacks"] = [
@@ -98,15 +98,35 @@ def run_group(folders: Sequence[CellFolder], cells: Sequence[Cell], group_dir: P
     ]
     model = {key: value for key, value in first["model"].items() if key not in LINKED_KEYS}
     start = time.monotonic()
-    rows = fit_fused(
-        [FusedCell(n=cell.n, root=str(folder.path), seed=cell.seed, name=cell.name)
-         for cell, folder in zip(cells, folders)],
-        _instantiate(first["data"]), first["transfer"]["base_checkpoint"], model=model,
-        trainer_kwargs=trainer, group_dir=str(group_dir), seed=first["seed_everything"],
-        ckpt_path=str(resume) if resume_step else None,
-    )
+    try:
+        rows = fit_fused(
+            [FusedCell(n=cell.n, root=str(folder.path), seed=cell.seed, name=cell.name)
+             for cell, folder in zip(cells, folders)],
+            _instantiate(first["data"]), first["transfer"]["base_checkpoint"], model=model,
+            trainer_kwargs=trainer, group_dir=str(group_dir), seed=first["seed_everything"],
+            ckpt_path=str(resume) if resume_step else None,
+        )
+    except BaseException:
+        finish_wandb_run(exit_code=1)
+        raise
+    finish_wandb_run(exit_code=0)
     share = (time.monotonic() - start) / len(cells)  # the group's wall time, shared equally
     return [finish_cell(folder.path, _metrics(row), resume_step, share) for folder, row in zip(folders, rows)]
+
+
+def _wandb_loggers(config: dict[str, Any], group_dir: Path) -> list[Any]:
+    """The cells' W&B logger, as one run for the group (its metrics prefixed by cell), in the study's group."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    loggers = []
+    for entry in config["trainer"].get("logger") or []:
+        if isinstance(entry, dict) and entry.get("class_path", "").endswith("WandbLogger"):
+            args = dict(entry.get("init_args") or {})
+            prefix = str(args.get("id") or "").split("-", 1)[0]
+            args.update(save_dir=str(group_dir), name=f"fused_{group_dir.name}", job_type="fused",
+                        id=f"{prefix}-fused-{group_dir.name}"[:64] if prefix else None)
+            loggers.append(WandbLogger(**args))
+    return loggers
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, float]:
