@@ -468,5 +468,5 @@ def fit_fused(
     if kwargs.get("enable_checkpointing", True) and not any(isinstance(cb, ModelCheckpoint) for cb in callbacks):
         callbacks.append(ModelCheckpoint(dirpath=os.path.join(group_dir, "checkpoints"), save_last=True, save_top_k=0))
     trainer = Trainer(callbacks=callbacks, **kwargs)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     return module.summaries()
