@@ -146,10 +146,12 @@ def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
     return root
 
 
-def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preprocess: bool = False) -> dict[str, Any]:
+def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preprocess: bool = False,
+                   decode_on_device: bool = False) -> dict[str, Any]:
     """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last.
 
-    ``device_preprocess``: uint8 batches, crop, mirror and mean subtraction on the GPU.
+    ``device_preprocess``: uint8 batches, crop, mirror and mean subtraction on the GPU;
+    ``decode_on_device``: JPEG decoding there too (nvJPEG).
     """
     # --- the data path: datamodules.ImageNetHalf (caffe preset: decode, random 227 crop, mirror, mean image) ---
     from datamodules import ImageNetHalf
@@ -163,7 +165,8 @@ def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preproc
             root, note = Path(imagenet_root), "given copy"
         data = ImageNetHalf(root=str(root), split="random0", half="A", batch_size=settings.data_batch,
                             num_workers=settings.workers, persistent_workers=settings.workers > 0,
-                            cache_dir=str(Path(tmp) / "cache"), device_preprocess=device_preprocess)
+                            cache_dir=str(Path(tmp) / "cache"), device_preprocess=device_preprocess,
+                            decode_on_device=decode_on_device)
         seed_everything(0, verbose=False)
         module = CaffeNetClassifier(num_classes=data.num_classes, channels_last=True)
         timer = StepTimer(settings.warmup)
@@ -172,7 +175,8 @@ def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preproc
         trainer.fit(module, datamodule=data)
     return {"timing": timer.per_step, "images": settings.data_batch,
             "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"
-                    + (", device_preprocess" if device_preprocess else "")}
+                    + (", device_preprocess" if device_preprocess else "")
+                    + (", decode_on_device" if decode_on_device else "")}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -216,6 +220,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, args.imagenet_root))
         run(f"end to end, device_preprocess, {FAST}",
             lambda: end_to_end_row(settings, args.imagenet_root, device_preprocess=True))
+        run(f"end to end, decode_on_device, {FAST}",
+            lambda: end_to_end_row(settings, args.imagenet_root, device_preprocess=True, decode_on_device=True))
 
     print_table(rows, settings, time.monotonic() - started)
     if args.json:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
 from torchvision.datasets import DatasetFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -22,8 +23,12 @@ from datamodules.transforms import (
     CaffeCollate,
     CaffeTransform,
     Warp,
+    JpegBatch,
     caffe_crop_on_device,
+    collate_jpeg_bytes,
     collate_uint8,
+    decode_on_device,
+    read_bytes_with_path,
     read_rgb,
     torchvision_transform,
 )
@@ -48,6 +53,7 @@ class HalfImageFolder(DatasetFolder):
         transform: Applied to the decoded uint8 ``[3, H, W]`` image.
         images_per_class: Keep the first N images (sorted file names) of each class.
         skipped: Counter of unreadable images (a fresh one if None).
+        loader: Reads a file: decodes it (default), or returns its bytes for decoding on the device.
     """
 
     def __init__(
@@ -57,9 +63,10 @@ class HalfImageFolder(DatasetFolder):
         transform: Callable[[Tensor], Any] | None = None,
         images_per_class: int | None = None,
         skipped: SkipCounter | None = None,
+        loader: Callable[[str], Any] = read_rgb,
     ) -> None:
         self._wnids = sorted(wnids)
-        super().__init__(str(root), loader=read_rgb, extensions=IMG_EXTENSIONS, transform=transform)
+        super().__init__(str(root), loader=loader, extensions=IMG_EXTENSIONS, transform=transform)
         if images_per_class is not None:  # samples come class by class, file names sorted
             kept = first_per_class(self.targets, images_per_class)
             self.samples = self.imgs = [self.samples[i] for i in kept]
@@ -116,6 +123,9 @@ class ImageNetHalf(HalfDataModule):
         device_preprocess: caffe preset only: the loader sends uint8 warped images (a quarter of the
             bytes) and the crop, mirror and mean subtraction run on the batch's device (the GPU) in
             ``on_after_batch_transfer``, for the whole batch at once.
+        decode_on_device: With ``device_preprocess``: the loader only reads the JPEG files, and they are
+            decoded on the batch's device (nvJPEG through ``torchvision.io.decode_jpeg`` on a GPU) and warped
+            there; a file that fails is retried with the CPU decoder, then skipped and counted.
     """
 
     splits = IMAGENET_SPLITS
@@ -138,6 +148,7 @@ class ImageNetHalf(HalfDataModule):
         crop_size: int | None = None,
         cache_dir: str | None = None,
         device_preprocess: bool = False,
+        decode_on_device: bool = False,
     ) -> None:
         super().__init__(
             split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
@@ -145,6 +156,8 @@ class ImageNetHalf(HalfDataModule):
         )
         if preprocess not in ("caffe", "torchvision"):
             raise ValueError(f"unknown preprocess {preprocess!r}; valid: caffe, torchvision")
+        if decode_on_device and not device_preprocess:
+            raise ValueError("decode_on_device needs device_preprocess: true (the decoded images stay on the device)")
         if device_preprocess and preprocess != "caffe":
             raise ValueError("device_preprocess applies to preprocess 'caffe' only; set it false for 'torchvision'")
         if preprocess == "torchvision" and pixel_scale != 1.0:
@@ -158,6 +171,7 @@ class ImageNetHalf(HalfDataModule):
             raise ValueError(f"crop_size {self.input_size} is larger than image_size {image_size}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.root / ".cache"
         self.device_preprocess = device_preprocess
+        self.decode_on_device = decode_on_device
         self._device_mean: Tensor | None = None
         self.wnids = [imagenet_wnids()[i] for i in self.classes]
         self.class_names = [imagenet_class_names()[i] for i in self.classes]
@@ -189,7 +203,12 @@ class ImageNetHalf(HalfDataModule):
         self._own_skip_counters()
         if self.trainer is not None and not any(isinstance(cb, SkippedImagesLogger) for cb in self.trainer.callbacks):
             self.trainer.callbacks.insert(0, SkippedImagesLogger())
-        if self.device_preprocess:  # uint8 warped images travel; crop, mirror and mean on the device
+        loader: Callable[[str], Any] = read_rgb
+        if self.decode_on_device:  # file bytes travel; decode, warp, crop, mirror and mean on the device
+            self.collate_fn, loader = collate_jpeg_bytes, read_bytes_with_path
+            train_tf = val_tf = None
+            self._device_mean = None
+        elif self.device_preprocess:  # uint8 warped images travel; crop, mirror and mean on the device
             self.collate_fn = collate_uint8
             train_tf = val_tf = Warp(self.image_size)
             self._device_mean = None
@@ -202,18 +221,29 @@ class ImageNetHalf(HalfDataModule):
             train_tf = torchvision_transform(True, self.input_size, self.image_size)
             val_tf = torchvision_transform(False, self.input_size, self.image_size)
         if stage == "fit":
-            self.train_set = self._folder("train", self.wnids, train_tf, self.images_per_class)
-        self.val_set = self._folder("val", self.wnids, val_tf)
+            self.train_set = self._folder("train", self.wnids, train_tf, self.images_per_class, loader=loader)
+        self.val_set = self._folder("val", self.wnids, val_tf, loader=loader)
+
+    @override
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Undecoded JPEG bytes stay in host memory (the decoder reads them there); the labels move."""
+        if isinstance(batch, JpegBatch):
+            return batch._replace(labels=batch.labels.to(device))
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """With ``device_preprocess``: the caffe crop, mirror and mean subtraction on the batch's device."""
         if not self.device_preprocess:
             return batch
-        images, labels = batch
+        train = self.trainer is not None and self.trainer.training
+        if isinstance(batch, JpegBatch):
+            counter = self._skipped.get("train" if train else "val") or SkipCounter()
+            images, labels = decode_on_device(batch, self.image_size, batch.labels.device, counter.add)
+        else:
+            images, labels = batch
         if self._device_mean is None or self._device_mean.device != images.device:
             self._device_mean = self.mean_image().to(images.device)
-        train = self.trainer is not None and self.trainer.training
         return caffe_crop_on_device(images, self._device_mean, self.input_size, train, self.pixel_scale), labels
 
     def check_layout(self) -> None:
@@ -261,10 +291,11 @@ class ImageNetHalf(HalfDataModule):
         self,
         subset: Literal["train", "val"],
         wnids: Sequence[str],
-        transform: Callable[[Tensor], Any],
+        transform: Callable[[Tensor], Any] | None,
         images_per_class: int | None = None,
         skipped: SkipCounter | None = None,
+        loader: Callable[[str], Any] = read_rgb,
     ) -> HalfImageFolder:
         """The images of ``wnids`` in ``root/subset``; unreadable ones count in ``skipped`` (default: the subset's)."""
         counter = self._skipped[subset] if skipped is None else skipped
-        return HalfImageFolder(os.fspath(self.root / subset), wnids, transform, images_per_class, counter)
+        return HalfImageFolder(os.fspath(self.root / subset), wnids, transform, images_per_class, counter, loader)

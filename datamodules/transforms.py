@@ -8,13 +8,13 @@ costs one decode, one resize and one crop. (torchvision 0.29 deprecates its imag
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import get_worker_info
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -36,6 +36,15 @@ def read_rgb(path: str) -> Tensor:
         OSError: The file cannot be read.
     """
     return decode_image(read_file(path), mode=ImageReadMode.RGB)
+
+
+def read_bytes_with_path(path: str) -> tuple[Tensor, str]:
+    """A file's bytes (uint8 ``[N]``) and its path, for decoding later on the device.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    return read_file(path), path
 
 
 def warp(image: Tensor, size: int) -> Tensor:
@@ -223,3 +232,45 @@ def collate_uint8(samples: Sequence[tuple[Tensor, int] | None]) -> tuple[Tensor,
     """Stack warped uint8 images (unreadable ones dropped) for :func:`caffe_crop_on_device`."""
     kept = drop_unreadable(samples)
     return torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.int64)
+
+
+class JpegBatch(NamedTuple):
+    """Undecoded images for :func:`decode_on_device`: file bytes (kept on the CPU), labels, paths."""
+
+    data: list[Tensor]
+    labels: Tensor
+    paths: list[str]
+
+
+def collate_jpeg_bytes(samples: Sequence[tuple[tuple[Tensor, str], int] | None]) -> JpegBatch:
+    """Collate ``((file bytes, path), label)`` samples (unreadable files dropped) into a :class:`JpegBatch`."""
+    kept = drop_unreadable(samples)
+    return JpegBatch([data for (data, _), _ in kept], torch.tensor([label for _, label in kept], dtype=torch.int64),
+                     [path for (_, path), _ in kept])
+
+
+def decode_on_device(
+    batch: JpegBatch, size: int, device: torch.device, on_error: Callable[[str, BaseException], None]
+) -> tuple[Tensor, Tensor]:
+    """Decode a batch of JPEGs on ``device`` (nvJPEG on a GPU) and warp them to ``size``²; uint8 out.
+
+    The batch is decoded in one call; if that fails, image by image, each failure retried with the CPU
+    decoder (CMYK or non-JPEG files), and what still fails is reported to ``on_error`` and dropped.
+
+    Raises:
+        RuntimeError: Every image of the batch failed.
+    """
+    try:
+        images = decode_jpeg(batch.data, mode=ImageReadMode.RGB, device=device)
+        keep = list(range(len(images)))
+    except DECODE_ERRORS:
+        images, keep = [], []
+        for index, (data, path) in enumerate(zip(batch.data, batch.paths)):
+            try:
+                images.append(decode_image(data, mode=ImageReadMode.RGB).to(device))
+                keep.append(index)
+            except DECODE_ERRORS as err:
+                on_error(path, err)
+        drop_unreadable(images or [None] * len(batch.data))  # raises when nothing decoded
+    warped = torch.stack([warp(image, size) for image in images])
+    return warped, batch.labels.to(device)[torch.tensor(keep, device=device)]

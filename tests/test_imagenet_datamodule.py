@@ -22,6 +22,7 @@ from datamodules.prepare import BAD_LIST, extract_train, main
 from datamodules.splits import imagenet_wnids
 from datamodules.transforms import (
     IMAGENET_MEAN,
+    JpegBatch,
     IMAGENET_STD,
     CaffeCollate,
     CaffeCrop,
@@ -127,6 +128,25 @@ def test_device_preprocess_matches_the_loader_path(fake_imagenet: Path, tmp_path
     for image, label in zip(images, labels):
         candidates = [torch.tensor(fake_colour(device.classes[label], j)) - mean[:, 0, 0] for j in (0, 1)]
         assert min((image / 0.5 - c[:, None, None]).abs().max() for c in candidates) <= JPEG_TOLERANCE
+
+
+def test_decode_on_device_matches_the_loader_path(fake_imagenet: Path, tmp_path: Path) -> None:
+    """decode_on_device: the loader sends JPEG bytes (kept on the host), decoding and warping happen on the
+    batch's device (here the CPU's decoder, nvJPEG on a GPU); the batches equal the loader path's."""
+    loader = _module(fake_imagenet, tmp_path, split="random1", half="A")
+    device = _module(fake_imagenet, tmp_path, split="random1", half="A", device_preprocess=True,
+                     decode_on_device=True)
+    for dm in (loader, device):
+        dm.setup("fit")
+    batch = next(iter(device.val_dataloader()))
+    assert isinstance(batch, JpegBatch) and batch.data[0].dtype == torch.uint8 and batch.data[0].dim() == 1
+    moved = device.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    images, labels = device.on_after_batch_transfer(moved, 0)
+    expected, expected_labels = next(iter(loader.val_dataloader()))
+    assert torch.equal(labels, expected_labels)
+    torch.testing.assert_close(images, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decode_on_device needs device_preprocess"):
+        ImageNetHalf(decode_on_device=True)
 
 
 def test_device_crop_equals_the_loader_crop() -> None:
@@ -287,11 +307,13 @@ class CountingModel(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_unreadable_images_are_skipped_warned_and_logged_per_epoch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_device", [False, True], ids=["loader", "decode_on_device"])
+def test_unreadable_images_are_skipped_warned_and_logged_per_epoch(tmp_path: Path, on_device: bool) -> None:
     """A truncated and a non-image file are skipped mid-epoch with warnings naming them, and the epoch
-    logs ``data/skipped_train`` = 2; training goes on with the other images."""
+    logs ``data/skipped_train`` = 2; training goes on with the other images (decoded by the loader, or
+    on the device)."""
     root = make_fake_imagenet(tmp_path / "imagenet", train_per_class=1, val_per_class=1)
-    dm = _module(root, tmp_path, batch_size=64)
+    dm = _module(root, tmp_path, batch_size=64, device_preprocess=on_device, decode_on_device=on_device)
     bad = _corrupt(root, dm.wnids[3:5])
     model = CountingModel(dm.num_classes)
     trainer = Trainer(
