@@ -204,14 +204,13 @@ class ImageNetHalf(HalfDataModule):
         if self.trainer is not None and not any(isinstance(cb, SkippedImagesLogger) for cb in self.trainer.callbacks):
             self.trainer.callbacks.insert(0, SkippedImagesLogger())
         loader: Callable[[str], Any] = read_rgb
+        self._device_mean = None  # moved to the device at the first batch
         if self.decode_on_device:  # file bytes travel; decode, warp, crop, mirror and mean on the device
             self.collate_fn, loader = collate_jpeg_bytes, read_bytes_with_path
             train_tf = val_tf = None
-            self._device_mean = None
         elif self.device_preprocess:  # uint8 warped images travel; crop, mirror and mean on the device
             self.collate_fn = collate_uint8
             train_tf = val_tf = Warp(self.image_size)
-            self._device_mean = None
         elif self.preprocess == "caffe":
             self.collate_fn = CaffeCollate(self.mean_image(), self.pixel_scale)
             train_tf = CaffeTransform(self.image_size, self.input_size, train=True)

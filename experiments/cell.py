@@ -127,7 +127,7 @@ def last_logged(logs: Path) -> dict[str, float]:
 def _resume_from(folder: CellFolder) -> int:
     """The step an interrupted fit resumes from (0: fresh); an unreadable last checkpoint is moved aside."""
     try:
-        return _resume_step(folder)
+        return checkpoint_step(folder.last_checkpoint)
     except CellError as err:
         aside = folder.path / f"checkpoints.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
         shutil.move(str(folder.checkpoints), aside)
@@ -136,8 +136,9 @@ def _resume_from(folder: CellFolder) -> int:
         return 0
 
 
-def _resume_step(folder: CellFolder) -> int:
-    return checkpoint_progress(folder.last_checkpoint)[0] if folder.last_checkpoint.is_file() else 0
+def checkpoint_step(path: Path) -> int:
+    """The global step stored in the checkpoint at ``path``; 0 when there is none (a fresh start)."""
+    return checkpoint_progress(path)[0] if path.is_file() else 0
 
 
 def _is_main_process() -> bool:
@@ -183,7 +184,7 @@ def run_cell(path: str | Path) -> dict[str, Any]:
         return folder.read_result()
     main = _is_main_process()
     try:
-        resume_step = _resume_from(folder) if main else _resume_step(folder)
+        resume_step = _resume_from(folder) if main else checkpoint_step(folder.last_checkpoint)
         start = time.monotonic()
         fit(folder, resume_step)
         if not main:  # another DDP rank of the same fit: rank 0 writes the result

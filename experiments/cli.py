@@ -22,6 +22,8 @@ from models.module import CaffeNetClassifier
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 DEFAULT_ROOT_DIR = "runs/fit"
+# Model arguments the data module supplies (linked, never stated twice).
+LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 
 
@@ -47,7 +49,7 @@ class TransferCLI(LightningCLI):
         parser.add_lightning_class_args(TransferCallback, "transfer")
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitorWhenLogging, "lr_monitor")
-        for key in ("num_classes", "in_channels", "input_size"):
+        for key in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
         parser.set_defaults({
             "checkpoint.monitor": "val/top1",

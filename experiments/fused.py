@@ -55,11 +55,11 @@ from typing_extensions import override
 
 from callbacks.transfer import MAX_N, TransferCallback
 from experiments.atomic import write_atomic
+from experiments.cli import LINKED_FROM_DATA
 from models.caffenet import LAYER_NAMES, CaffeNet
 from models.module import CaffeNetClassifier
 from models.schedule import caffe_step_factor
 
-LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")  # experiments/cli.py links these
 SHARED_DEPTH_LIMIT = 6  # fc7's input carries each cell's own fc6 dropout mask
 METRICS_FILE = "metrics.json"
 

@@ -22,15 +22,14 @@ from typing import Any
 import yaml
 
 from experiments.atomic import write_atomic
-from experiments.cell import CellFolder, finish_cell, finish_wandb_run
+from experiments.cell import CellFolder, checkpoint_step, finish_cell, finish_wandb_run
+from experiments.cli import LINKED_FROM_DATA
 from experiments.grid import Cell
 
 # Trainer settings a fused group takes from its cells' configs; loggers, callbacks and folders are its own.
 TRAINER_KEYS = ("accelerator", "devices", "precision", "max_steps", "val_check_interval", "check_val_every_n_epoch",
                 "limit_train_batches", "limit_val_batches", "log_every_n_steps", "num_sanity_val_steps",
                 "enable_progress_bar", "enable_model_summary", "deterministic", "benchmark")
-# Model settings the CLI links from the data module; fit_fused takes them from the data module too.
-LINKED_KEYS = ("num_classes", "in_channels", "input_size")
 MEMBERS = "cells.json"
 
 
@@ -86,7 +85,7 @@ def run_group(folders: Sequence[CellFolder], cells: Sequence[Cell], group_dir: P
             raise ValueError(f"cannot fuse {folder.path} with {folders[0].path}: different base checkpoints")
     write_atomic(group_dir / MEMBERS, json.dumps([str(f.path) for f in folders], indent=2) + "\n")
     resume = group_dir / "checkpoints" / "last.ckpt"
-    resume_step = _step(resume)
+    resume_step = checkpoint_step(resume)
     trainer = {key: first["trainer"][key] for key in TRAINER_KEYS if key in first["trainer"]}
     trainer["logger"] = [CSVLogger(str(group_dir), name="logs"), *_wandb_loggers(first, group_dir)]
     # The group's resumable checkpoint, as often as a single cell's; plus the cells' own extra callbacks.
@@ -96,7 +95,7 @@ def run_group(folders: Sequence[CellFolder], cells: Sequence[Cell], group_dir: P
                               every_n_train_steps=every),
         *(_instantiate(entry) for entry in first["trainer"].get("callbacks") or []),
     ]
-    model = {key: value for key, value in first["model"].items() if key not in LINKED_KEYS}
+    model = {key: value for key, value in first["model"].items() if key not in LINKED_FROM_DATA}
     start = time.monotonic()
     try:
         rows = fit_fused(
@@ -131,14 +130,6 @@ def _wandb_loggers(config: dict[str, Any], group_dir: Path) -> list[Any]:
 
 def _metrics(row: dict[str, Any]) -> dict[str, float]:
     return {key: float(value) for key, value in row.items() if key.startswith("val/") and value is not None}
-
-
-def _step(checkpoint: Path) -> int:
-    if not checkpoint.is_file():
-        return 0
-    from experiments.cell import checkpoint_progress
-
-    return checkpoint_progress(checkpoint)[0]
 
 
 def members(group_dir: Path) -> list[str]:
