@@ -6,7 +6,10 @@ Side by side in one run, on the same files:
 2. the same from the pre-resized 256x256 copy that ``transferability-prepare-imagenet --resized`` writes;
 3. torchvision's reference pipeline: ``ImageFolder`` + PIL + ``RandomResizedCrop(224)``, flip, ``ToTensor``,
    ``Normalize``;
-4. ``ImageNetHalf`` torchvision preset (the same geometry on decoded tensors).
+4. ``ImageNetHalf`` torchvision preset (the same geometry on decoded tensors);
+5. the caffe preset from the raw PPM copy (``--resized-format ppm``: no decoding);
+6. rows 2 and 5 with ``device_preprocess`` (the loader stops at uint8 256x256 images; crop, mirror and mean
+   run on the device after the transfer, not timed here).
 
 Each loader runs in the main process (``num_workers=0``) with one torch thread, so images/s is per core;
 DataLoader workers multiply it by about the number of cores. The best of ``--repeats`` passes is kept,
@@ -104,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        root, resized = Path(tmp) / "imagenet", Path(tmp) / "imagenet_256"
+        root, resized, raw = Path(tmp) / "imagenet", Path(tmp) / "imagenet_256", Path(tmp) / "imagenet_256_ppm"
         start = time.perf_counter()
         n = make_tree(root, args.images_per_class)
         print(f"generated {n} train JPEGs in {time.perf_counter() - start:.1f} s")
@@ -113,6 +116,7 @@ def main() -> None:
         check_images(root, resized, workers=1)
         prepare_rate = (n + 500) / (time.perf_counter() - start)
         sizes_256 = [p.stat().st_size for p in (resized / "train").glob("*/*.JPEG")]
+        check_images(root, raw, workers=1, fmt="ppm")
 
         rows = [
             ("caffe preset, JPEGs (ImageNetHalf)", half_loader(root, "caffe", args.batch_size)),
@@ -121,10 +125,13 @@ def main() -> None:
             ("torchvision preset, JPEGs (ImageNetHalf)", half_loader(root, "torchvision", args.batch_size)),
             ("caffe preset, pre-resized copy, device_preprocess (loader decodes only; crop/mean on the device)",
              half_loader(resized, "caffe", args.batch_size, device_preprocess=True)),
+            ("caffe preset, raw PPM copy (--resized-format ppm)", half_loader(raw, "caffe", args.batch_size)),
+            ("caffe preset, raw PPM copy, device_preprocess (loader reads only; crop/mean on the device)",
+             half_loader(raw, "caffe", args.batch_size, device_preprocess=True)),
         ]
         rates = [(name, images_per_second(loader, args.repeats)) for name, loader in rows]
 
-    reference = rates[2][1]
+    reference = next(rate for name, rate in rates if name.startswith("torchvision reference"))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average {load}), "
           f"{torch.get_num_threads()} torch thread, "

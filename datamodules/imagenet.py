@@ -103,7 +103,8 @@ class ImageNetHalf(HalfDataModule):
     and ``data/skipped_val`` every epoch.
 
     Args:
-        root: The ILSVRC2012 tree ``root/{train,val}/<wnid>/``, or its pre-resized 256x256 copy (faster).
+        root: The ILSVRC2012 tree ``root/{train,val}/<wnid>/``, or its pre-resized 256x256 copy (faster; JPEG
+            or, fastest, raw PPM: ``transferability-prepare-imagenet --resized DIR [--resized-format ppm]``).
         split: ``random0``..``random3`` (halves ``A``, ``B``), ``natman`` (``manmade``: the paper's A, 551
             classes; ``natural``: 449) or ``whole`` (half ``all``).
         half: The half to train and validate on.
@@ -222,6 +223,11 @@ class ImageNetHalf(HalfDataModule):
         if stage == "fit":
             self.train_set = self._folder("train", self.wnids, train_tf, self.images_per_class, loader=loader)
         self.val_set = self._folder("val", self.wnids, val_tf, loader=loader)
+        if self.decode_on_device and any(path.endswith(".ppm") for path, _ in self.val_set.samples[:1]):
+            raise ValueError(
+                f"decode_on_device decodes JPEGs, but {self.root} holds raw PPM images (the --resized-format ppm "
+                "copy), which need no decoding: set data.decode_on_device false (keep device_preprocess)"
+            )
 
     @override
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

@@ -1,15 +1,17 @@
 """``transferability-prepare-imagenet``: the ILSVRC2012 archives into the layout ``ImageNetHalf`` reads.
 
     transferability-prepare-imagenet ROOT --train ILSVRC2012_img_train.tar --val ILSVRC2012_img_val.tar \\
-        [--resized ROOT_256]
+        [--resized ROOT_256 [--resized-format jpeg|ppm]]
 
 1. ``--train``: the train tar of per-class tars (or a folder of those tars) -> ``ROOT/train/<wnid>/``.
    A class is written to ``<wnid>.partial`` and renamed when complete, so a rerun resumes.
 2. ``--val``: the flat val tar (or folder) -> ``ROOT/val/<wnid>/``, labelled by ``--val-labels``
    (``filename class_index`` lines in the sorted-wnid order; default: the list shipped with the project).
 3. Checks that all 1000 wnids have images in both subsets, decodes every image (listing the bad ones in
-   ``ROOT/bad_images.txt``) and, with ``--resized``, writes a 256x256 warped JPEG copy, as Caffe's
-   ``convert_imageset`` did, which loads several times faster.
+   ``ROOT/bad_images.txt``) and, with ``--resized``, writes a 256x256 warped copy, as Caffe's
+   ``convert_imageset`` did, which loads several times faster: JPEG (quality 95, about 46 KB an image) or,
+   with ``--resized-format ppm``, raw RGB pixels in binary PPM files (196 KB an image, no decoding at all;
+   Caffe's database held raw pixels too).
 
 Without ``--train``/``--val`` it checks (and resizes) an existing ``ROOT``. Exit status 1 when classes
 are missing or images are bad.
@@ -32,10 +34,11 @@ from torchvision.io import encode_jpeg
 from tqdm import tqdm
 
 from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
-from datamodules.transforms import DECODE_ERRORS, read_rgb, warp
+from datamodules.transforms import DECODE_ERRORS, encode_ppm, read_rgb, warp
 
 BAD_LIST = "bad_images.txt"
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm")
+RESIZED_FORMATS = ("jpeg", "ppm")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -132,16 +135,21 @@ def _images(root: Path) -> list[str]:
     return found
 
 
-def _check_one(task: tuple[Path, str, Path | None, int, int]) -> tuple[str, str | None]:
+def _check_one(task: tuple[Path, str, Path | None, int, int, str]) -> tuple[str, str | None]:
     """Decode one image; write its warped copy if asked. Returns its relative path and the error, if any."""
-    root, relative, resized, size, quality = task
+    root, relative, resized, size, quality, fmt = task
     try:
         image = read_rgb(os.fspath(root / relative))
     except DECODE_ERRORS as err:
         return relative, str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     if resized is not None:
-        (resized / relative).parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(resized / relative, encode_jpeg(warp(image, size), quality=quality).numpy().tobytes())
+        warped = warp(image, size)
+        if fmt == "ppm":
+            copy, data = (resized / relative).with_suffix(".ppm"), encode_ppm(warped)
+        else:
+            copy, data = resized / relative, encode_jpeg(warped, quality=quality).numpy().tobytes()
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(copy, data)
     return relative, None
 
 
@@ -150,21 +158,24 @@ def _one_thread() -> None:
 
 
 def check_images(
-    root: Path, resized: Path | None = None, size: int = 256, quality: int = 95, workers: int = 1
+    root: Path, resized: Path | None = None, size: int = 256, quality: int = 95, workers: int = 1, fmt: str = "jpeg"
 ) -> list[tuple[str, str]]:
     """Decode every image under ``root/{train,val}``, optionally writing warped copies under ``resized``.
 
     Args:
         root: The ImageNet root.
-        resized: Root of the ``size`` x ``size`` JPEG copy (same layout); None: no copy.
+        resized: Root of the ``size`` x ``size`` copy (same layout); None: no copy.
         size: Side of the copy (256, the paper's warp).
         quality: JPEG quality of the copy.
         workers: Decoding processes.
+        fmt: The copy's format: ``jpeg`` (same file names), or ``ppm`` (raw pixels, suffix ``.ppm``).
 
     Returns:
         ``(path relative to root, error)`` of each image that does not decode, sorted.
     """
-    tasks = [(root, relative, resized, size, quality) for relative in _images(root)]
+    if fmt not in RESIZED_FORMATS:
+        raise ValueError(f"unknown resized format {fmt!r}; valid: {', '.join(RESIZED_FORMATS)}")
+    tasks = [(root, relative, resized, size, quality, fmt) for relative in _images(root)]
     bad = []
     with multiprocessing.Pool(workers, initializer=_one_thread) as pool:
         results = pool.imap_unordered(_check_one, tasks, chunksize=64)
@@ -192,6 +203,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resized", type=Path, help="also write warped size x size JPEG copies under this root")
     parser.add_argument("--size", type=int, default=256, help="side of the resized copy (256)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the resized copy (95)")
+    parser.add_argument(
+        "--resized-format", choices=RESIZED_FORMATS, default="jpeg",
+        help="jpeg (default, ~46 KB an image) or ppm: raw pixels, ~196 KB an image, read without decoding",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
     parser.add_argument("--no-verify", action="store_true", help="do not decode every image")
     return parser
@@ -203,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.no_verify and args.resized:
         parser.error("--resized decodes every image: drop --no-verify")
+    if args.resized_format != "jpeg" and not args.resized:
+        parser.error("--resized-format applies to the --resized copy: give --resized DIR")
     root: Path = args.root
     if not (args.train or args.val or root.is_dir()):
         parser.error(f"{root} does not exist: give --train and --val to make it")
@@ -221,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(wnids)} classes have no images in {root / subset}: {', '.join(wnids[:10])}", file=sys.stderr)
     if args.no_verify:
         return status
-    bad = check_images(root, args.resized, args.size, args.quality, args.workers)
+    bad = check_images(root, args.resized, args.size, args.quality, args.workers, args.resized_format)
     (root / BAD_LIST).write_text("".join(f"{path}\t{error}\n" for path, error in bad))
     if bad:
         status = 1

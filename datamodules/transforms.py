@@ -1,13 +1,16 @@
 """Image decoding and the preprocessing presets: ``caffe`` (the paper's) and ``torchvision``.
 
 Everything works on uint8 ``[C, H, W]`` tensors from ``torchvision.io`` (libjpeg-turbo), so a sample
-costs one decode, one resize and one crop. (torchvision 0.29 deprecates its image codecs for TorchCodec's,
-``torchcodec.decoders.decode_image``, same call and speed: :func:`read_rgb` is the one place to switch.)
+costs one decode, one resize and one crop. Binary PPM files (``P6``: a short header and raw RGB bytes, the
+``--resized-format ppm`` copy, like the raw pixels of Caffe's ``convert_imageset`` database) need no
+decoding: they are viewed in place. (torchvision 0.29 deprecates its image codecs for TorchCodec's,
+``torchcodec.decoders.decode_image``, same call and speed: :func:`decode_rgb` is the one place to switch.)
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -28,14 +31,56 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODE_ERRORS = (RuntimeError, OSError)
 
 
+# A binary PPM header: magic, width, height, maxval, each token after whitespace or ``#`` comment lines,
+# and one whitespace byte before the raster.
+_PPM_HEADER = re.compile(rb"P6(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)\s")
+
+
 def read_rgb(path: str) -> Tensor:
-    """Read and decode an image file (JPEG, PNG, grayscale or CMYK) to uint8 RGB ``[3, H, W]``.
+    """Read and decode an image file (JPEG, PNG, binary PPM, grayscale or CMYK) to uint8 RGB ``[3, H, W]``.
 
     Raises:
         RuntimeError: The file does not decode (corrupt, truncated, unknown format).
         OSError: The file cannot be read.
     """
-    return decode_image(read_file(path), mode=ImageReadMode.RGB)
+    return decode_rgb(read_file(path))
+
+
+def decode_rgb(data: Tensor) -> Tensor:
+    """Decode an image file's bytes (uint8 ``[N]``) to uint8 RGB ``[3, H, W]``; a binary PPM is only viewed.
+
+    Raises:
+        RuntimeError: The bytes do not decode (corrupt, truncated, unknown format).
+    """
+    if data[:2].numpy().tobytes() == b"P6":
+        return decode_ppm(data)
+    return decode_image(data, mode=ImageReadMode.RGB)
+
+
+def encode_ppm(image: Tensor) -> bytes:
+    """A uint8 RGB ``[3, H, W]`` image as a binary PPM file (``P6``, maxval 255): raw pixels behind a header."""
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"encode_ppm takes a uint8 [3, H, W] image, got {image.dtype} {list(image.shape)}")
+    height, width = image.shape[1:]
+    return f"P6\n{width} {height}\n255\n".encode() + image.permute(1, 2, 0).contiguous().numpy().tobytes()
+
+
+def decode_ppm(data: Tensor) -> Tensor:
+    """View a binary PPM file's bytes (uint8 ``[N]``) as RGB ``[3, H, W]`` (a strided view, no copy).
+
+    Raises:
+        RuntimeError: Not a binary PPM with maxval 255, or the raster is truncated.
+    """
+    header = _PPM_HEADER.match(data[:512].numpy().tobytes())
+    if header is None:
+        raise RuntimeError("not a binary PPM (P6) image: unreadable header")
+    width, height, maxval = (int(field) for field in header.groups())
+    if maxval != 255:
+        raise RuntimeError(f"binary PPM with maxval {maxval}: only 8-bit (255) images are read")
+    pixels = data[header.end() :]
+    if pixels.numel() != width * height * 3:
+        raise RuntimeError(f"truncated PPM: {pixels.numel()} raster bytes, {width}x{height}x3 expected")
+    return pixels.view(height, width, 3).permute(2, 0, 1)
 
 
 def read_bytes_with_path(path: str) -> tuple[Tensor, str]:
@@ -151,7 +196,8 @@ class CaffeCollate:
         for out, (sample, _) in zip(images, kept):
             left = width - sample.left - crop if sample.mirror else sample.left
             mean = self.mean_mirrored if sample.mirror else self.mean
-            torch.sub(sample.pixels, mean[:, sample.top : sample.top + crop, left : left + crop], out=out)
+            out.copy_(sample.pixels)  # uint8 to float in one pass, then subtract in place: ~10% faster than
+            out.sub_(mean[:, sample.top : sample.top + crop, left : left + crop])  # torch.sub's promotion
         if self.scale != 1.0:
             images *= self.scale
         return images, torch.tensor([label for _, label in kept], dtype=torch.int64)
@@ -267,7 +313,7 @@ def decode_on_device(
         images, keep = [], []
         for index, (data, path) in enumerate(zip(batch.data, batch.paths)):
             try:
-                images.append(decode_image(data, mode=ImageReadMode.RGB).to(device))
+                images.append(decode_rgb(data).to(device))
                 keep.append(index)
             except DECODE_ERRORS as err:
                 on_error(path, err)

@@ -18,7 +18,7 @@ import datamodules.imagenet
 from datamodules import ImageNetHalf, SkippedImagesLogger, UnreadableImageWarning
 from datamodules.corrupt import SkipCounter, drop_unreadable
 from datamodules.imagenet import HalfImageFolder
-from datamodules.prepare import BAD_LIST, extract_train, main
+from datamodules.prepare import BAD_LIST, check_images, extract_train, main
 from datamodules.splits import imagenet_wnids
 from datamodules.transforms import (
     IMAGENET_MEAN,
@@ -29,6 +29,9 @@ from datamodules.transforms import (
     CaffeTransform,
     Warp,
     crop_windows,
+    decode_ppm,
+    decode_rgb,
+    encode_ppm,
     read_rgb,
 )
 
@@ -372,6 +375,46 @@ def test_prepare_command_on_tiny_archives(tmp_path: Path) -> None:
     assert read_rgb(str(copies[0])).shape == (3, 256, 256)
     assert _module(resized, tmp_path).check_layout() is None
     assert extract_train(train_tar, root / "train") == 0  # a rerun skips the classes already there
+
+
+def test_ppm_round_trip_and_bad_ppm_files() -> None:
+    """A binary PPM decodes to exactly the pixels written (header comments allowed); bad ones raise
+    RuntimeError, which the data module counts as an unreadable image."""
+    image = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = encode_ppm(image)
+    assert data.startswith(b"P6\n7 5\n255\n") and len(data) == 11 + 3 * 5 * 7
+    assert torch.equal(decode_rgb(torch.frombuffer(bytearray(data), dtype=torch.uint8)), image)
+    commented = b"P6 # made by hand\n7\n# height next\n5 255\n" + data[11:]
+    assert torch.equal(decode_ppm(torch.frombuffer(bytearray(commented), dtype=torch.uint8)), image)
+    for bad, message in ((data[:-1], "truncated PPM"), (b"P6\n7 5\n65535\n" + data[11:], "maxval 65535"),
+                         (b"P6\nseven 5\n255\n", "unreadable header")):
+        with pytest.raises(RuntimeError, match=message):
+            decode_rgb(torch.frombuffer(bytearray(bad), dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"uint8 \[3, H, W\]"):
+        encode_ppm(image.float())
+
+
+def test_ppm_copy_gives_the_same_batches_as_the_jpegs(fake_imagenet: Path, tmp_path: Path) -> None:
+    """The raw PPM copy holds the warped pixels exactly: its caffe batches (mean image, centre crops, seeded
+    random crops) equal those of the original JPEG tree bit for bit. decode_on_device refuses it."""
+    copy = tmp_path / "ppm"
+    assert check_images(fake_imagenet, copy, size=32, workers=2, fmt="ppm") == []
+    assert len(list(copy.glob("val/*/*.ppm"))) == 1000 and not list(copy.glob("*/*/*.JPEG"))
+    sized = dict(split="random3", half="A", image_size=32, crop_size=27)
+    jpegs, ppms = _module(fake_imagenet, tmp_path / "a", **sized), _module(copy, tmp_path / "b", **sized)
+    for dm in (jpegs, ppms):
+        dm.setup("fit")
+    assert torch.equal(jpegs.mean_image(), ppms.mean_image())
+    batches = []
+    for dm in (jpegs, ppms):
+        torch.manual_seed(3)
+        batches.append((next(iter(dm.val_dataloader())), next(iter(dm.train_dataloader()))))
+    for expected, got in zip(*batches):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="raw PPM images .* set data.decode_on_device false"):
+        _module(copy, tmp_path / "b", **sized, device_preprocess=True, decode_on_device=True).setup("fit")
+    with pytest.raises(SystemExit):
+        main([str(fake_imagenet), "--resized-format", "ppm"])  # the format of a copy that is not asked for
 
 
 @pytest.mark.parametrize("device_preprocess", [False, True])
