@@ -10,7 +10,9 @@ Rows (paper CaffeNet, batch 256, ``--steps`` timed steps after ``--warmup``):
    against one cell alone.
 3. end to end from a pre-resized 256x256 JPEG copy on disk (``datamodules.ImageNetHalf``, caffe
    preset, one worker per core, fast settings): the copy is generated on the machine (photo-like JPEGs, quality 90;
-   ``--imagenet-root`` points at a real pre-resized copy instead). Goal: at least 20,000 images/s.
+   ``--imagenet-root`` points at a real pre-resized copy instead), then with ``device_preprocess``, with
+   ``decode_on_device``, and from the raw PPM copy made from it (``--resized-format ppm``), with and without
+   ``device_preprocess``. Goal: at least 20,000 images/s.
 
 A row that would start after ``--budget-s`` seconds is skipped (and says so), so the script ends in
 time; a row that fails prints its error and the rest go on. ``--smoke`` runs every row tiny on the CPU
@@ -146,7 +148,32 @@ def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
     return root
 
 
-def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preprocess: bool = False,
+class Copies:
+    """The pre-resized copies the end-to-end rows read, made once on first use under ``folder``."""
+
+    def __init__(self, folder: Path, settings: Settings, imagenet_root: str | None) -> None:
+        self.folder, self.settings, self.given = folder, settings, imagenet_root
+        self._jpeg: Path | None = None
+        self._ppm: Path | None = None
+
+    def jpeg(self) -> tuple[Path, str]:
+        if self.given is not None:
+            return Path(self.given), "given copy"
+        if self._jpeg is None:
+            self._jpeg = make_resized_copy(self.folder / "jpeg", self.settings.images_per_class, os.cpu_count() or 1)
+        return self._jpeg, f"generated JPEG copy, {self.settings.images_per_class} images per class"
+
+    def ppm(self) -> tuple[Path, str]:
+        from datamodules.prepare import check_images
+
+        source, note = self.jpeg()
+        if self._ppm is None:
+            self._ppm = self.folder / "ppm"
+            check_images(source, self._ppm, workers=os.cpu_count() or 1, fmt="ppm")
+        return self._ppm, f"raw PPM copy of the {note}"
+
+
+def end_to_end_row(settings: Settings, copy: tuple[Path, str], device_preprocess: bool = False,
                    decode_on_device: bool = False) -> dict[str, Any]:
     """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last.
 
@@ -157,12 +184,8 @@ def end_to_end_row(settings: Settings, imagenet_root: str | None, device_preproc
     from datamodules import ImageNetHalf
     from models.module import CaffeNetClassifier
 
+    root, note = copy
     with tempfile.TemporaryDirectory() as tmp:
-        if imagenet_root is None:
-            root = make_resized_copy(Path(tmp) / "imagenet_256", settings.images_per_class, os.cpu_count() or 1)
-            note = f"generated copy, {settings.images_per_class} images per class"
-        else:
-            root, note = Path(imagenet_root), "given copy"
         data = ImageNetHalf(root=str(root), split="random0", half="A", batch_size=settings.data_batch,
                             num_workers=settings.workers, persistent_workers=settings.workers > 0,
                             cache_dir=str(Path(tmp) / "cache"), device_preprocess=device_preprocess,
@@ -217,11 +240,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if "fused" not in skip:
         run(f"fused AnB n=1..7, {FAST}", lambda: fused_row(settings))
     if "data" not in skip:
-        run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, args.imagenet_root))
-        run(f"end to end, device_preprocess, {FAST}",
-            lambda: end_to_end_row(settings, args.imagenet_root, device_preprocess=True))
-        run(f"end to end, decode_on_device, {FAST}",
-            lambda: end_to_end_row(settings, args.imagenet_root, device_preprocess=True, decode_on_device=True))
+        with tempfile.TemporaryDirectory() as tmp:
+            copies = Copies(Path(tmp), settings, args.imagenet_root)
+            run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, copies.jpeg()))
+            run(f"end to end, device_preprocess, {FAST}",
+                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True))
+            run(f"end to end, decode_on_device, {FAST}",
+                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True, decode_on_device=True))
+            run(f"end to end from the raw PPM copy, {FAST}", lambda: end_to_end_row(settings, copies.ppm()))
+            run(f"end to end, raw PPM copy, device_preprocess, {FAST}",
+                lambda: end_to_end_row(settings, copies.ppm(), device_preprocess=True))
 
     print_table(rows, settings, time.monotonic() - started)
     if args.json:
