@@ -192,8 +192,7 @@ def plain_step_time(model: dict[str, Any], loader: DataLoader, steps: int, warmu
             logits = module(images)
             loss = F.cross_entropy(logits, labels)
         if metrics:
-            module.train_top1(logits, labels)
-            module.train_top5(logits, labels)
+            module.train_accuracy.update(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -3,8 +3,8 @@
 Same network and initialisation, same optimizer (Caffe's parameter groups, the step schedule), same
 batches held in memory and served by the same DataLoader. The plain loop is forward, cross-entropy,
 zero_grad, backward, SGD step, scheduler step; the Lightning side is the real module, so it also pays
-for its torchmetrics (train top-1/top-5) and ``self.log`` calls. A second plain loop also updates
-those metrics, to split the module's own cost from Lightning's. Lightning variants:
+for its training accuracy (``TrainAccuracy``) and ``self.log`` calls (on the logger's steps). A second
+plain loop also counts that accuracy, to split the module's own cost from Lightning's. Lightning variants:
 
 - ``bare``: no logger, progress bar, checkpointing, model summary or validation (the overhead proper);
 - ``default``: the Trainer's defaults: a TensorBoard/CSV logger (every 50 steps), the progress bar,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> str:
     loader = Batches(model, args.batch, args.warmup + args.steps).loader()
     with tempfile.TemporaryDirectory() as root:
         runs = {"plain PyTorch loop": lambda: plain_step_time(model, loader, args.steps, args.warmup),
-                "plain loop + the module's train metrics": lambda: plain_step_time(model, loader, args.steps,
+                "plain loop + the module's training accuracy": lambda: plain_step_time(model, loader, args.steps,
                                                                                    args.warmup, metrics=True)}
         for variant in variants:
             runs[f"Lightning, {variant}"] = (

@@ -20,6 +20,9 @@ from models.module import CaffeNetClassifier
 
 # Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# The epoch's training accuracy is summed over the ranks by models.module.TrainAccuracy before it is logged,
+# and validation metrics by torchmetrics: Lightning's advice to add sync_dist does not apply.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 
 DEFAULT_ROOT_DIR = "runs/fit"
 # Model arguments the data module supplies (linked, never stated twice).

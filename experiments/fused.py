@@ -57,7 +57,7 @@ from callbacks.transfer import MAX_N, TransferCallback
 from experiments.atomic import write_atomic
 from experiments.cli import LINKED_FROM_DATA
 from models.caffenet import LAYER_NAMES, CaffeNet
-from models.module import CaffeNetClassifier
+from models.module import CaffeNetClassifier, logs_this_step
 from models.schedule import caffe_step_factor
 
 SHARED_DEPTH_LIMIT = 6  # fc7's input carries each cell's own fc6 dropout mask
@@ -295,13 +295,19 @@ class FusedTransfer(LightningModule):
         total = torch.zeros((), device=labels.device)
         for spec, cell, logits in zip(self.specs, self.cells, self(images)):
             loss = F.cross_entropy(logits, labels)
-            cell.train_top1(logits, labels)
-            cell.train_top5(logits, labels)
-            self.log(f"{spec.label}/train/loss", loss)
-            self.log(f"{spec.label}/train/top1", cell.train_top1, on_step=True, on_epoch=True)
-            self.log(f"{spec.label}/train/top5", cell.train_top5, on_step=True, on_epoch=True)
+            accuracy = cell.train_accuracy.update(logits, labels)
+            if logs_this_step(self.trainer):
+                values = {"loss": loss, **{f"{name}_step": value for name, value in accuracy.items()}}
+                self.log_dict({f"{spec.label}/train/{key}": value for key, value in values.items()},
+                              batch_size=len(labels))
             total = total + loss
         return total
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        for spec, cell in zip(self.specs, self.cells):
+            epoch = cell.train_accuracy.epoch(self.trainer.strategy)
+            self.log_dict({f"{spec.label}/train/{name}_epoch": value for name, value in epoch.items()})
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

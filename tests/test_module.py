@@ -1,5 +1,7 @@
 """CaffeNetClassifier: Caffe's parameter groups, the step schedule, the paper's metric, bad settings."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -111,3 +113,55 @@ def test_forward_channels_last_matches():
     module.hparams.channels_last = True
     module.configure_model()
     torch.testing.assert_close(module(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_train_accuracy_equals_torchmetrics():
+    """The training step's one-topk accuracy equals torchmetrics' micro top-1 / top-5 accuracy, per batch and
+    over the epoch (batches of unequal sizes); the epoch call starts a new count."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from models.module import TrainAccuracy
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(n, 10, generator=generator), torch.randint(0, 10, (n,), generator=generator))
+               for n in (64, 64, 7)]
+    accuracy, strategy = TrainAccuracy(top_k=5), SingleDeviceStrategy(torch.device("cpu"))
+    reference = {"top1": MulticlassAccuracy(10, top_k=1, average="micro"),
+                 "top5": MulticlassAccuracy(10, top_k=5, average="micro")}
+    for logits, labels in batches:
+        batch = accuracy.update(logits, labels)
+        for name, metric in reference.items():
+            torch.testing.assert_close(batch[name], metric(logits, labels))
+    epoch = accuracy.epoch(strategy)
+    for name, metric in reference.items():
+        torch.testing.assert_close(epoch[name], metric.compute())
+    assert 0 < epoch["top1"] < epoch["top5"] < 1
+    assert accuracy.images == 0 and not accuracy.hits.any()
+    assert not accuracy.state_dict()  # nothing new in checkpoints
+
+
+def test_training_logs_step_and_epoch_accuracy(tmp_path):
+    """A fit logs train/loss and train/top1_step on the steps the logger writes (log_every_n_steps) and
+    train/top1_epoch, the accuracy over all the epoch's batches, at the end of each epoch."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(20, 1, 28, 28, generator=generator), torch.randint(0, 4, (20,), generator=generator)
+    # lr 1e-30 leaves every float32 weight as it is, and no dropout: the fit's logits are the module's now.
+    module = CaffeNetClassifier(**TINY, lr=1e-30, dropout=0.0)
+    with torch.no_grad():
+        hits = module(images).topk(5, dim=1).indices == labels[:, None]
+    trainer = Trainer(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=2, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=8))  # batches 8, 8, 4: 6 steps
+    torch.testing.assert_close(trainer.callback_metrics["train/top1_epoch"], hits[:, 0].float().mean())
+    torch.testing.assert_close(trainer.callback_metrics["train/top5_epoch"], hits.any(1).float().mean())
+    lines = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    assert [int(r["step"]) for r in rows if r["train/top1_step"]] == [1, 3, 5]  # every 2nd step
+    assert [int(r["step"]) for r in rows if r["train/loss"]] == [1, 3, 5]
+    assert len([r for r in rows if r["train/top1_epoch"]]) == 2
