@@ -404,10 +404,17 @@ def test_compiled_run_and_compiled_base(tmp_path: Path, base_ckpt: Path, base_we
 
 
 class RecordRank(Callback):
-    """After training, writes what this rank sees: frozen layers against the base, DDP's settings."""
+    """After training, writes what this rank sees: frozen layers against the base, DDP's settings, and the
+    training accuracy counted on this rank (read before the module's epoch end sums it over the ranks)."""
 
     def __init__(self, out_dir: str, base: str, n: int) -> None:
         self.out_dir, self.base, self.n = out_dir, base, n
+        self.local_hits: list[float] = []
+        self.local_images = 0
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: Any) -> None:  # runs before the module's hook
+        self.local_hits = pl_module.train_accuracy.hits.tolist()
+        self.local_images = pl_module.train_accuracy.images
 
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
         base, _ = TransferCallback.load_base(self.base)
@@ -423,6 +430,10 @@ class RecordRank(Callback):
                                         if key in frozen),
             "find_unused_parameters": trainer.strategy.model.find_unused_parameters,
             "trainable_sha": hashlib.sha256(trainable).hexdigest(),
+            "local_hits": self.local_hits,
+            "local_images": self.local_images,
+            "top1_epoch": float(trainer.callback_metrics["train/top1_epoch"]),
+            "top5_epoch": float(trainer.callback_metrics["train/top5_epoch"]),
         }
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
@@ -437,7 +448,8 @@ def ddp_main(out_dir: str, base: str) -> None:
 
 def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
     """DDP with 2 CPU processes (gloo): frozen layers equal the base on every rank, no
-    find_unused_parameters, the trained layers agree across ranks, and nothing hangs."""
+    find_unused_parameters, the trained layers agree across ranks, the epoch's training accuracy is that of
+    both ranks' batches, and nothing hangs."""
     # strategy="ddp" relaunches the script per rank, so it runs as its own `python -m` process, not in pytest.
     command = [sys.executable, "-m", "tests.test_transfer", "ddp", str(tmp_path), str(base_ckpt)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -456,6 +468,11 @@ def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
         assert record["frozen_equal_base"] and not record["frozen_requires_grad"]
         assert record["find_unused_parameters"] is False
     assert records[0]["trainable_sha"] == records[1]["trainable_sha"]
+    assert records[0]["local_images"] == records[1]["local_images"] > 0  # each rank its own shard
+    images = records[0]["local_images"] + records[1]["local_images"]
+    for index, name in enumerate(("top1_epoch", "top5_epoch")):
+        expected = sum(record["local_hits"][index] for record in records) / images
+        assert all(record[name] == pytest.approx(expected) for record in records), (name, records)
 
 
 # --- the real CLI -------------------------------------------------------------------------------
