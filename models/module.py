@@ -116,7 +116,9 @@ class CaffeNetClassifier(LightningModule):
         loss = F.cross_entropy(logits, labels)
         accuracy = self.train_accuracy.update(logits, labels)
         if logs_this_step(self.trainer):
-            self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+            # On the host: the progress bar reads its metrics at every refresh (every step by default), and
+            # reading a GPU tensor waits for all the queued work; this copy waits once per logging step.
+            self.log("train/loss", loss.detach().cpu(), prog_bar=True, batch_size=len(labels))
             self.log_dict({f"train/{name}_step": value for name, value in accuracy.items()}, batch_size=len(labels))
         return loss
 
