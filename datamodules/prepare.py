@@ -136,18 +136,22 @@ def _images(root: Path) -> list[str]:
 
 
 def _check_one(task: tuple[Path, str, Path | None, int, int, str]) -> tuple[str, str | None]:
-    """Decode one image; write its warped copy if asked. Returns its relative path and the error, if any."""
+    """Decode one image; write its warped copy if asked. Returns its relative path and the error, if any.
+
+    An image whose copy exists is skipped (a copy is written atomically, and only for an image that decodes),
+    so a rerun resumes the copy where it stopped.
+    """
     root, relative, resized, size, quality, fmt = task
+    copy = None if resized is None else (resized / relative).with_suffix(".ppm") if fmt == "ppm" else resized / relative
+    if copy is not None and copy.exists():
+        return relative, None
     try:
         image = read_rgb(os.fspath(root / relative))
     except DECODE_ERRORS as err:
         return relative, str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    if resized is not None:
+    if copy is not None:
         warped = warp(image, size)
-        if fmt == "ppm":
-            copy, data = (resized / relative).with_suffix(".ppm"), encode_ppm(warped)
-        else:
-            copy, data = resized / relative, encode_jpeg(warped, quality=quality).numpy().tobytes()
+        data = encode_ppm(warped) if fmt == "ppm" else encode_jpeg(warped, quality=quality).numpy().tobytes()
         copy.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(copy, data)
     return relative, None

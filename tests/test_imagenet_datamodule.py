@@ -396,10 +396,17 @@ def test_ppm_round_trip_and_bad_ppm_files() -> None:
 
 def test_ppm_copy_gives_the_same_batches_as_the_jpegs(fake_imagenet: Path, tmp_path: Path) -> None:
     """The raw PPM copy holds the warped pixels exactly: its caffe batches (mean image, centre crops, seeded
-    random crops) equal those of the original JPEG tree bit for bit. decode_on_device refuses it."""
+    random crops) equal those of the original JPEG tree bit for bit. A rerun writes only the missing copies;
+    decode_on_device refuses a PPM tree."""
     copy = tmp_path / "ppm"
     assert check_images(fake_imagenet, copy, size=32, workers=2, fmt="ppm") == []
     assert len(list(copy.glob("val/*/*.ppm"))) == 1000 and not list(copy.glob("*/*/*.JPEG"))
+    written = {path: path.stat().st_mtime_ns for path in copy.glob("*/*/*.ppm")}
+    (copy / "val" / imagenet_wnids()[5] / f"{imagenet_wnids()[5]}_0.ppm").unlink()  # as if killed before it
+    assert check_images(fake_imagenet, copy, size=32, workers=2, fmt="ppm") == []  # the rerun resumes
+    rewritten = {path: path.stat().st_mtime_ns for path in copy.glob("*/*/*.ppm")}
+    assert rewritten.keys() == written.keys()
+    assert [path.parent.name for path in written if written[path] != rewritten[path]] == [imagenet_wnids()[5]]
     sized = dict(split="random3", half="A", image_size=32, crop_size=27)
     jpegs, ppms = _module(fake_imagenet, tmp_path / "a", **sized), _module(copy, tmp_path / "b", **sized)
     for dm in (jpegs, ppms):
