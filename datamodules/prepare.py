@@ -204,7 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--val-labels", type=Path, help="'filename class_index' lines, sorted-wnid indices (default: the shipped list)"
     )
-    parser.add_argument("--resized", type=Path, help="also write warped size x size JPEG copies under this root")
+    parser.add_argument("--resized", type=Path, help="also write warped size x size copies under this root (images already copied there are skipped, so "
+        "a rerun resumes: use a new folder for another size, quality or format)")
     parser.add_argument("--size", type=int, default=256, help="side of the resized copy (256)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the resized copy (95)")
     parser.add_argument(
