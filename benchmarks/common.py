@@ -168,8 +168,8 @@ def plain_step_time(model: dict[str, Any], loader: DataLoader, steps: int, warmu
 
     The LightningModule only supplies the network and ``configure_optimizers``; the loop is PyTorch's:
     forward, cross-entropy, zero_grad, backward, SGD step, scheduler step. ``channels_last`` and
-    ``compile`` from ``model`` are applied as ``configure_model`` would. ``metrics``: also update the
-    module's train top-1/top-5 metrics as its ``training_step`` does (to split the module's own cost
+    ``compile`` from ``model`` are applied as ``configure_model`` would. ``metrics``: also count the
+    module's training accuracy (``TrainAccuracy``) as its ``training_step`` does (to split the module's own cost
     from Lightning's).
     """
     seed_everything(0, verbose=False)

@@ -126,11 +126,10 @@ def fused_row(settings: Settings) -> dict[str, Any]:
 def _write_jpeg(job: tuple[str, int]) -> None:
     from torchvision.io import encode_jpeg
 
+    from benchmarks.loader import photo_like
+
     path, seed = job
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(1, 3, 32, 32, generator=generator)
-    smooth = torch.nn.functional.interpolate(coarse, size=(256, 256), mode="bicubic", align_corners=False)[0]
-    image = (smooth * 200 + torch.rand(3, 256, 256, generator=generator) * 40).clamp(0, 255).to(torch.uint8)
+    image = photo_like(256, 256, torch.Generator().manual_seed(seed))
     Path(path).write_bytes(encode_jpeg(image, quality=90).numpy().tobytes())
 
 

@@ -142,7 +142,9 @@ def _check_one(task: tuple[Path, str, Path | None, int, int, str]) -> tuple[str,
     so a rerun resumes the copy where it stopped.
     """
     root, relative, resized, size, quality, fmt = task
-    copy = None if resized is None else (resized / relative).with_suffix(".ppm") if fmt == "ppm" else resized / relative
+    copy = None
+    if resized is not None:  # the PPM copy keeps the name with its own suffix
+        copy = (resized / relative).with_suffix(".ppm") if fmt == "ppm" else resized / relative
     if copy is not None and copy.exists():
         return relative, None
     try:
