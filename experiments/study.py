@@ -3,8 +3,8 @@
 ``transferability-study --config experiments/configs/studies/fmnist_default.yaml`` expands the grid
 into cells (``experiments.grid``), writes one full Lightning CLI config per cell
 (``experiments.cell_config``), runs the cells bases first (``experiments.launchers``), rebuilds the
-results table from the cell folders after every cell (``experiments.results``) and draws the
-figures from the table (``experiments.figures``). Running it again skips finished cells and resumes
+results table from the cell folders after every cell (``experiments.report.table``) and draws the
+figures from the table (``experiments.report.figures``). Running it again skips finished cells and resumes
 interrupted ones from their last checkpoint. ``--plan`` lists the cells and runs nothing;
 ``--figures_only`` redraws the figures from the table.
 """
@@ -35,7 +35,7 @@ from experiments.cell import CellError, CellFolder
 from experiments.cell_config import ConfigError, Layer, digest, render
 from experiments.grid import Cell, expand
 from experiments.launchers import launch
-from experiments.results import METRIC, TableError, read_table, write_summary, write_table
+from experiments.report.table import METRIC, TableError, read_table, write_summary, write_table
 from experiments.study_config import Study, build_parser, study_from_config
 
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
@@ -203,8 +203,8 @@ class StudyRunner:
 
     def draw(self) -> list[Path]:
         """Draw the figures and write ``summary.csv`` from the results table alone; return the files."""
-        from experiments import figures
-        from experiments.paper import paper_rows
+        from experiments.report import figures
+        from experiments.report.paper import paper_rows
 
         rows = read_table(self.table)
         written = figures.draw(rows, self.figures, paper_rows() if self.study.paper_overlay else None)
@@ -218,7 +218,7 @@ class StudyRunner:
             return
         from lightning.pytorch.loggers import WandbLogger
 
-        from experiments.results import COLUMNS
+        from experiments.report.table import COLUMNS
 
         rows = read_table(self.table)
         logger = WandbLogger(project=settings.project, entity=settings.entity, group=self.group,

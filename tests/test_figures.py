@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import figures
-from experiments.paper import DATA_DIR, paper_rows
-from experiments.results import (
+from experiments.report import figures
+from experiments.report.paper import DATA_DIR, paper_rows
+from experiments.report.table import (
     dissimilar_points,
     figure2_points,
     mean_curve,

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from experiments.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
-from experiments.results import COLUMNS, TableError, read_table, write_table
+from experiments.report.table import COLUMNS, TableError, read_table, write_table
 from experiments.study import StudyRunner, exclusive, main
 from experiments.study_config import build_parser, study_from_config
 

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.results import (  # noqa: E402
+from experiments.report.table import (  # noqa: E402
     Points,
     Row,
     dissimilar_points,
@@ -50,7 +50,7 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None) -> l
     Args:
         rows: The results table.
         folder: Where ``figure2.{png,svg}`` and ``figure3.{png,svg}`` go.
-        paper: The paper's rows to overlay (``experiments.paper.paper_rows()``), or None.
+        paper: The paper's rows to overlay (``experiments.report.paper.paper_rows()``), or None.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []

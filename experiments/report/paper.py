@@ -12,9 +12,9 @@ from functools import cache
 from pathlib import Path
 
 from experiments.grid import Cell
-from experiments.results import Row
+from experiments.report.table import Row
 
-DATA_DIR = Path(__file__).with_name("data")
+DATA_DIR = Path(__file__).parent.parent / "data"
 PER_RUN = DATA_DIR / "per_run_summary.csv"
 # The authors' half names; in their code natman A is natural and B man-made (the paper swapped them).
 HALVES = {"halfnatmanA": "natural", "halfnatmanB": "manmade", "whole": "all"}
