@@ -1,7 +1,8 @@
 """CaffeNet, the Caffe reference variant of AlexNet, exactly as Yosinski et al. (2014) trained it.
 
-Eight named layers ``conv1``..``fc8``, addressable by the paper's index 1..8 (``CaffeNet.layer(n)``).
-The transfer code relies on these names only. Defaults are the paper's network (227 pixel input,
+Eight named layers ``conv1``..``fc8``: the paper's layer n is ``LAYER_NAMES[n - 1]``, and
+``forward_layers(x, first, last)`` runs layers ``first``..``last`` (``forward`` is layers 1..8). The
+transfer code relies on these names only. Defaults are the paper's network (227 pixel input,
 60,965,224 parameters with 1000 outputs); narrower widths and smaller kernels give the same
 eight-layer structure for 28 to 64 pixel inputs.
 """
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from models.dropout import SeededDropout, dropout_seed
 
 LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
@@ -81,9 +84,14 @@ class CaffeNet(nn.Module):
         conv2_kernel: conv2 kernel size (5 in the paper; padded to keep the size).
         groups: Groups of conv2, conv4 and conv5 (2 in the paper, from AlexNet's two GPUs).
         dropout: Dropout probability after fc6 and fc7.
+        dropout_seed: None: dropout draws its masks from torch's global generator (as any network);
+            an integer: from generators of the network's own, seeded from it (``SeededDropout``), so
+            the masks do not depend on anything else drawn in the process (networks trained together).
         init: ``caffe`` (the paper's Gaussian fillers and constant biases) or ``kaiming``
             (He-normal weights and zero biases, a deviation for inputs of unit scale).
     """
+
+    layer_names: tuple[str, ...] = LAYER_NAMES  # the paper's layers 1..8; the last (fc8) is the head
 
     def __init__(
         self,
@@ -97,6 +105,7 @@ class CaffeNet(nn.Module):
         conv2_kernel: int = 5,
         groups: int = 2,
         dropout: float = 0.5,
+        dropout_seed: int | None = None,
         init: InitName = "caffe",
     ) -> None:
         super().__init__()
@@ -120,8 +129,8 @@ class CaffeNet(nn.Module):
         self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
         self.relu = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout(dropout)
-        self.drop7 = nn.Dropout(dropout)
+        self.drop6 = self._dropout(dropout, dropout_seed, "fc6")
+        self.drop7 = self._dropout(dropout, dropout_seed, "fc7")
         self.reset_parameters(init)
 
     @staticmethod
@@ -144,11 +153,9 @@ class CaffeNet(nn.Module):
         if init not in ("caffe", "kaiming"):
             raise ValueError(f"model init must be 'caffe' or 'kaiming', got {init!r}")
 
-    def layer(self, index: int) -> nn.Module:
-        """The paper's layer ``index`` (1..8)."""
-        if not 1 <= index <= len(LAYER_NAMES):
-            raise ValueError(f"layer index must be in 1..8, got {index}")
-        return getattr(self, LAYER_NAMES[index - 1])
+    @staticmethod
+    def _dropout(p: float, seed: int | None, layer: str) -> nn.Module:
+        return nn.Dropout(p) if seed is None else SeededDropout(p, dropout_seed(seed, layer))
 
     def reset_parameters(self, init: InitName = "caffe") -> None:
         """Re-initialise every layer with the given fillers."""
@@ -166,22 +173,40 @@ class CaffeNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """conv1..conv5 with their pools and norms, flattened."""
-        x = self.norm(self.pool(self.relu(self.conv1(x))))
-        x = self.norm(self.pool(self.relu(self.conv2(x))))
-        x = self.relu(self.conv3(x))
-        x = self.relu(self.conv4(x))
-        x = self.pool(self.relu(self.conv5(x)))
-        return torch.flatten(x, 1)
+    def forward_layers(self, x: Tensor, first: int = 1, last: int = len(LAYER_NAMES)) -> Tensor:
+        """Layers ``first``..``last`` (the paper's 1..8) on ``x``, the output of layer ``first - 1``.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        A layer's output is taken after its ReLU, pool and norm and before any dropout: the dropout
+        after fc6 (fc7) is the first thing layer 7 (8) does. So the output of layer n is what a
+        network whose layers 1..n are frozen hands to its first trained layer.
+
+        Raises:
+            ValueError: if ``first``..``last`` is not a range within 1..8.
+        """
+        if not 1 <= first <= last <= len(LAYER_NAMES):
+            raise ValueError(f"forward_layers needs 1 <= first <= last <= {len(LAYER_NAMES)}, got {first}..{last}")
+        for index in range(first, last + 1):
+            x = self._layer(LAYER_NAMES[index - 1], x)
+        return x
+
+    def _layer(self, name: str, x: Tensor) -> Tensor:
+        """One named layer with its operations (Caffe pools in ceil mode and normalises after pooling)."""
+        if name in ("conv1", "conv2"):
+            return self.norm(self.pool(self.relu(getattr(self, name)(x))))
+        if name in ("conv3", "conv4"):
+            return self.relu(getattr(self, name)(x))
+        if name == "conv5":
+            return torch.flatten(self.pool(self.relu(self.conv5(x))), 1)
+        if name == "fc6":
+            return self.relu(self.fc6(x))
+        if name == "fc7":
+            return self.relu(self.fc7(self.drop6(x)))
+        return self.fc8(self.drop7(x))
+
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
                 f"CaffeNet expects input of shape (batch, {self.in_channels}, {self.input_size}, "
                 f"{self.input_size}), got {tuple(x.shape)}: check the data crop size against model input_size"
             )
-        x = self.features(x)
-        x = self.drop6(self.relu(self.fc6(x)))
-        x = self.drop7(self.relu(self.fc7(x)))
-        return self.fc8(x)
+        return self.forward_layers(x)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ class CaffeNetClassifier(LightningModule):
         num_outputs: Width of fc8. The paper used 1000 for every task; ``null`` gives a K-way head
             with K = ``num_classes``.
         in_channels, input_size, widths, conv1_kernel, conv1_stride, conv1_padding, conv2_kernel,
-        groups, dropout, init: The network's shape and fillers (see ``CaffeNet``).
+        groups, dropout, dropout_seed, init: The network's shape, dropout and fillers (see ``CaffeNet``).
         lr: Base learning rate (0.01).
         momentum: SGD momentum (0.9).
         weight_decay: L2 decay on weights (5e-4); biases get none, as in Caffe.
@@ -52,6 +52,7 @@ class CaffeNetClassifier(LightningModule):
         conv2_kernel: int = 5,
         groups: int = 2,
         dropout: float = 0.5,
+        dropout_seed: int | None = None,
         init: InitName = "caffe",
         lr: float = 0.01,
         momentum: float = 0.9,
@@ -71,7 +72,7 @@ class CaffeNetClassifier(LightningModule):
         self.net = CaffeNet(
             num_outputs=outputs, in_channels=in_channels, input_size=input_size, widths=widths,
             conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, conv1_padding=conv1_padding,
-            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, init=init,
+            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, dropout_seed=dropout_seed, init=init,
         )
         top5 = min(5, outputs)
         self.train_accuracy = TrainAccuracy(top5)
@@ -112,38 +113,54 @@ class CaffeNetClassifier(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        accuracy = self.train_accuracy.update(logits, labels)
-        if logs_this_step(self.trainer):
-            # On the host: the progress bar reads its metrics at every refresh (every step by default), and
-            # reading a GPU tensor waits for all the queued work; this copy waits once per logging step.
-            self.log("train/loss", loss.detach().cpu(), prog_bar=True, batch_size=len(labels))
-            self.log_dict({f"train/{name}_step": value for name, value in accuracy.items()}, batch_size=len(labels))
+        loss, accuracy = self.training_loss(self(images), labels)
+        log_training_step(self, loss, accuracy, len(labels))
         return loss
 
+    def training_loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The batch's loss and accuracies (``top1``, ``top5``), counted towards the epoch's training accuracy."""
+        return F.cross_entropy(logits, labels), self.train_accuracy.update(logits, labels)
+
     def on_train_epoch_end(self) -> None:
-        epoch = self.train_accuracy.epoch(self.trainer.strategy)
-        self.log_dict({f"train/{name}_epoch": value for name, value in epoch.items()})
+        self.log_dict(self.train_epoch_metrics(self.trainer.strategy))
+
+    def train_epoch_metrics(self, strategy: Strategy, prefix: str = "") -> dict[str, Tensor]:
+        """The epoch's training accuracy over every batch and rank (keys ``<prefix>train/..._epoch``); resets."""
+        epoch = self.train_accuracy.epoch(strategy)
+        return {f"{prefix}train/{name}_epoch": value for name, value in epoch.items()}
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        logits = self(images)
+        self.update_validation(self(images), labels)
+
+    def update_validation(self, logits: Tensor, labels: Tensor) -> None:
+        """Count one validation batch."""
         self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
         self.val_top1.update(logits, labels)
         self.val_top5.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:
-        # torchmetrics syncs across ranks inside compute(), so every rank logs the same numbers.
+        self.log_dict(self.end_validation(record=not self.trainer.sanity_checking), prog_bar=True)
+
+    def end_validation(self, record: bool, prefix: str = "") -> dict[str, float]:
+        """The validation's metrics (keys ``<prefix>val/...``, the paper's metric included); resets the counts.
+
+        torchmetrics syncs across ranks inside ``compute()``, so every rank returns the same numbers.
+
+        Args:
+            record: Add top-1 to the history the paper's metric is taken from (not in the sanity check).
+            prefix: Put in front of every key.
+        """
         top1 = float(self.val_top1.compute())
-        self.log_dict({"val/top1": top1, "val/top5": float(self.val_top5.compute()),
-                       "val/loss": float(self.val_loss.compute())}, prog_bar=True)
+        values = {"val/top1": top1, "val/top5": float(self.val_top5.compute()),
+                  "val/loss": float(self.val_loss.compute())}
         for metric in (self.val_top1, self.val_top5, self.val_loss):
             metric.reset()
-        if not self.trainer.sanity_checking:
+        if record:
             self.val_top1_history.append(top1)
         if self.val_top1_history:
-            self.log(f"val/top1_best{self.hparams.best_k}_mean", self.best_k_mean())
+            values[f"val/top1_best{self.hparams.best_k}_mean"] = self.best_k_mean()
+        return {prefix + key: value for key, value in values.items()}
 
     def best_k_mean(self) -> float:
         """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
@@ -170,19 +187,23 @@ class CaffeNetClassifier(LightningModule):
                 (biases if name.endswith("bias") else weights).append(param)
         hp = self.hparams
         groups = [
-            {"name": "weights", "params": weights, "lr": hp.lr, "weight_decay": hp.weight_decay},
-            {"name": "biases", "params": biases, "lr": hp.lr * hp.bias_lr_mult, "weight_decay": 0.0},
+            {"name": "weights", "params": weights, "lr": hp.lr, "weight_decay": hp.weight_decay,
+             "momentum": hp.momentum},
+            {"name": "biases", "params": biases, "lr": hp.lr * hp.bias_lr_mult, "weight_decay": 0.0,
+             "momentum": hp.momentum},
         ]
         return [group for group in groups if group["params"]]
+
+    def lr_factor(self) -> Callable[[int], float]:
+        """The step schedule: the multiplier of every group's learning rate at an iteration."""
+        return functools.partial(caffe_step_factor, step_iters=self.hparams.lr_step_iters, gamma=self.hparams.lr_gamma)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = self.parameter_groups()
         if not groups:
             raise ValueError("every parameter of the network is frozen: nothing to train (check transfer.n)")
         optimizer = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=self.hparams.momentum)
-        factor = functools.partial(caffe_step_factor, step_iters=self.hparams.lr_step_iters,
-                                   gamma=self.hparams.lr_gamma)
-        scheduler = LambdaLR(optimizer, factor)
+        scheduler = LambdaLR(optimizer, self.lr_factor())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -190,6 +211,20 @@ class CaffeNetClassifier(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_top1_history = list(checkpoint.get("val_top1_history", []))
+
+
+def log_training_step(module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int,
+                      prefix: str = "") -> None:
+    """Log a training step's loss and accuracies (keys ``<prefix>train/...``) on the steps the logger writes.
+
+    The loss goes to the logger on the host: the progress bar reads its metrics at every refresh (every
+    step by default), and reading a GPU tensor waits for all the queued work; this copy waits once per
+    logging step. Only an unprefixed loss (one network) goes to the progress bar.
+    """
+    if not logs_this_step(module.trainer):
+        return
+    module.log(f"{prefix}train/loss", loss.detach().cpu(), prog_bar=not prefix, batch_size=batch_size)
+    module.log_dict({f"{prefix}train/{name}_step": value for name, value in accuracy.items()}, batch_size=batch_size)
 
 
 def logs_this_step(trainer: Trainer) -> bool:

@@ -31,17 +31,45 @@ def test_paper_forward_shape(paper_net):
     x = torch.randn(2, 3, 227, 227)
     with torch.no_grad():
         assert paper_net.conv1(x).shape == (2, 96, 55, 55)
-        assert paper_net.features(x).shape == (2, 9216)
+        assert paper_net.forward_layers(x, 1, 5).shape == (2, 9216)
         assert paper_net(x).shape == (2, 1000)
 
 
 def test_layers_addressable_by_paper_index(paper_net):
-    """layer(1..8) are conv1..fc8, and conv2, conv4, conv5 are grouped in two."""
-    for index, name in enumerate(LAYER_NAMES, start=1):
-        assert paper_net.layer(index) is getattr(paper_net, name)
-    assert [paper_net.layer(i).groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
-    with pytest.raises(ValueError, match="1..8"):
-        paper_net.layer(9)
+    """Layers 1..8 are conv1..fc8, and conv2, conv4, conv5 are grouped in two."""
+    assert paper_net.layer_names == LAYER_NAMES == ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+    assert [getattr(paper_net, name).groups for name in LAYER_NAMES[:5]] == [1, 2, 1, 2, 2]
+
+
+def test_forward_layers_compose_to_forward():
+    """Layers 1..n then n+1..8 equal forward, in eval and (same seeded dropout) in training."""
+    net = CaffeNet(num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5,
+                   conv1_stride=1, dropout_seed=5)
+    x = torch.randn(3, 1, 28, 28)
+    net.eval()
+    for n in range(1, 8):
+        assert torch.equal(net.forward_layers(net.forward_layers(x, 1, n), n + 1, 8), net(x))
+    net.train()
+    net(x)
+    state = net.state_dict()  # the dropout generators' states travel with the weights
+    whole = net(x)
+    net.load_state_dict(state)
+    assert torch.equal(net.forward_layers(net.forward_layers(x, 1, 6), 7, 8), whole)
+    with pytest.raises(ValueError, match="first <= last"):
+        net.forward_layers(x, 3, 9)
+
+
+def test_seeded_dropout_is_the_networks_own():
+    """Same dropout_seed, same masks whatever else draws from the global generator; another seed, others."""
+    def masks(seed: int) -> torch.Tensor:
+        net = CaffeNet(num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 64, 64), conv1_kernel=5,
+                       conv1_stride=1, dropout_seed=seed)
+        torch.rand(100)  # other draws in the process
+        return net.drop6(torch.ones(2, 64))
+
+    assert torch.equal(masks(1), masks(1))
+    assert not torch.equal(masks(1), masks(2))
+    assert 0.2 < (masks(1) == 0).float().mean() < 0.8
 
 
 def test_caffe_init_statistics(paper_net):

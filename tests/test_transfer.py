@@ -16,7 +16,8 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from callbacks.transfer import TransferCallback, strip_prefixes
+from callbacks.transfer import TransferCallback
+from models.transfer import load_base, strip_prefixes
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
 from tests.tiny_data import TinyData
@@ -79,7 +80,7 @@ def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_weights(base_ckpt: Path) -> dict[str, torch.Tensor]:
-    return TransferCallback.load_base(str(base_ckpt))[0]
+    return load_base(str(base_ckpt))[0]
 
 
 class RecordTrainMode(Callback):
@@ -104,7 +105,7 @@ def test_n_out_of_range(n: Any) -> None:
 
 def test_unknown_mode() -> None:
     """Only 'frozen' and 'finetune' exist."""
-    with pytest.raises(ValueError, match="transfer mode must be 'frozen' or 'finetune', got 'partial'"):
+    with pytest.raises(ValueError, match="transfer mode must be one of 'frozen', 'finetune', got 'partial'"):
         TransferCallback(n=3, mode="partial")  # type: ignore[arg-type]
 
 
@@ -179,7 +180,7 @@ def test_unreadable_file(tmp_path: Path, base_ckpt: Path, monkeypatch: pytest.Mo
     def denied(path: str, *args: Any) -> str:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr("callbacks.transfer.sha256_of", denied)
+    monkeypatch.setattr("models.transfer.sha256_of", denied)
     with pytest.raises(ValueError, match="is not a readable PyTorch checkpoint.*Permission denied"):
         setup_with(base_ckpt)
 
@@ -417,7 +418,7 @@ class RecordRank(Callback):
         self.local_images = pl_module.train_accuracy.images
 
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
-        base, _ = TransferCallback.load_base(self.base)
+        base, _ = load_base(self.base)
         state = pl_module.net.state_dict()
         frozen = [key for key in state if key.split(".")[0] in LAYER_NAMES[: self.n]]
         trainable = b"".join(state[key].numpy().tobytes() for key in state if key not in frozen)

@@ -1,0 +1,245 @@
+"""The transfer step of Yosinski et al. (2014), in one place: copy layers 1..n of a base network, lock them or not.
+
+Layers 1..n come from a trained base network, layers n+1.. keep the new network's fresh
+initialisation; the last layer (the head, fc8) is always new. ``frozen`` (AnB, BnB) stops layers
+1..n requiring grad (Caffe's learning rate 0: dropout after them stays active, so no ``.eval()``);
+``finetune`` (AnB+, BnB+) trains every layer. ``frozen`` with ``n > 0`` and no base keeps layers
+1..n frozen at their random initialisation (the paper's random features).
+
+A network is anything with ``layer_names`` (its layers in order, the head last) whose layers are
+attributes of those names (``models.CaffeNet``). ``TransferCallback`` applies this to the network of
+one LightningModule, ``models.fused.FusedTransfer`` to each network of a group, the study's grid
+takes the range of n from here; nothing else restates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import Tensor, nn
+
+from models.caffenet import LAYER_NAMES
+
+TransferMode = Literal["frozen", "finetune"]
+MODES: tuple[str, ...] = get_args(TransferMode)
+# Added in front of parameter names by the LightningModule (``net.``), DDP (``module.``),
+# torch.compile (``_orig_mod.``) and common wrappers (``model.``).
+PREFIXES: tuple[str, ...] = ("net.", "model.", "module.", "_orig_mod.")
+
+
+def transferable_layers(layer_names: tuple[str, ...] = LAYER_NAMES) -> tuple[str, ...]:
+    """The layers a transfer can copy: all but the head (CaffeNet: conv1..fc7)."""
+    return tuple(layer_names[:-1])
+
+
+def max_depth(layer_names: tuple[str, ...] = LAYER_NAMES) -> int:
+    """The largest n (CaffeNet: 7; fc8 is always new)."""
+    return len(transferable_layers(layer_names))
+
+
+def depths(layer_names: tuple[str, ...] = LAYER_NAMES) -> range:
+    """Every n of a transfer, 1..``max_depth``."""
+    return range(1, max_depth(layer_names) + 1)
+
+
+def describe_depths(layer_names: tuple[str, ...] = LAYER_NAMES) -> str:
+    """What each n means, for error messages (``1 = conv1, ..., 7 = fc7; fc8 is always new``)."""
+    names = ", ".join(f"{n} = {name}" for n, name in enumerate(transferable_layers(layer_names), start=1))
+    return f"{names}; {layer_names[-1]} is always new"
+
+
+def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] = LAYER_NAMES,
+                allow_zero: bool = True) -> int:
+    """``n`` if it is a valid transfer depth (0 = nothing transferred, when ``allow_zero``).
+
+    Raises:
+        ValueError: not an integer in range; the message names ``what`` and the valid values.
+    """
+    low = 0 if allow_zero else 1
+    if isinstance(n, bool) or not isinstance(n, int) or not low <= n <= max_depth(layer_names):
+        raise ValueError(f"{what} must be an integer in {low}..{max_depth(layer_names)} "
+                         f"({describe_depths(layer_names)}), got {n!r}")
+    return n
+
+
+def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
+    """``mode`` if it is ``frozen`` or ``finetune``.
+
+    Raises:
+        ValueError: otherwise, naming ``what``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"{what} must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    """Where a network's layers 1..n came from: the provenance a checkpoint and the loggers carry.
+
+    Args:
+        base_checkpoint: The base's path, or None (random features, or no transfer).
+        sha256: The base file's sha256 at the time of the copy (None: nothing read).
+        n: Layers transferred.
+        mode: ``frozen`` or ``finetune``.
+        copied: The tensors copied from the base, by name.
+    """
+
+    base_checkpoint: str | None
+    sha256: str | None
+    n: int
+    mode: TransferMode
+    copied: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (loadable with ``weights_only=True``)."""
+        return {**asdict(self), "copied": list(self.copied)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TransferRecord:
+        return cls(state.get("base_checkpoint"), state.get("sha256"), int(state.get("n", 0)),
+                   state.get("mode", "frozen"), tuple(state.get("copied") or ()))
+
+
+def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop the leading ``PREFIXES`` from every key (``net._orig_mod.conv1.weight`` -> ``conv1.weight``).
+
+    Raises:
+        ValueError: if two keys become the same name.
+    """
+    stripped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        name = key
+        while name.startswith(PREFIXES):
+            name = name.split(".", 1)[1]
+        if name in stripped:
+            raise ValueError(f"transfer base checkpoint is ambiguous: several tensors are named {name!r}")
+        stripped[name] = value
+    return stripped
+
+
+def load_base(path: str) -> tuple[dict[str, Tensor], str]:
+    """Read a base checkpoint safely: its tensors, keyed without wrapper prefixes, and the file's sha256.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the file is not a PyTorch checkpoint of tensors, or would need arbitrary
+            code to unpickle (refused by ``weights_only=True``, never retried unsafely).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"transfer base_checkpoint {path!r} does not exist or is not a file")
+    try:
+        sha256 = sha256_of(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))  # weights_only met a class or function
+        if unsafe:
+            raise ValueError(
+                f"transfer base_checkpoint {path!r} was refused: unpickling it would run arbitrary code "
+                f"(it refers to {unsafe.group(1)}, which weights_only=True does not allow). Save the base's "
+                "state_dict, or a Lightning checkpoint whose hyperparameters are plain values"
+            ) from err
+        raise ValueError(f"transfer base_checkpoint {path!r} is not a readable PyTorch checkpoint") from err
+    except Exception as err:  # corrupt, truncated, unreadable or not a torch.save file at all
+        raise ValueError(
+            f"transfer base_checkpoint {path!r} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
+        ) from err
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    tensors = {} if not isinstance(state, dict) else {
+        key: value for key, value in state.items() if isinstance(key, str) and isinstance(value, Tensor)
+    }
+    if not tensors:
+        raise ValueError(
+            f"transfer base_checkpoint {path!r} holds no weights: expected a Lightning checkpoint (a dict "
+            f"with 'state_dict') or a state dict of tensors, got {type(checkpoint).__name__}"
+        )
+    return strip_prefixes(tensors), sha256
+
+
+def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...]) -> tuple[str, ...]:
+    """Copy every tensor of ``layers`` from ``base`` into ``net`` by name; return the copied names.
+
+    Raises:
+        ValueError: if the base lacks a tensor of one of the layers, or a tensor's shape differs
+            between the base and the network.
+    """
+    target = net.state_dict()
+    wanted = [key for key in target if key.split(".", 1)[0] in layers]
+    for key in wanted:
+        if key not in base:
+            raise ValueError(
+                f"transfer base checkpoint lacks {key!r}, needed to copy layers {', '.join(layers)}; "
+                f"it has layers {sorted({k.split('.', 1)[0] for k in base})}"
+            )
+        if base[key].shape != target[key].shape:
+            raise ValueError(
+                f"transfer shape mismatch for {key!r}: {tuple(base[key].shape)} in the base checkpoint, "
+                f"{tuple(target[key].shape)} in this model; the model's settings (widths, kernels, "
+                "in_channels, input_size) must match the base's up to layer n"
+            )
+    result = net.load_state_dict({key: base[key] for key in wanted}, strict=False)
+    expected_missing = set(target) - set(wanted)
+    if result.unexpected_keys or set(result.missing_keys) != expected_missing:
+        raise RuntimeError(
+            f"transfer copied the wrong tensors: unexpected {result.unexpected_keys}, missing "
+            f"{sorted(set(result.missing_keys) ^ expected_missing)} compared with layers {', '.join(layers)}"
+        )
+    return tuple(wanted)
+
+
+def layer_names_of(net: nn.Module) -> tuple[str, ...]:
+    """The network's layers in order (``net.layer_names``), checked to be its attributes.
+
+    Raises:
+        TypeError: if ``net`` does not name its layers.
+    """
+    names = getattr(net, "layer_names", None)
+    if not names or not all(isinstance(getattr(net, name, None), nn.Module) for name in names):
+        raise TypeError(f"transfer needs a network with named layers (`layer_names`, e.g. CaffeNet's "
+                        f"{', '.join(LAYER_NAMES)}); {type(net).__name__} has none")
+    return tuple(names)
+
+
+def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor] | None = None,
+             base_checkpoint: str | None = None, sha256: str | None = None) -> TransferRecord:
+    """Copy layers 1..n of ``base`` into ``net`` (when a base is given) and freeze them for ``frozen``.
+
+    Args:
+        net: The new network (fresh initialisation).
+        n: Layers to transfer (0: none).
+        mode: ``frozen`` or ``finetune``.
+        base: The base's tensors (from :func:`load_base`), or None: layers 1..n keep their random
+            initialisation (with ``frozen``: the paper's random features).
+        base_checkpoint: The base's path, for the record.
+        sha256: The base file's sha256, for the record.
+
+    Raises:
+        ValueError: an invalid n or mode, ``finetune`` without a base, or a base that lacks or
+            mis-shapes a layer.
+    """
+    names = layer_names_of(net)
+    check_depth(n, layer_names=names)
+    check_mode(mode)
+    if mode == "finetune" and n and base is None:
+        raise ValueError("transfer mode 'finetune' needs a base network to copy layers 1..n from")
+    layers = transferable_layers(names)[:n]
+    copied = copy_layers(base, net, layers) if base is not None and n else ()
+    if mode == "frozen" and n:
+        BaseFinetuning.freeze([getattr(net, name) for name in layers], train_bn=True)
+    return TransferRecord(base_checkpoint, sha256, n, mode, copied)
