@@ -62,7 +62,7 @@ class TransferCallback(Callback):
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._stage = stage
-        if stage != "fit":  # evaluation takes every weight from ckpt_path
+        if stage != "fit" or (self.n == 0 and self.base_checkpoint is None):  # evaluation, or nothing to transfer
             return
         net = self.network(pl_module)
         base, sha256 = None, None
@@ -71,6 +71,7 @@ class TransferCallback(Callback):
         elif self.base_checkpoint is not None:
             rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
         self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256)
+        pl_module.transfer_record = self.record  # the network's provenance, saved with its checkpoints
         layers = ", ".join(core.transferable_layers(net.layer_names)[: self.n])
         if self.record.copied:
             rank_zero_info(f"TransferCallback: copied {layers} from {self.base_checkpoint}")

@@ -203,10 +203,14 @@ class CaffeNet(nn.Module):
             return self.relu(self.fc7(self.drop6(x)))
         return self.fc8(self.drop7(x))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError naming the shapes if ``x`` is not a batch of the network's input."""
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
                 f"CaffeNet expects input of shape (batch, {self.in_channels}, {self.input_size}, "
                 f"{self.input_size}), got {tuple(x.shape)}: check the data crop size against model input_size"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         return self.forward_layers(x)

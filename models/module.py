@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import lightning
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
@@ -17,6 +19,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from models.caffenet import PAPER_WIDTHS, CaffeNet, InitName
 from models.schedule import caffe_step_factor
+from models.transfer import TransferRecord
+
+TRANSFER_KEY = "transfer"  # the checkpoint entry with the network's TransferRecord
 
 
 class CaffeNetClassifier(LightningModule):
@@ -68,7 +73,9 @@ class CaffeNetClassifier(LightningModule):
         widths = tuple(widths)
         outputs = num_classes if num_outputs is None else num_outputs
         self._check_arguments(num_classes, outputs, lr, lr_step_iters, best_k)
-        self.save_hyperparameters()
+        # Its own arguments, explicitly: under the CLI, a bare save_hyperparameters() would take the arguments the
+        # CLI gave the outermost module, which for a network inside a fused group are the group's.
+        self.save_hyperparameters({name: value for name, value in locals().items() if name in _ARGUMENTS})
         self.net = CaffeNet(
             num_outputs=outputs, in_channels=in_channels, input_size=input_size, widths=widths,
             conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, conv1_padding=conv1_padding,
@@ -80,6 +87,7 @@ class CaffeNetClassifier(LightningModule):
         self.val_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
         self.val_loss = MeanMetric()
         self.val_top1_history: list[float] = []
+        self.transfer_record: TransferRecord | None = None  # set by whoever copies layers into the network
 
     @staticmethod
     def _check_arguments(num_classes: int, outputs: int, lr: float, lr_step_iters: int, best_k: int) -> None:
@@ -208,9 +216,40 @@ class CaffeNetClassifier(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["val_top1_history"] = list(self.val_top1_history)
+        # Summed over the ranks when the trainer saves this module (it calls this hook on every rank).
+        trainer = self._trainer
+        strategy = trainer.strategy if trainer is not None and trainer.lightning_module is self else None
+        checkpoint["train_accuracy"] = self.train_accuracy.totals(strategy)
+        if self.transfer_record is not None:
+            checkpoint[TRANSFER_KEY] = self.transfer_record.as_dict()
+
+    def network_checkpoint(self, global_step: int, epoch: int) -> dict[str, Any]:
+        """This network alone as a Lightning checkpoint: ``load_from_checkpoint`` reads it, a transfer copies it.
+
+        What a network trained inside another module (a fused group) is saved as, in the layout of the
+        checkpoint a fit of this module alone writes (its weights, hyperparameters and own entries).
+        """
+        checkpoint: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": global_step,
+            "pytorch-lightning_version": lightning.__version__,
+            "state_dict": {key: value.detach().cpu() if isinstance(value, Tensor) else value
+                           for key, value in self.state_dict().items()},
+            self.CHECKPOINT_HYPER_PARAMS_KEY: dict(self.hparams),
+        }
+        self.on_save_checkpoint(checkpoint)
+        return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_top1_history = list(checkpoint.get("val_top1_history", []))
+        if "train_accuracy" in checkpoint:
+            first_rank = self._trainer is None or self._trainer.global_rank == 0
+            self.train_accuracy.resume(checkpoint["train_accuracy"], first_rank)
+        if TRANSFER_KEY in checkpoint:  # a resumed fit keeps the provenance it started with
+            self.transfer_record = TransferRecord.from_dict(checkpoint[TRANSFER_KEY])
+
+
+_ARGUMENTS = frozenset(inspect.signature(CaffeNetClassifier).parameters)
 
 
 def log_training_step(module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int,
@@ -242,8 +281,8 @@ class TrainAccuracy(nn.Module):
     Each step counts the batch's hits from one ``topk`` and adds them to a running total on the device (no
     host sync; about 40 us on a CPU core, against 430 us for two torchmetrics ``MulticlassAccuracy``
     forwards). :meth:`epoch` sums the totals over the ranks, returns the epoch's accuracy and starts again.
-    The totals are not checkpointed: after a resume in the middle of an epoch, that epoch's value covers the
-    batches since the resume.
+    A checkpoint holds the totals summed over the ranks (:meth:`totals`) and a resume gives them back to rank 0
+    (:meth:`resume`), so the epoch's value after a resume in its middle is the uninterrupted run's.
     """
 
     def __init__(self, top_k: int) -> None:
@@ -260,6 +299,22 @@ class TrainAccuracy(nn.Module):
         self.images += len(labels)
         accuracy = batch / len(labels)
         return {"top1": accuracy[0], "top5": accuracy[1]}
+
+    def totals(self, strategy: Strategy | None) -> dict[str, Any]:
+        """The running totals, summed over the ranks when ``strategy`` is given (a collective: every rank calls it).
+
+        Returns:
+            ``{"hits": float tensor [top-1, top-k] on the CPU, "images": int}``, what :meth:`resume` takes.
+        """
+        totals = torch.cat([self.hits, self.hits.new_tensor([self.images])])
+        if strategy is not None:
+            totals = strategy.reduce(totals, reduce_op="sum")
+        return {"hits": totals[:2].cpu(), "images": int(totals[2])}
+
+    def resume(self, totals: dict[str, Any], first_rank: bool) -> None:
+        """Continue from :meth:`totals` summed over the ranks: rank 0 holds them, the other ranks start at zero."""
+        self.hits.copy_(totals["hits"] if first_rank else torch.zeros(2))
+        self.images = int(totals["images"]) if first_rank else 0
 
     def epoch(self, strategy: Strategy) -> dict[str, Tensor]:
         """The accuracies over every batch counted since the last call, on every rank; then reset."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from experiments.cli import main
+from experiments.cli import main, run_cli
 
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
 FAST = ["--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
@@ -28,7 +28,7 @@ def offline_wandb(monkeypatch, tmp_path):
 def test_fit_from_repository_config_with_wandb_offline(tmp_path):
     """A fit with the shipped YAML trains, checkpoints best and last, and leaves an offline W&B run."""
     root = tmp_path / "run"
-    cli = main(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST])
+    cli = run_cli(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST])
     assert cli.trainer.global_step == 4
     assert cli.model.hparams.num_classes == 5 == cli.datamodule.num_classes  # linked, not stated twice
     assert (root / "checkpoints" / "last.ckpt").is_file()
@@ -49,12 +49,13 @@ def test_print_config_reruns(tmp_path, capsys):
         main(["fit", "--config", str(CONFIG), *FAST, "--print_config"])
     printed = capsys.readouterr().out
     config = yaml.safe_load(printed)
-    assert config["model"]["widths"] == [16, 32, 48, 48, 32, 128, 128]
+    assert config["model"]["class_path"] == "models.CaffeNetClassifier"
+    assert config["model"]["init_args"]["widths"] == [16, 32, 48, 48, 32, 128, 128]
     assert config["transfer"]["n"] == 0 and "checkpoint" in config and "lr_monitor" in config
     saved = tmp_path / "printed.yaml"
     saved.write_text(printed)
     root = tmp_path / "rerun"
-    cli = main(["fit", "--config", str(saved), "--trainer.default_root_dir", str(root)])
+    cli = run_cli(["fit", "--config", str(saved), "--trainer.default_root_dir", str(root)])
     assert cli.trainer.global_step == 4
     assert (root / "checkpoints" / "last.ckpt").is_file()
 
@@ -65,7 +66,7 @@ def test_resume_from_last(tmp_path):
     args = ["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST,
             "--trainer.logger", "false"]
     main(args)
-    cli = main([*args, "--trainer.max_steps", "6", "--ckpt_path", str(root / "checkpoints" / "last.ckpt")])
+    cli = run_cli([*args, "--trainer.max_steps", "6", "--ckpt_path", str(root / "checkpoints" / "last.ckpt")])
     assert cli.trainer.global_step == 6
     assert len(cli.model.val_top1_history) == 3
 

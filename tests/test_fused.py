@@ -1,4 +1,4 @@
-"""Fused transfer training: a fused cell equals the same cell trained alone; normal per-cell checkpoints."""
+"""Fused transfer training: a fused cell equals the same cell trained alone; normal per-cell checkpoints; the CLI."""
 
 from __future__ import annotations
 
@@ -8,16 +8,22 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
-from experiments.fused import CellDropout, FusedCell, FusedTransfer, dropout_seed, fit_fused, run_layers, seed_dropout
+from experiments.cli import main
 from models.caffenet import LAYER_NAMES
+from models.dropout import SeededDropout, dropout_seed
+from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
+from models.transfer import load_base
 from tests.tiny_data import TinyData
 
-TINY = dict(num_classes=4, num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1, init="kaiming")
+SHAPE = dict(num_classes=4, in_channels=1, input_size=28)
+NETWORK = dict(num_outputs=4, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5, conv1_stride=1, init="kaiming")
+TINY = {**SHAPE, **NETWORK}
 TRAINER = dict(accelerator="cpu", devices=1, max_steps=6, val_check_interval=2, logger=False,
                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
 SEED = 3
@@ -40,38 +46,35 @@ def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def fit_fused(cells: list[FusedCell], datamodule: TinyData, base: str, trainer: dict[str, Any], root: Path,
+              ckpt_path: str | None = None, seed: int = SEED, network: dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
+    """A fused group's fit as the CLI runs it: seeded, the module built, the group's checkpoint kept in ``root``."""
+    seed_everything(seed, workers=True, verbose=False)
+    module = FusedTransfer(base, cells, **SHAPE, network=NETWORK if network is None else network)
+    callbacks = [ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0)]
+    Trainer(**trainer, default_root_dir=root, callbacks=callbacks).fit(module, datamodule=datamodule,
+                                                                       ckpt_path=ckpt_path, weights_only=True)
+    return module.summaries()
+
+
 @pytest.fixture(scope="module")
 def fused_run(tmp_path_factory: pytest.TempPathFactory, base_ckpt: Path) -> tuple[Path, list[dict[str, Any]]]:
     """AnB for n = 1..7 fused, 6 steps, validating every 2."""
     root = tmp_path_factory.mktemp("fused")
     cells = [FusedCell(n, str(root / f"AnB_n{n}"), seed=SEED) for n in range(1, 8)]
-    rows = fit_fused(cells, data(), str(base_ckpt), TINY, TRAINER, group_dir=str(root / "group"))
+    rows = fit_fused(cells, data(), str(base_ckpt), TRAINER, root / "group")
     return root, rows
 
 
 def train_alone(root: Path, base_ckpt: Path, n: int) -> CaffeNetClassifier:
     """The same cell as a single run (CaffeNetClassifier + TransferCallback), given the fused cell's random streams."""
-    seed_everything(SEED, verbose=False)
-    model = CaffeNetClassifier(**TINY)
-    seed_dropout(model.net, SEED)        # the cell's own dropout generators, as in the fused run
-    seed_everything(SEED, verbose=False)  # the data stream is seeded after the network is built, as in fit_fused
+    seed_everything(SEED, workers=True, verbose=False)
+    with torch.random.fork_rng(devices=[]):  # the data stream is the seed's, as in the fused run
+        model = CaffeNetClassifier(**TINY, dropout_seed=SEED)  # the cell's own dropout generators
     trainer = Trainer(**TRAINER, default_root_dir=root, callbacks=[TransferCallback(str(base_ckpt), n=n)])
     trainer.fit(model, datamodule=data())
     return model
-
-
-def test_layer_by_layer_is_caffenet_forward() -> None:
-    """run_layers(1..8) is CaffeNet.forward, in eval and (same dropout generators) in training."""
-    seed_everything(0, verbose=False)
-    net = CaffeNetClassifier(**TINY).net
-    x = torch.randn(4, 1, 28, 28)
-    net.eval()
-    assert torch.equal(run_layers(net, x, 1, 8), net(x))
-    net.train()
-    seed_dropout(net, 5)
-    first = run_layers(net, x, 1, 8)
-    seed_dropout(net, 5)
-    assert torch.equal(first, net(x))
 
 
 @pytest.mark.parametrize("n", [2, 5, 6, 7])
@@ -88,9 +91,11 @@ def test_fused_cell_matches_cell_trained_alone(tmp_path: Path, base_ckpt: Path, 
                                    msg=lambda m, key=key: f"{key}: {m}")
     assert fused["val_top1_history"] == pytest.approx(alone.val_top1_history)
     assert fused["global_step"] == alone.trainer.global_step == 6
-    base, _ = TransferCallback.load_base(str(base_ckpt))
+    base, _ = load_base(str(base_ckpt))
     for key, value in fused["state_dict"].items():
         layer = key.split(".")[1]
+        if layer not in LAYER_NAMES:  # the dropout generators' states
+            continue
         frozen = layer in LAYER_NAMES[:n]
         assert torch.equal(value, base[key[len("net."):]]) == frozen, key  # trained layers moved off the base
 
@@ -103,13 +108,13 @@ def test_cell_checkpoint_is_a_normal_single_run_checkpoint(fused_run, base_ckpt:
     model = CaffeNetClassifier.load_from_checkpoint(path)
     assert model.hparams.widths == TINY["widths"] and model.hparams.num_classes == 4
     assert len(model.val_top1_history) == 3
-    weights, _ = TransferCallback.load_base(str(path))
+    weights, _ = load_base(str(path))
     assert set(weights) == {f"{layer}.{kind}" for layer in LAYER_NAMES for kind in ("weight", "bias")}
     metrics = json.loads((root / "AnB_n4" / "metrics.json").read_text())
     assert metrics["n"] == 4 and metrics["global_step"] == 6
     assert metrics["val/top1_best10_mean"] == pytest.approx(sum(metrics["val_top1_history"]) / 3)
     assert {"val/top1", "val/top5", "val/loss"} <= set(metrics)
-    provenance = torch.load(path, weights_only=True)["callbacks"]["TransferCallback"]
+    provenance = torch.load(path, weights_only=True)["transfer"]
     assert provenance["n"] == 4 and provenance["mode"] == "frozen" and provenance["base_checkpoint"] == str(base_ckpt)
     assert (root / "group" / "checkpoints" / "last.ckpt").is_file()
 
@@ -121,8 +126,8 @@ def test_resume_continues_exactly(tmp_path: Path, base_ckpt: Path) -> None:
     """
     def run(folder: str, max_steps: int, ckpt_path: str | None = None) -> None:
         cells = [FusedCell(n, str(tmp_path / folder / f"AnB_n{n}"), seed=SEED) for n in (3, 7)]
-        fit_fused(cells, TinyData(num_samples=32, batch_size=8), str(base_ckpt), TINY,
-                  {**TRAINER, "max_steps": max_steps}, group_dir=str(tmp_path / folder / "group"), ckpt_path=ckpt_path)
+        fit_fused(cells, TinyData(num_samples=32, batch_size=8), str(base_ckpt), {**TRAINER, "max_steps": max_steps},
+                  tmp_path / folder / "group", ckpt_path=ckpt_path)
 
     run("straight", 6)
     run("resumed", 4)
@@ -140,7 +145,7 @@ def test_resume_continues_exactly(tmp_path: Path, base_ckpt: Path) -> None:
 def test_cell_dropout_is_seeded_and_active() -> None:
     """Masks follow the cell's seed, differ between cells, scale by 1/(1-p), and switch off in eval."""
     x = torch.ones(64, 32)
-    a, b, c = CellDropout(0.5, 1), CellDropout(0.5, 1), CellDropout(0.5, 2)
+    a, b, c = SeededDropout(0.5, 1), SeededDropout(0.5, 1), SeededDropout(0.5, 2)
     ya = a(x)
     assert torch.equal(ya, b(x)) and not torch.equal(ya, c(x))
     assert set(ya.unique().tolist()) == {0.0, 2.0}
@@ -152,7 +157,8 @@ def test_cell_dropout_is_seeded_and_active() -> None:
 
 def test_frozen_fc_keeps_its_dropout_in_the_fused_forward(base_ckpt: Path, tmp_path: Path) -> None:
     """For n = 6 and 7 the cell's own masks apply after the frozen fc6 (and fc7): training logits are random."""
-    module = FusedTransfer([FusedCell(6, str(tmp_path / "a")), FusedCell(7, str(tmp_path / "b"))], str(base_ckpt), TINY)
+    module = FusedTransfer(str(base_ckpt), [FusedCell(6, str(tmp_path / "a")), FusedCell(7, str(tmp_path / "b"))],
+                           **SHAPE, network=NETWORK)
     x = torch.randn(8, 1, 28, 28)
     module.train()
     first, second = module(x), module(x)
@@ -163,32 +169,83 @@ def test_frozen_fc_keeps_its_dropout_in_the_fused_forward(base_ckpt: Path, tmp_p
 
 
 @pytest.mark.parametrize(
-    ("cells", "model", "match"),
+    ("cells", "network", "match"),
     [
         ([FusedCell(0, "a")], {}, r"n must be an integer in 1\.\.7"),
         ([FusedCell(8, "a")], {}, r"n must be an integer in 1\.\.7"),
         ([FusedCell(1, "a"), FusedCell(2, "a")], {}, "distinct folders"),
         ([FusedCell(1, "x/a"), FusedCell(2, "y/a")], {}, "distinct names"),
         ([FusedCell(1, "a")], {"compile": True}, "compile is not supported"),
+        ([FusedCell(1, "a")], {"num_classes": 3}, "cannot set num_classes"),
+        ([FusedCell(1, "a")], {"widht": 3}, "cannot set widht"),
         ([], {}, "at least one cell"),
     ],
 )
-def test_bad_groups_fail_loudly(base_ckpt: Path, cells: list[FusedCell], model: dict, match: str) -> None:
+def test_bad_groups_fail_loudly(base_ckpt: Path, cells: list[FusedCell], network: dict, match: str) -> None:
     """Cells that cannot be fused are refused with a sentence that says what to do."""
     with pytest.raises(ValueError, match=match):
-        FusedTransfer(cells, str(base_ckpt), {**TINY, **model})
+        FusedTransfer(str(base_ckpt), cells, **SHAPE, network={**NETWORK, **network})
 
 
-def test_coupling_trainer_settings_are_refused(base_ckpt: Path, tmp_path: Path) -> None:
-    """Gradient clipping and fp16 loss scaling would act on all cells at once."""
-    cells = [FusedCell(1, str(tmp_path / "a"))]
-    with pytest.raises(ValueError, match="gradient clipping"):
-        fit_fused(cells, data(), str(base_ckpt), TINY, {**TRAINER, "gradient_clip_val": 1.0})
-    with pytest.raises(ValueError, match="fp16"):
-        fit_fused(cells, data(), str(base_ckpt), TINY, {**TRAINER, "precision": "16-mixed"})
+def group_config(tmp_path: Path, base_ckpt: Path, **trainer: Any) -> Path:
+    """A fused group's CLI config, written as a researcher would."""
+    config = {
+        "seed_everything": SEED,
+        "model": {"class_path": "models.fused.FusedTransfer", "init_args": {
+            "base_checkpoint": str(base_ckpt), "network": {**NETWORK, "widths": list(NETWORK["widths"])},
+            "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)]}},
+        "data": {"class_path": "tests.tiny_data.TinyData", "init_args": {"num_samples": 48, "shuffle": True}},
+        "checkpoint": {"monitor": None, "save_top_k": 0},
+        "trainer": {**TRAINER, "default_root_dir": str(tmp_path / "group"), **trainer},
+    }
+    path = tmp_path / "group.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-def test_model_shape_follows_the_data(base_ckpt: Path, tmp_path: Path) -> None:
-    """num_classes (and in_channels, input_size where the data has them) come from the data, as the CLI links them."""
-    with pytest.raises(ValueError, match="num_classes=3 differs from the data's num_classes=4"):
-        fit_fused([FusedCell(1, str(tmp_path / "a"))], data(), str(base_ckpt), {**TINY, "num_classes": 3}, TRAINER)
+def test_fused_group_runs_through_the_cli(tmp_path: Path, base_ckpt: Path) -> None:
+    """`transferability fit --config group.yaml` trains the group; each cell gets its checkpoint and metrics."""
+    main(["fit", "--config", str(group_config(tmp_path, base_ckpt))])
+    for n in (3, 7):
+        model = CaffeNetClassifier.load_from_checkpoint(tmp_path / f"AnB_n{n}" / "checkpoints" / "last.ckpt")
+        assert len(model.val_top1_history) == 3 and model.hparams.num_classes == 4  # linked from the data
+        assert json.loads((tmp_path / f"AnB_n{n}" / "metrics.json").read_text())["global_step"] == 6
+    assert (tmp_path / "group" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--trainer.precision", "16-mixed"], "trainer.precision='16-mixed' is not supported by a fused group"),
+        (["--transfer.n", "2"], "transfer.n and transfer.base_checkpoint apply to one network"),
+        (["--checkpoint.monitor", "val/top1"], "checkpoint.monitor='val/top1' is not logged by a fused group"),
+    ],
+)
+def test_settings_a_group_cannot_take_are_refused_when_parsed(tmp_path: Path, base_ckpt: Path, extra: list[str],
+                                                              match: str) -> None:
+    """Refused by name before anything is built."""
+    with pytest.raises(ValueError, match=match):
+        main(["fit", "--config", str(group_config(tmp_path, base_ckpt)), *extra])
+    assert not (tmp_path / "group").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_gradient_clipping_clips_each_cell_as_alone(tmp_path: Path, base_ckpt: Path, algorithm: str) -> None:
+    """With trainer.gradient_clip_val a fused cell still equals the cell trained alone with it."""
+    clip = {"gradient_clip_val": 0.05, "gradient_clip_algorithm": algorithm}
+    fit_fused([FusedCell(n, str(tmp_path / f"AnB_n{n}"), seed=SEED) for n in (2, 6)], data(), str(base_ckpt),
+              {**TRAINER, **clip}, tmp_path / "group")
+    for n in (2, 6):
+        def alone(settings: dict[str, Any]) -> CaffeNetClassifier:
+            seed_everything(SEED, workers=True, verbose=False)
+            with torch.random.fork_rng(devices=[]):
+                model = CaffeNetClassifier(**TINY, dropout_seed=SEED)
+            Trainer(**TRAINER, **settings, default_root_dir=tmp_path / f"alone{n}",
+                    callbacks=[TransferCallback(str(base_ckpt), n=n)]).fit(model, datamodule=data())
+            return model
+
+        clipped = alone(clip).state_dict()
+        fused = torch.load(tmp_path / f"AnB_n{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for key, value in clipped.items():
+            torch.testing.assert_close(fused[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
+        assert not torch.equal(alone({}).state_dict()["net.fc8.weight"], clipped["net.fc8.weight"])  # the clip acted

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from experiments.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
+from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
 from experiments.report.table import COLUMNS, TableError, read_table, write_table
-from experiments.study import StudyRunner, exclusive, main
-from experiments.study_config import build_parser, study_from_config
+from experiments.study.runner import StudyRunner, exclusive, main
+from experiments.study.config import build_parser, study_from_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from experiments.grid import Grid
-from experiments.launchers import LauncherName
+from experiments.study.grid import Grid
+from experiments.study.launchers import LauncherName
 
 
 @dataclass
@@ -52,8 +52,8 @@ class Study:
         grid: Which cells to train (``experiments.grid.Grid``).
         checkpoint_every_n_steps: Save ``last.ckpt`` every this many steps (it is also saved at
             every validation and at the end). A killed study loses at most the steps since the last save.
-        launcher: ``inprocess`` (default), ``subprocess``, ``gpus`` (one cell per GPU) or ``slurm``
-            (a submitit job array per dependency level).
+        launcher: ``inprocess`` (default), ``subprocess``, ``gpus`` (one job per GPU) or ``slurm``
+            (submitit job arrays). On each, a job starts as soon as the job training its base has finished.
         gpus: GPU indices for the ``gpus`` launcher (None: every visible GPU).
         slurm: submitit ``AutoExecutor`` parameters for ``slurm`` (e.g. ``slurm_partition``,
             ``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``,
@@ -61,8 +61,9 @@ class Study:
         wandb: Weights & Biases settings.
         paper_overlay: Overlay the paper's ImageNet numbers on the figures (for ImageNet studies).
         fused: Train the frozen transfer cells that share a base network, a target half and a seed
-            together in one fit (``experiments.fused``: the base's frozen layers once per batch); each
-            cell keeps its own folder, checkpoint and row. Applies with the ``inprocess`` launcher to
+            together in one fit (``models.fused.FusedTransfer``: the base's frozen layers once per batch),
+            a job with its own ``config.yaml`` under ``fused/``; each cell keeps its own folder, checkpoint
+            and row. Applies on every launcher to
             single-device cells without ``compile``; ``false`` trains every cell alone.
     """
 

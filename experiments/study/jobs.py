@@ -1,6 +1,10 @@
-"""One cell of a study: its folder, and its fit (fresh or resumed) ending in an atomically written result.
+"""A study's jobs: one cell, or a fused group of cells; each a folder whose fit (fresh or resumed) ends in results.
 
-A cell folder holds::
+A job folder holds ``config.yaml`` (the full Lightning CLI config: ``transferability fit --config
+config.yaml`` re-runs it by hand), ``checkpoints/``, ``logs/``, ``wandb/`` and, after a failure,
+``error.txt``. A fused group's folder (``experiments.study.groups``) also lists its member cells in
+``group.json``; each member's ``last.ckpt`` and ``metrics.json`` are written into the member's own
+folder by the group's fit. A cell folder holds::
 
     config.yaml          the full Lightning CLI config: `transferability fit --config config.yaml`
     cell.json            which network this is (split, halves, n, mode, seed, family) and its config digest
@@ -10,8 +14,8 @@ A cell folder holds::
     result.json          the completion marker: the cell's row of the results table
     error.txt            the traceback of the last failed attempt, if any
 
-``python -m experiments.cell <folder>`` runs one cell; the study runner calls it in-process, as a
-subprocess, on one GPU each, or as a SLURM array task.
+``python -m experiments.study.jobs <folder>`` runs one job (cell or group); the study runner calls
+:func:`run_job` in-process, as a subprocess, on one GPU each, or as a SLURM array task.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import torch
 import yaml
 
-from experiments.atomic import write_atomic
+from models.files import write_atomic
 
 LAST = "last.ckpt"
 
@@ -100,15 +104,16 @@ def _read_json(path: Path) -> dict[str, Any]:
                         ) from err
 
 
-def checkpoint_progress(path: Path) -> tuple[int, int]:
-    """``(global_step, epoch)`` stored in a Lightning checkpoint.
+def checkpoint_progress(path: Path) -> tuple[int, int, list[float]]:
+    """``(global_step, epoch, validation top-1 history)`` stored in a Lightning checkpoint.
 
     Raises:
         CellError: The file does not load as a checkpoint.
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(checkpoint["global_step"]), int(checkpoint["epoch"])
+        history = [float(value) for value in checkpoint.get("val_top1_history", [])]
+        return int(checkpoint["global_step"]), int(checkpoint["epoch"]), history
     except Exception as err:  # truncated, corrupt or not a Lightning checkpoint
         raise CellError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err})") from err
 
@@ -148,7 +153,7 @@ def _is_main_process() -> bool:
 
 def fit(folder: CellFolder, resume_step: int) -> None:
     """Run the cell's Lightning CLI fit in this process (resuming from ``last.ckpt`` when ``resume_step > 0``)."""
-    import experiments.cell_config  # noqa: F401  (its warning filter for in-process CLI calls)
+    import experiments.study.overlays  # noqa: F401  (its warning filter for in-process CLI calls)
     from experiments.cli import main  # Lightning, torch and the data modules: imported once per process
 
     args = ["fit", "--config", str(folder.config)]
@@ -200,8 +205,8 @@ def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int
                 wall_time: float = 0.0) -> dict[str, Any]:
     """Check that the cell's training reached ``trainer.max_steps`` and write its ``result.json`` (atomically).
 
-    The last step of every way of training a cell (one CLI fit here; a fused group of cells would
-    call it once per cell with that cell's metrics).
+    The last step of every way of training a cell (one CLI fit here; a fused group calls it once per
+    member with that cell's metrics).
 
     Args:
         path: The cell folder.
@@ -218,13 +223,13 @@ def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int
     max_steps = config["trainer"]["max_steps"]
     if not folder.last_checkpoint.is_file():
         raise CellError(f"cell {folder.path} ended without {folder.last_checkpoint}")
-    steps, epoch = checkpoint_progress(folder.last_checkpoint)
+    steps, epoch, history = checkpoint_progress(folder.last_checkpoint)
     if steps != max_steps:
         raise CellError(
             f"cell {folder.path} stopped at step {steps} of trainer.max_steps={max_steps} (interrupted, or "
             "max_epochs ended it first); run the study again to resume it"
         )
-    best_k = config["model"]["best_k"]
+    best_k = config["model"]["init_args"]["best_k"]
     paper_metric = f"val/top1_best{best_k}_mean"
     missing = [key for key in (paper_metric, "val/top1", "val/top5") if key not in metrics]
     if missing:
@@ -242,6 +247,7 @@ def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int
         "wall_time_s": round(wall_time, 2),
         "resumed_from_step": resume_step,
         "checkpoint": str(folder.last_checkpoint.relative_to(folder.path)),
+        "val_top1_history": history,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_atomic(folder.result, json.dumps(result, indent=2) + "\n")
@@ -249,10 +255,20 @@ def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int
     return result
 
 
+def run_job(path: str | Path) -> None:
+    """Run one job folder to the end: a fused group (``group.json``) or a single cell."""
+    from experiments.study.groups import is_group, run_group
+
+    if is_group(Path(path)):
+        run_group(Path(path))
+    else:
+        run_cell(path)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m experiments.cell <cell folder>")
+        sys.exit("usage: python -m experiments.study.jobs <cell or group folder>")
     try:
-        run_cell(sys.argv[1])
+        run_job(sys.argv[1])
     except CellError as error:
         sys.exit(f"error: {error}")

@@ -29,14 +29,15 @@ from typing import Any
 
 import yaml
 
-from experiments import fused_cells
-from experiments.atomic import write_atomic
-from experiments.cell import CellError, CellFolder
-from experiments.cell_config import ConfigError, Layer, digest, render
-from experiments.grid import Cell, expand
-from experiments.launchers import launch
 from experiments.report.table import METRIC, TableError, read_table, write_summary, write_table
-from experiments.study_config import Study, build_parser, study_from_config
+from experiments.study import groups
+from experiments.study.config import Study, build_parser, study_from_config
+from experiments.study.grid import Cell, expand
+from experiments.study.jobs import CellError, CellFolder
+from experiments.study.launchers import make_launcher
+from experiments.study.overlays import ConfigError, Overlay, digest, render
+from experiments.study.schedule import Job, run_jobs
+from models.files import write_atomic
 
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -63,7 +64,7 @@ class StudyRunner:
         """The folder of ``cell``."""
         return CellFolder(self.root / "cells" / cell.name)
 
-    def base_layers(self) -> list[Layer]:
+    def overlays(self) -> list[Overlay]:
         """The study's fit configs and its overrides: every cell's config before the cell's own settings."""
         return [*self.study.fit_configs, *([self.study.overrides] if self.study.overrides else [])]
 
@@ -80,7 +81,7 @@ class StudyRunner:
 
     def _split_halves(self, split: str) -> tuple[str, ...]:
         if self._halves is None:
-            config = yaml.safe_load(self._render(self.base_layers(), "the study's fit configs"))
+            config = yaml.safe_load(self._render(self.overlays(), "the study's fit configs"))
             class_path = (config.get("data") or {}).get("class_path")
             module, _, name = (class_path or "").rpartition(".")
             data_class = getattr(importlib.import_module(module), name, None) if module else None
@@ -92,22 +93,14 @@ class StudyRunner:
             self._halves = data_class.halves
         return tuple(self._halves(split))
 
-    def cell_layer(self, cell: Cell) -> dict[str, Any]:
+    def cell_overlay(self, cell: Cell) -> dict[str, Any]:
         """The cell's own settings: seed, halves, transfer, folders, loggers."""
         folder = self.folder(cell)
         base = self.folder(cell.base_cell).last_checkpoint if cell.base_cell else None
-        loggers: list[dict[str, Any]] = [
-            {"class_path": CSV_LOGGER, "init_args": {"save_dir": str(folder.path), "name": "logs"}}]
-        settings = self.study.wandb
-        if settings.enabled:
-            loggers.append({"class_path": WANDB_LOGGER, "init_args": {
-                "save_dir": str(folder.path), "project": settings.project, "entity": settings.entity,
-                "group": self.group, "name": cell.name, "job_type": cell.family, "offline": settings.offline,
-                "id": self._wandb_id(cell.name), "resume": "allow", "tags": [cell.family, cell.split],
-            }})
         return {
             "seed_everything": cell.seed,
-            "trainer": {"default_root_dir": str(folder.path), "logger": loggers},
+            "trainer": {"default_root_dir": str(folder.path),
+                        "logger": self.loggers(folder.path, cell.name, cell.family, [cell.family, cell.split])},
             "checkpoint": {"dirpath": str(folder.checkpoints),
                            "every_n_train_steps": self.study.checkpoint_every_n_steps},
             "data": {"init_args": {"split": cell.split, "half": cell.target,
@@ -115,6 +108,19 @@ class StudyRunner:
             "transfer": {"base_checkpoint": None if base is None else str(base), "n": cell.n,
                          "mode": cell.mode or "frozen"},
         }
+
+    def loggers(self, folder: Path, name: str, job_type: str, tags: list[str]) -> list[dict[str, Any]]:
+        """A job's loggers: CSV in its folder, and W&B (a run in the study's group) unless disabled."""
+        loggers: list[dict[str, Any]] = [{"class_path": CSV_LOGGER, "init_args": {"save_dir": str(folder),
+                                                                                  "name": "logs"}}]
+        settings = self.study.wandb
+        if settings.enabled:
+            loggers.append({"class_path": WANDB_LOGGER, "init_args": {
+                "save_dir": str(folder), "project": settings.project, "entity": settings.entity,
+                "group": self.group, "name": name, "job_type": job_type, "offline": settings.offline,
+                "id": self._wandb_id(name), "resume": "allow", "tags": tags,
+            }})
+        return loggers
 
     def _wandb_id(self, name: str) -> str:
         """A W&B run id unique to this study folder and cell, stable across resumes."""
@@ -124,9 +130,9 @@ class StudyRunner:
         prefix = json.loads(info.read_text())["wandb_id_prefix"]
         return f"{prefix}-{re.sub(r'[^A-Za-z0-9_-]', 'p', name)}"[:64]
 
-    def _render(self, layers: Sequence[Layer], what: str) -> str:
+    def _render(self, overlays: Sequence[Overlay], what: str) -> str:
         try:
-            return render(layers)
+            return render(overlays)
         except ConfigError as err:
             raise StudyError(f"the config of {what} is invalid: {err}") from err
 
@@ -141,9 +147,10 @@ class StudyRunner:
         pending: list[Cell] = []
         for cell in cells:
             folder = self.folder(cell)
-            text = self._render([*self.base_layers(), self.cell_layer(cell)], f"cell {cell.name}")
+            overlays = [*self.overlays(), self.cell_overlay(cell)]
+            text = self._render(overlays, f"cell {cell.name}")
             problems += self._check_config(cell, yaml.safe_load(text))
-            fingerprint = digest(text, self.out)
+            fingerprint = digest(overlays, self.out)
             if folder.finished() or folder.started():
                 recorded = folder.read_spec().get("digest") if folder.spec.is_file() else None
                 if recorded != fingerprint:
@@ -273,18 +280,16 @@ class StudyRunner:
 
         A cell already started alone is left to resume alone; a started group resumes with its members.
         """
-        if not self.study.fused or self.study.launcher != "inprocess":
+        if not self.study.fused:
             return []
-        groups: dict[tuple[str, str, str, int], list[Cell]] = {}
+        found: dict[tuple[str, str, str, int], list[Cell]] = {}
         for cell in pending:
-            key = fused_cells.group_key(cell)
-            config = yaml.safe_load(self.folder(cell).config.read_text())
-            if key is None or not fused_cells.fusable(config):
-                continue
-            groups.setdefault(key, []).append(cell)
+            key = groups.group_key(cell)
+            if key is not None and groups.unfusable(yaml.safe_load(self.folder(cell).config.read_text())) is None:
+                found.setdefault(key, []).append(cell)
         chosen = []
-        for group in groups.values():
-            started = set(fused_cells.members(self.fused_dir(group)))
+        for group in found.values():
+            started = set(groups.members(self.fused_dir(group)))
             group = [cell for cell in group
                      if str(self.folder(cell).path) in started or not self.folder(cell).started()]
             if len(group) > 1:
@@ -292,62 +297,75 @@ class StudyRunner:
         return chosen
 
     def fused_dir(self, group: list[Cell]) -> Path:
-        """The folder of a fused group (its resumable checkpoint and logs)."""
-        return self.root / "fused" / fused_cells.group_name(group)
+        """The folder of a fused group's job."""
+        return self.root / "fused" / groups.group_name(group)
 
-    def _run_fused(self, group: list[Cell], progress: _Progress) -> list[str]:
-        names = ", ".join(cell.name for cell in group)
-        print(f"fused: training {len(group)} cells on one data stream ({names}) ...", flush=True)
+    def plan_jobs(self, pending: list[Cell]) -> list[Job]:
+        """The jobs that train ``pending``: fused groups (their ``config.yaml`` written) and single cells.
+
+        Raises:
+            StudyError: a group's config is invalid.
+        """
+        fused = self.fused_groups(pending)
+        in_group = {cell: group for group in fused for cell in group}
+        jobs: list[Job] = []
+        for cell in pending:
+            group = in_group.get(cell)
+            if group is None:
+                needs = (cell.base_cell.name,) if cell.base_cell is not None else ()
+                jobs.append(Job(cell.name, self.folder(cell).path, (cell.name,), needs))
+            elif cell is group[0]:
+                jobs.append(self._group_job(group))
+        return jobs
+
+    def _group_job(self, group: list[Cell]) -> Job:
+        folder = self.fused_dir(group)
+        name = f"fused_{folder.name}"
+        members = [(cell, self.folder(cell)) for cell in group]
+        loggers = self.loggers(folder, name, "fused", ["fused", group[0].split])
         try:
-            results = fused_cells.run_group([self.folder(cell) for cell in group], group, self.fused_dir(group))
-        except Exception as error:  # the group failed; its cells are listed and the study goes on
-            for cell in group:
-                progress.failed(cell, error)
-            return [f"{cell.name}: {type(error).__name__}: {error} (fused group {self.fused_dir(group)})"
-                    for cell in group]
-        for cell, result in zip(group, results):
-            progress.done(cell, result)
-        return []
+            config = groups.group_config(members, folder, loggers)
+        except ValueError as err:
+            raise StudyError(f"fused group {folder.name}: {err}") from err
+        if not CellFolder(folder).started() or not CellFolder(folder).config.is_file():
+            write_atomic(CellFolder(folder).config, self._render([config], f"fused group {folder.name}"))
+            groups.write_members(folder, [self.folder(cell) for cell in group])
+        return Job(name, folder, tuple(cell.name for cell in group), (group[0].base_cell.name,))
 
     def _run_pending(self, cells: list[Cell], pending: list[Cell]) -> list[str]:
-        parallel = self.study.launcher in ("gpus", "slurm")
-        groups = self.fused_groups(pending)
-        fused = {cell for group in groups for cell in group}
-        pending = [cell for cell in pending if cell not in fused]
-        batches = ([[cell for cell in pending if cell.base is None], [cell for cell in pending if cell.base]]
-                   if parallel else [[cell] for cell in pending])
-        by_folder = {self.folder(cell).path: cell for cell in pending}
+        jobs = self.plan_jobs(pending)
+        by_name = {cell.name: cell for cell in cells}
         failures: list[str] = []
-        progress = _Progress(len(pending) + len(fused))
-        for batch in batches:
-            ready = []
-            for cell in batch:
-                if cell.base_cell is not None and not self.folder(cell.base_cell).finished():
-                    failures.append(f"{cell.name}: not run, its base {cell.base_cell.name} did not finish")
-                    progress.skip()
-                else:
-                    ready.append(cell)
-            if parallel:
-                print(f"launching {len(ready)} cell(s) with launcher {self.study.launcher}", flush=True)
-            outcomes = launch(self.study.launcher, [self.folder(cell).path for cell in ready], gpus=self.study.gpus,
-                              slurm=self.study.slurm, log_folder=self.root / "submitit")
-            if not parallel and ready:
-                progress.start(ready[0])
-            for path, error in outcomes:
-                cell = by_folder[path]
+        progress = _Progress(len(pending))
+        fused = sum(len(job.cells) > 1 for job in jobs)
+        print(f"{len(jobs)} job(s) ({fused} fused group(s)) with launcher {self.study.launcher}", flush=True)
+
+        def ended(job: Job, error: BaseException | None) -> None:
+            for name in job.cells:
+                cell = by_name[name]
                 if error is None:
                     progress.done(cell, self.folder(cell).read_result())
                 else:
-                    failures.append(f"{cell.name}: {type(error).__name__}: {error} (see {self.folder(cell).error})")
+                    where = self.folder(cell).error if len(job.cells) == 1 else job.folder / "error.txt"
+                    failures.append(f"{cell.name}: {type(error).__name__}: {error} (see {where})")
                     progress.failed(cell, error)
-                self.write_table(cells)
-        for group in groups:  # transfers: every base has run by now
-            missing = [cell.base_cell.name for cell in group if not self.folder(cell.base_cell).finished()]
-            if missing:
-                failures += [f"{cell.name}: not run, its base {missing[0]} did not finish" for cell in group]
-                continue
-            failures += self._run_fused(group, progress)
             self.write_table(cells)
+
+        def skipped(job: Job, need: str) -> None:
+            for name in job.cells:
+                failures.append(f"{name}: not run, its base {need} did not finish")
+                progress.skip()
+
+        def starting(job: Job) -> None:
+            if len(job.cells) > 1:
+                print(f"fused: training {len(job.cells)} cells on one data stream ({', '.join(job.cells)}) ...",
+                      flush=True)
+            elif self.study.launcher in ("inprocess", "subprocess"):
+                progress.start(by_name[job.cells[0]])
+
+        launcher = make_launcher(self.study.launcher, gpus=self.study.gpus, slurm=self.study.slurm,
+                                 log_folder=self.root / "submitit")
+        run_jobs(jobs, launcher, ended, skipped, on_start=starting)
         return failures
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["frozen", "finetune"]
+from models.transfer import TransferMode, check_depth, check_mode, depths
+
 Figure2Family = Literal["BnB", "AnB", "BnB+", "AnB+"]
 FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")
-LAYERS = range(1, 8)  # n = 1..7 (fc8 is always new)
+DEPTHS = depths()  # n = 1..7 (fc8 is always new), from the network's layers
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,15 @@ class Cell:
     base: str | None
     target: str
     n: int
-    mode: Mode | None
+    mode: TransferMode | None
     seed: int
 
     def __post_init__(self) -> None:
         if self.n == 0 and (self.base is not None or self.mode is not None):
             raise ValueError(f"a base network (n=0) has no base half and no mode: {self}")
-        if self.n != 0 and (self.n not in LAYERS or self.mode not in ("frozen", "finetune")):
-            raise ValueError(f"a transfer needs n in 1..7 and mode 'frozen' or 'finetune': {self}")
+        if self.n != 0:
+            check_depth(self.n, what=f"cell {self.split} {self.base}->{self.target}: n", allow_zero=False)
+            check_mode(self.mode, what=f"cell {self.split} {self.base}->{self.target} n={self.n}: mode")
         if self.base is None and self.mode == "finetune":
             raise ValueError(f"fine-tuning needs a base network: {self}")
 
@@ -148,7 +150,7 @@ class Grid:
         random_features: The random-features panel's cells, or None.
     """
 
-    n: list[int] = field(default_factory=lambda: list(LAYERS))
+    n: list[int] = field(default_factory=lambda: list(DEPTHS))
     seeds: list[int] = field(default_factory=lambda: [0])
     figure2: Figure2Cells | None = field(default_factory=Figure2Cells)
     dissimilar: DissimilarCells | None = None
@@ -185,9 +187,8 @@ def expand(grid: Grid, halves: Halves) -> list[Cell]:
 
 def _layers(values: list[int] | None, grid: Grid) -> list[int]:
     chosen = grid.n if values is None else values
-    bad = [n for n in chosen if n not in LAYERS]
-    if bad:
-        raise ValueError(f"grid n values must be in 1..7 (fc8 is always new), got {bad}")
+    for n in chosen:
+        check_depth(n, what="grid n", allow_zero=False)
     return list(chosen)
 
 
@@ -222,7 +223,7 @@ def _figure2(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
         for family in spec.families:
             if family.endswith("+") and split not in finetune_splits:
                 continue
-            mode: Mode = "finetune" if family.endswith("+") else "frozen"
+            mode: TransferMode = "finetune" if family.endswith("+") else "frozen"
             if family.startswith("BnB"):
                 sources = [(half, half) for half in selffer]
             else:

@@ -1,0 +1,1 @@
+"""The study: plan (grid, overlays, fused groups), schedule, run (jobs, launchers)."""

@@ -1,0 +1,134 @@
+"""Fused groups: a study's frozen transfer cells that share a base network and a target half, as one job.
+
+A group's ``config.yaml`` is a full CLI config whose model is ``models.fused.FusedTransfer``, made from
+its members' own configs (:func:`group_config`): every trainer, data, logger and callback setting is
+theirs, each cell's ``n`` is the ``transfer.n`` of its config, the base its ``transfer.base_checkpoint``.
+``transferability fit --config <group>/config.yaml`` re-runs it by hand. After the fit each member is
+finished exactly as a single fit would be (:func:`experiments.study.jobs.finish_cell`), so the cell
+folders and the results table do not depend on whether a cell was fused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.study.grid import Cell
+from experiments.study.jobs import CellError, CellFolder, _resume_from, finish_cell, fit
+from models.fused import METRICS_FILE, PER_CELL
+from models.files import write_atomic
+
+MEMBERS = "group.json"
+FUSED_MODEL = "models.fused.FusedTransfer"
+
+
+def group_key(cell: Cell) -> tuple[str, str, str, int] | None:
+    """What fused cells must share (split, base network, target half, seed); None if the cell is no frozen transfer."""
+    if cell.mode != "frozen" or cell.base is None or cell.n < 1:
+        return None
+    return cell.split, cell.base, cell.target, cell.seed
+
+
+def group_name(cells: Sequence[Cell]) -> str:
+    """A folder name for the group, e.g. ``random0_A-to-B_s0_n1-2-3``."""
+    first = cells[0]
+    return f"{first.split}_{first.base}-to-{first.target}_s{first.seed}_n{'-'.join(str(c.n) for c in cells)}"
+
+
+def unfusable(config: dict[str, Any]) -> str | None:
+    """Why a cell's fit config cannot train in a fused group (None: it can). The one place that says so."""
+    trainer, model, transfer = config["trainer"], config["model"]["init_args"], config["transfer"]
+    if transfer.get("mode") != "frozen" or not transfer.get("n") or not transfer.get("base_checkpoint"):
+        return "not a frozen transfer from a base network"
+    if "ddp" in str(trainer.get("strategy")) or trainer.get("devices") not in (1, "1", "auto", None):
+        return f"trains on several devices (strategy {trainer.get('strategy')!r}, devices {trainer.get('devices')!r})"
+    if model.get("compile"):
+        return "model.compile (a group runs layer ranges, not forward)"
+    if str(trainer.get("precision") or "32").startswith("16"):
+        return f"trainer.precision {trainer.get('precision')!r} (fp16 loss scaling would couple the cells)"
+    return None
+
+
+def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, loggers: list[Any]) -> dict[str, Any]:
+    """The group's fit config: its members' shared config with the fused model, the group's folders and loggers.
+
+    Raises:
+        ValueError: the members' configs differ in more than their transfer depth, folders and loggers.
+    """
+    configs = [yaml.safe_load(folder.config.read_text()) for _, folder in members]
+    first = configs[0]
+    for (_, folder), config in zip(members[1:], configs[1:]):
+        for key in ("model", "data", "seed_everything", "lr_monitor"):
+            if config.get(key) != first.get(key):
+                raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their {key} settings differ")
+        if config["transfer"]["base_checkpoint"] != first["transfer"]["base_checkpoint"]:
+            raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: different base checkpoints")
+        if _trainer(config) != _trainer(first):
+            raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their trainer settings differ")
+    network = {key: value for key, value in first["model"]["init_args"].items() if key not in PER_CELL}
+    cells = [{"n": config["transfer"]["n"], "root": str(folder.path), "seed": config["seed_everything"],
+              "name": cell.name} for (cell, folder), config in zip(members, configs)]
+    return {
+        **first,
+        "model": {"class_path": FUSED_MODEL, "init_args": {
+            "base_checkpoint": first["transfer"]["base_checkpoint"], "cells": cells, "network": network}},
+        "transfer": {"base_checkpoint": None, "n": 0, "mode": "frozen"},
+        "checkpoint": {**first["checkpoint"], "dirpath": str(group_dir / "checkpoints"), "monitor": None,
+                       "save_top_k": 0},
+        "trainer": {**first["trainer"], "default_root_dir": str(group_dir), "logger": loggers},
+    }
+
+
+def _trainer(config: dict[str, Any]) -> dict[str, Any]:
+    """A cell's trainer settings less its own folder and loggers."""
+    return {key: value for key, value in config["trainer"].items() if key not in ("default_root_dir", "logger")}
+
+
+def is_group(folder: Path) -> bool:
+    """Whether ``folder`` is a fused group's job folder."""
+    return (folder / MEMBERS).is_file()
+
+
+def write_members(group_dir: Path, members: Sequence[CellFolder]) -> None:
+    """Record the group's member cell folders (what :func:`run_group` finishes)."""
+    write_atomic(group_dir / MEMBERS, json.dumps([str(f.path) for f in members], indent=2) + "\n")
+
+
+def members(group_dir: Path) -> list[str]:
+    """The cell folders of a group (empty if the group folder has none)."""
+    path = group_dir / MEMBERS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def run_group(group_dir: Path) -> list[dict[str, Any]]:
+    """Fit the group (resuming from its ``last.ckpt``) through the CLI, then finish each member cell.
+
+    Raises:
+        CellError: a member did not reach ``trainer.max_steps`` or wrote no metrics.
+    """
+    folder = CellFolder(group_dir)
+    cells = [CellFolder(Path(path)) for path in members(group_dir)]
+    try:
+        resume_step = _resume_from(folder)
+        start = time.monotonic()
+        fit(folder, resume_step)
+        share = (time.monotonic() - start) / len(cells)  # the group's wall time, shared equally
+        return [finish_cell(cell.path, _metrics(cell), resume_step, share) for cell in cells]
+    except BaseException:
+        import traceback
+
+        write_atomic(folder.error, traceback.format_exc())
+        raise
+
+
+def _metrics(cell: CellFolder) -> dict[str, float]:
+    path = cell.path / METRICS_FILE
+    if not path.is_file():
+        raise CellError(f"the fused group wrote no {path}: did its fit reach a checkpoint?")
+    row = json.loads(path.read_text())
+    return {key: float(value) for key, value in row.items() if key.startswith("val/") and value is not None}
