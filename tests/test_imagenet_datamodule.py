@@ -430,7 +430,7 @@ def test_cli_fit_swaps_in_imagenet(
 ) -> None:
     """The real CLI fits on an ImageNet half by swapping the data class of the Fashion-MNIST config (plus the
     conv1 kernel for 227 pixels); ``num_classes``, ``in_channels`` and ``input_size`` follow the data."""
-    from experiments.cli import main as cli_main
+    from experiments.cli import run_cli as cli_main
 
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"

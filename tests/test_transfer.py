@@ -483,7 +483,7 @@ def test_cli_freezes_and_resumes(tmp_path: Path, base_ckpt: Path, base_weights: 
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`fit --transfer.base_checkpoint B --transfer.n 3` freezes conv1..conv3 at the base's weights, logs the
     provenance, and `fit --ckpt_path last` continues with the same layers frozen."""
-    from experiments.cli import main
+    from experiments.cli import run_cli
 
     monkeypatch.setattr(sys, "argv", ["transferability"])  # pytest's own arguments are not the CLI's
 
@@ -493,7 +493,7 @@ def test_cli_freezes_and_resumes(tmp_path: Path, base_ckpt: Path, base_weights: 
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
-    cli = main(args)
+    cli = run_cli(args)
     net = cli.model.net
     for layer in LAYER_NAMES[:3]:
         assert same(layer_tensors(net, layer), base_layer(base_weights, layer)), layer
@@ -503,7 +503,7 @@ def test_cli_freezes_and_resumes(tmp_path: Path, base_ckpt: Path, base_weights: 
     assert "sha256: " + hashlib.sha256(base_ckpt.read_bytes()).hexdigest() in hparams
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
-    resumed = main([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    resumed = run_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 4
     for layer in LAYER_NAMES[:3]:
         assert same(layer_tensors(resumed.model.net, layer), base_layer(base_weights, layer)), layer

@@ -1,0 +1,152 @@
+"""W&B lineage and run records, read back from the offline run's ``run-*.wandb`` log.
+
+The log is LevelDB's log format (a ``:W&B`` header, 32 KiB blocks of CRC-checked records) holding
+``wandb_internal_pb2.Record`` protobufs; :func:`wandb_records` reads it with wandb's own protobuf classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+import yaml
+from wandb.proto import wandb_internal_pb2
+
+from experiments.cli import run_cli
+
+TINY = ["--model.num_outputs", "4", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
+        "--model.conv1_stride", "1", "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
+        "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"]
+BLOCK = 32 * 1024
+HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version 0
+CHUNK = struct.Struct("<IHB")  # CRC-32 (zlib) of the type byte and the data, data length, type
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(sys, "argv", ["transferability"])  # pytest's own arguments are not the CLI's
+    monkeypatch.chdir(tmp_path)
+
+
+def wandb_records(root: Path) -> list[Any]:
+    """Every record of the one offline W&B run under ``root/wandb`` (the run must be finished)."""
+    (log,) = root.glob("wandb/offline-run-*/run-*.wandb")
+    data = log.read_bytes()
+    assert HEADER.unpack_from(data) == (b":W&B", 0xBEE1, 0), "not a W&B transaction log"
+    records, pending, pos = [], b"", HEADER.size
+    while pos + CHUNK.size <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < CHUNK.size:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        crc, length, kind = CHUNK.unpack_from(data, pos)
+        if kind == 0:  # zero padding up to the end of the block
+            pos += left
+            continue
+        payload = data[pos + CHUNK.size: pos + CHUNK.size + length]
+        assert zlib.crc32(bytes([kind]) + payload) == crc, f"corrupt chunk at byte {pos} of {log}"
+        pos += CHUNK.size + length
+        pending = payload if kind in (FULL, FIRST) else pending + payload
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def of_type(records: list[Any], kind: str) -> list[Any]:
+    return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
+
+
+def config_keys(records: list[Any]) -> set[str]:
+    return {item.key for config in of_type(records, "config") for item in config.update}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fit(root: Path, *extra: str) -> Any:
+    """A tiny CLI fit into ``root``, its W&B run closed (as the study closes each cell's) and written out."""
+    try:
+        return run_cli(["fit", *TINY, "--trainer.default_root_dir", str(root), *extra])
+    finally:
+        wandb.finish()
+        wandb.teardown()  # waits for W&B's service to write the run's log: finish alone may return first
+
+
+def test_transfer_declares_base_checkpoint_as_input_and_its_own_as_output(tmp_path: Path) -> None:
+    """The base's output artifact and the transfer's input are one artifact (same name and digest): base -> transfer."""
+    fit(tmp_path / "base")
+    base_ckpt = tmp_path / "base" / "checkpoints" / "last.ckpt"
+    fit(tmp_path / "A3B", "--transfer.base_checkpoint", str(base_ckpt), "--transfer.n", "3")
+
+    base_artifacts = of_type(wandb_records(tmp_path / "base"), "artifact")
+    assert [a.use_after_commit for a in base_artifacts] == [False], "the base declares its output only"
+    (output,) = base_artifacts
+    assert output.name == f"checkpoint-{sha256(base_ckpt)[:16]}" and output.type == "model"
+    assert json.loads(output.metadata) == {"sha256": sha256(base_ckpt)}
+    (entry,) = output.manifest.contents
+    assert entry.path == "model.ckpt" and entry.ref == f"file://{base_ckpt}"
+
+    transfer_artifacts = of_type(wandb_records(tmp_path / "A3B"), "artifact")
+    inputs = [a for a in transfer_artifacts if a.use_after_commit]
+    outputs = [a for a in transfer_artifacts if not a.use_after_commit]
+    assert [(a.name, a.digest) for a in inputs] == [(output.name, output.digest)]
+    own = tmp_path / "A3B" / "checkpoints" / "last.ckpt"
+    assert [a.name for a in outputs] == [f"checkpoint-{sha256(own)[:16]}"]
+    staged = [e.local_path for a in [*base_artifacts, *transfer_artifacts] for e in a.manifest.contents if e.local_path]
+    assert not staged, "reference artifacts: nothing is staged for upload"
+
+
+def test_full_config_goes_to_every_logger(tmp_path: Path) -> None:
+    """With a CSV logger first and W&B second (as in study cells), both receive the full CLI config."""
+    loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "run")}},
+               {"class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {"save_dir": str(tmp_path / "run"), "offline": True, "project": "transferability"}}]
+    fit(tmp_path / "run", "--trainer.logger", json.dumps(loggers))
+    assert {"cli", "transfer"} <= config_keys(wandb_records(tmp_path / "run"))
+    (hparams,) = (tmp_path / "run").glob("**/version_*/hparams.yaml")
+    assert yaml.full_load(hparams.read_text())["cli"]["trainer"]["max_steps"] == 4
+
+
+def test_failed_fit_closes_its_run_as_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit that raises finishes its W&B run with exit code 1 at once, so the next fit does not reuse it."""
+    from models.module import CaffeNetClassifier
+
+    def broken_step(self: Any, batch: Any, batch_idx: int) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(CaffeNetClassifier, "training_step", broken_step)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_cli(["fit", *TINY, "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert wandb.run is None, "the failed run is closed"
+    wandb.teardown()
+    (exit_record,) = of_type(wandb_records(tmp_path / "run"), "exit")
+    assert exit_record.exit_code == 1
+
+
+def test_wandb_trouble_does_not_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error while declaring an artifact is a warning; the fit finishes and writes its checkpoint."""
+    import callbacks.lineage
+
+    def unavailable(path: str, sha256: str) -> None:
+        raise ConnectionError("no W&B")
+
+    monkeypatch.setattr(callbacks.lineage, "checkpoint_artifact", unavailable)
+    with pytest.warns(UserWarning, match="W&B lineage: could not declare the final checkpoint.*no W&B"):
+        cli = fit(tmp_path / "run")
+    assert cli.trainer.global_step == 4
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
