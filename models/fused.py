@@ -263,6 +263,10 @@ class FusedTransfer(LightningModule):
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The group's checkpoint resumes the group from its config.yaml; its hyperparameters stay out of it, so
+        # `fit --ckpt_path` does not re-apply them over that config (the CLI cannot re-parse the nested
+        # ``network`` mapping). Each cell's own checkpoint carries its hyperparameters.
+        checkpoint.pop(self.CHECKPOINT_HYPER_PARAMS_KEY, None)
         checkpoint["fused_cells"] = [
             {"name": spec.label, "n": spec.n, "val_top1_history": list(cell.val_top1_history), "last_val": dict(last)}
             for spec, cell, last in zip(self.specs, self.cells, self.last_val)

@@ -111,7 +111,7 @@ def test_transfer_cells_copy_the_final_weights_of_their_base(finished: Path):
     """A transfer's checkpoint records the sha256 of its base's last.ckpt, and frozen layers still equal it."""
     base = finished / "cells" / "random0_base-A_s0" / "checkpoints" / "last.ckpt"
     transfer = torch.load(finished / "cells" / "random0_A2B_s0" / "checkpoints" / "last.ckpt", weights_only=True)
-    provenance = next(state for key, state in transfer["callbacks"].items() if key.startswith("TransferCallback"))
+    provenance = transfer["transfer"]  # the network's TransferRecord, fused or not
     assert provenance["sha256"] == sha256(base) and provenance["n"] == 2
     base_weights = torch.load(base, weights_only=True)["state_dict"]
     assert torch.equal(transfer["state_dict"]["net.conv2.weight"], base_weights["net.conv2.weight"])
