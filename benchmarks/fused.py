@@ -2,7 +2,7 @@
 
 The seven frozen AnB cells (n = 1..7) of one base network and one target half, on the small 28-pixel
 network of the default study and data held in memory: first one fit per cell (CaffeNetClassifier +
-TransferCallback, as the study runs a cell), then all seven in one ``fit_fused``. Both train the same
+TransferCallback, as the study runs a cell), then all seven in one ``one fused fit``. Both train the same
 steps with the same validation and both write their checkpoints; the times include every fit's
 set-up, as a study pays it (wall clock, and this process's CPU time, steadier on a shared machine).
 Goal: fused at least 2x faster.
@@ -28,10 +28,11 @@ from torch.utils.data import TensorDataset
 
 from benchmarks.common import SMALL, machine, markdown
 from callbacks.transfer import TransferCallback
-from experiments.fused import FusedCell, fit_fused
+from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
+from models.transfer import depths
 
-CELLS = range(1, 8)
+CELLS = depths()
 
 
 def datamodule(batch: int) -> tuple[LightningDataModule, str]:
@@ -79,7 +80,10 @@ def fused(root: Path, base: str, data: LightningDataModule, model: dict[str, Any
     """(wall, CPU) seconds to train the same cells in one fused fit."""
     start, cpu = time.perf_counter(), time.process_time()
     cells = [FusedCell(n, str(root / f"AnB_n{n}"), seed=seed) for n in CELLS]
-    fit_fused(cells, data, base, model, {**settings, "enable_checkpointing": False}, group_dir=str(root / "group"))
+    seed_everything(seed, workers=True, verbose=False)  # as the CLI seeds before building the group
+    module = FusedTransfer.from_network_arguments(base, cells, model)
+    trainer = Trainer(**{**settings, "enable_checkpointing": False}, default_root_dir=root / "group")
+    trainer.fit(module, datamodule=data)
     return time.perf_counter() - start, time.process_time() - cpu
 
 

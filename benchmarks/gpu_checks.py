@@ -105,7 +105,8 @@ def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str
 
 def fused_row(settings: Settings) -> dict[str, Any]:
     """The seven frozen AnB cells of one base, fused, bf16 + channels_last, data on the device."""
-    from experiments.fused import FusedCell, FusedTransfer
+    from models.fused import FusedCell, FusedTransfer
+    from models.transfer import depths
 
     seed_everything(0, verbose=False)
     from models.module import CaffeNetClassifier
@@ -114,8 +115,8 @@ def fused_row(settings: Settings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base.ckpt"
         torch.save({"state_dict": CaffeNetClassifier(**settings.model).state_dict()}, base)
-        cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in range(1, 8)]
-        module = FusedTransfer(cells, str(base), {**settings.model, "channels_last": True})
+        cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in depths()]
+        module = FusedTransfer.from_network_arguments(str(base), cells, {**settings.model, "channels_last": True})
         timer = StepTimer(settings.warmup)
         trainer = Trainer(accelerator=settings.accelerator, devices=1, max_steps=settings.warmup + settings.steps,
                           precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)

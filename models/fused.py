@@ -114,6 +114,14 @@ class FusedTransfer(LightningModule):
         self.shared_depth = min(specs[deepest].n, SHARED_DEPTH_LIMIT)
         self.last_val: list[dict[str, float]] = [{} for _ in specs]
 
+    @classmethod
+    def from_network_arguments(cls, base_checkpoint: str, cells: Sequence[FusedCell],
+                               arguments: Mapping[str, Any]) -> FusedTransfer:
+        """The group of ``cells`` whose networks are ``CaffeNetClassifier(**arguments)`` (shape included)."""
+        shape = {key: arguments[key] for key in ("num_classes", "in_channels", "input_size") if key in arguments}
+        return cls(base_checkpoint, cells, **shape,
+                   network={key: value for key, value in arguments.items() if key not in PER_CELL})
+
     @staticmethod
     def _build(spec: FusedCell, arguments: dict[str, Any]) -> CaffeNetClassifier:
         """A cell's network, initialised from its seed. A function, not inline in ``__init__``:
