@@ -1,14 +1,19 @@
-"""The paper's figures, drawn from a results table only (PNG and SVG).
+"""The paper's figures, drawn from a results table only (PNG and SVG), every curve with its 95 % interval.
 
-``figure2``: Figure 2, top (every network as a point, means as lines: base, BnB, BnB+, AnB, AnB+
-against n) and bottom (the means with their spread). ``figure3``: the paper's combined figure:
-the dissimilar split, random frozen features, and each curve minus its own n=0. With ``paper=True``
-the paper's numbers are overlaid as dashed lines.
-"""
+``figure2``: Figure 2, top (every network as a point, each family's mean as a line; the base points
+are the target halves' bases) and bottom (the same means with their intervals as bars; the top
+panel shows the networks themselves, which bands would hide). ``figure3``: the paper's combined
+figure: the dissimilar split, random frozen features, and each curve minus its own n=0.
+
+Intervals are 95 % t-intervals over networks (over paired differences in the bottom panel of
+Figure 3, see :func:`experiments.report.curves.relative_values`); a point of one network has none
+and is drawn hollow (n=1). With ``paper`` the paper's means are overlaid as dashed lines; Figure 2's
+start at the paper's single n=0 point, the mean of its 8 bases (0.6251). ``note`` (e.g. a failed
+convergence check) is printed in red above the figure."""
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,15 +24,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from experiments.report.table import (  # noqa: E402
-    Points,
-    Row,
+from experiments.report.curves import (  # noqa: E402
+    base_label,
     dissimilar_points,
     figure2_points,
     mean_curve,
     random_features_points,
-    relative_curves,
+    relative_points,
 )
+from experiments.report.intervals import mean_interval  # noqa: E402
+from experiments.report.table import Points, Row  # noqa: E402
 
 STYLE = {  # the paper's colours: selffers blue, transfers red, fine-tuned lighter
     "base": {"color": "black", "marker": "o", "facecolor": "white"},
@@ -41,20 +47,22 @@ EXTRA_COLORS = ("#2a9d8f", "#e76f51", "#6a4c93", "#8a8a8a")
 RELATIVE_COLORS = {"AnB, random splits": STYLE["AnB"]["color"], "AnB, dissimilar split": EXTRA_COLORS[1],
                    "random features": EXTRA_COLORS[2]}
 PAPER_LABEL = "paper (Yosinski et al. 2014)"
+SINGLE_LABEL = "one network: no interval (n=1)"
+CI_NOTE = "bars: 95% t-interval over networks"
 
 
-
-def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None) -> list[Path]:
+def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note: str | None = None) -> list[Path]:
     """Draw every figure of ``rows`` into ``folder``; return the files written.
 
     Args:
         rows: The results table.
         folder: Where ``figure2.{png,svg}`` and ``figure3.{png,svg}`` go.
         paper: The paper's rows to overlay (``experiments.report.paper.paper_rows()``), or None.
+        note: A warning printed on every figure (e.g. the convergence check's), or None.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, figure in (("figure2", figure2(rows, paper)), ("figure3", figure3(rows, paper))):
+    for name, figure in (("figure2", figure2(rows, paper, note)), ("figure3", figure3(rows, paper, note))):
         for suffix in ("png", "svg"):
             path = folder / f"{name}.{suffix}"
             figure.savefig(path, dpi=150, bbox_inches="tight")
@@ -63,87 +71,113 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None) -> l
     return written
 
 
-def figure2(rows: list[Row], paper: Sequence[Row] | None = None) -> Figure:
-    """Figure 2: every network (top) and the means with their spread (bottom), against n."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 8), sharex=True)
-    curves = figure2_points(rows)
-    for name, points in curves.items():
+def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
+    """Figure 2: every network with its family's mean line (top), the means with interval bars (bottom)."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 8.5), sharex=True)
+    for name, points in figure2_points(rows).items():
         style = STYLE[name]
-        # a family's n=0 point is base networks, drawn once as "base"
+        label = base_label(rows) if name == "base" else name
+        # a family's n=0 point is base networks, drawn once as the base
         shown = points if name == "base" else {n: values for n, values in points.items() if n > 0}
         for index, (n, values) in enumerate(shown.items()):
             top.scatter([n + OFFSETS[name]] * len(values), values, s=22, marker=style["marker"],
                         facecolors=style.get("facecolor", style["color"]), edgecolors=style["color"],
-                        linewidths=0.8, zorder=3, label=name if index == 0 else None)
+                        linewidths=0.8, zorder=3, label=label if index == 0 else None)
         if name != "base" and points:
             line = mean_curve(points)
             top.plot(list(line), list(line.values()), color=style["color"], lw=1, alpha=0.7)
-            _mean_with_spread(bottom, points, style["color"], style["marker"], name)
+            _mean_with_interval(bottom, points, style["color"], style["marker"], name)
     if paper:
-        for name, points in figure2_points(list(paper)).items():
+        curves = figure2_points(list(paper))
+        start = mean_curve(curves["base"]).get(0)  # the paper's n=0: the mean of all its bases
+        for name, points in curves.items():
             if name != "base" and points:
-                _paper_line(bottom, points, STYLE[name]["color"])
+                line = {0: start} if start is not None else {}
+                _paper_line(bottom, line | {n: v for n, v in mean_curve(points).items() if n > 0}, STYLE[name]["color"])
         _paper_legend(bottom)
-    top.set_title("Figure 2: random A/B splits (every network)")
-    bottom.set_title("Figure 2, bottom: means (bars: min to max over networks)")
+    top.set_title("Figure 2: random A/B splits (every network; lines: means, intervals below)")
+    bottom.set_title(f"Figure 2, bottom: means ({CI_NOTE}; hollow: n=1)")
     for axes in (top, bottom):
         _finish(axes, "layer n at which the network is chopped and retrained", _metric_label(rows))
-    figure.tight_layout()
+    _note(figure, note)
     return figure
 
 
-def figure3(rows: list[Row], paper: Sequence[Row] | None = None) -> Figure:
+def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
     """The combined figure: the dissimilar split, random frozen features, and each curve minus its n=0."""
-    figure = plt.figure(figsize=(11, 8))
+    figure = plt.figure(figsize=(11, 8.5))
     grid = figure.add_gridspec(2, 2)
     dissimilar, random, relative = (figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]),
                                     figure.add_subplot(grid[1, :]))
     for index, (target, points) in enumerate(dissimilar_points(rows).items()):
         color = EXTRA_COLORS[index % len(EXTRA_COLORS)]
-        _mean_with_spread(dissimilar, points, color, "o", f"to {target}", scatter=True)
-    _mean_with_spread(random, random_features_points(rows), EXTRA_COLORS[2], "s", "random, frozen", scatter=True)
-    for name, curve in relative_curves(rows).items():
-        relative.plot(list(curve), list(curve.values()), marker="o", color=RELATIVE_COLORS[name], label=name)
+        _mean_with_interval(dissimilar, points, color, "o", f"to {target}", scatter=True)
+    _mean_with_interval(random, random_features_points(rows), EXTRA_COLORS[2], "s", "random, frozen", scatter=True)
+    for name, points in relative_points(rows).items():
+        _mean_with_interval(relative, points, RELATIVE_COLORS[name], "o", name)
     if paper:
         paper = list(paper)
         for index, points in enumerate(dissimilar_points(paper).values()):
-            _paper_line(dissimilar, points, EXTRA_COLORS[index % len(EXTRA_COLORS)])
-        _paper_line(random, random_features_points(paper), EXTRA_COLORS[2])
-        for name, curve in relative_curves(paper).items():
-            relative.plot(list(curve), list(curve.values()), ls="--", lw=1, color=RELATIVE_COLORS[name], alpha=0.6)
+            _paper_line(dissimilar, mean_curve(points), EXTRA_COLORS[index % len(EXTRA_COLORS)])
+        _paper_line(random, mean_curve(random_features_points(paper)), EXTRA_COLORS[2])
+        for name, points in relative_points(paper).items():
+            _paper_line(relative, mean_curve(points), RELATIVE_COLORS[name])
         for axes in (dissimilar, random, relative):
             _paper_legend(axes)
     relative.axhline(0, color="black", lw=0.5)
     dissimilar.set_title("dissimilar split: frozen transfer to each half")
     random.set_title("random, untrained, frozen first n layers")
-    relative.set_title("each curve minus its own n=0")
+    relative.set_title("each curve minus its own n=0 (bars: 95% t-interval over differences network - its base)")
     for axes in (dissimilar, random):
         _finish(axes, "layer n", _metric_label(rows))
     _finish(relative, "layer n", "top-1 accuracy minus n=0")
-    figure.tight_layout()
+    figure.text(0.01, 0.005, f"{CI_NOTE}; hollow markers: one network (n=1), no interval.", fontsize=7,
+                color="dimgray")
+    _note(figure, note)
     return figure
 
 
-def _mean_with_spread(axes: Axes, points: Points, color: str, marker: str, label: str, scatter: bool = False) -> None:
+def _intervals(points: Points) -> tuple[list[int], list[float], list[float], list[float]]:
+    """The n, means, and the distances down and up to the interval's ends (NaN where undefined)."""
+    ns, means, low, high = [], [], [], []
+    for n, values in points.items():
+        interval = mean_interval(values)
+        ns.append(n)
+        means.append(interval.estimate)
+        low.append(interval.estimate - interval.low if interval.defined else math.nan)
+        high.append(interval.high - interval.estimate if interval.defined else math.nan)
+    return ns, means, low, high
+
+
+def _mean_with_interval(axes: Axes, points: Points, color: str, marker: str, label: str,
+                        scatter: bool = False) -> None:
     if not points:
         return
-    ns = list(points)
-    means = [statistics.fmean(points[n]) for n in ns]
-    low = [mean - min(points[n]) for n, mean in zip(ns, means)]
-    high = [max(points[n]) - mean for n, mean in zip(ns, means)]
+    ns, means, low, high = _intervals(points)
     axes.errorbar(ns, means, yerr=[low, high], color=color, marker=marker, ms=5, capsize=3, lw=1.5, label=label)
+    single = [(n, mean) for n, mean, down in zip(ns, means, low) if math.isnan(down)]
+    if single:
+        axes.scatter(*zip(*single), marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2,
+                     zorder=4)
+        if SINGLE_LABEL not in axes.get_legend_handles_labels()[1]:
+            axes.scatter([], [], marker="o", facecolors="white", edgecolors="gray", label=SINGLE_LABEL)
     if scatter:
         for n in ns:
             axes.scatter([n] * len(points[n]), points[n], s=10, color=color, alpha=0.5)
 
 
-def _paper_line(axes: Axes, points: Points, color: str) -> None:
-    curve = mean_curve(points)
+def _paper_line(axes: Axes, curve: dict[int, float], color: str) -> None:
     axes.plot(list(curve), list(curve.values()), ls="--", lw=1, color=color, alpha=0.7, marker="x", ms=4, zorder=1)
 
 
 def _paper_legend(axes: Axes) -> None:
     axes.plot([], [], ls="--", color="gray", marker="x", label=PAPER_LABEL)
+
+
+def _note(figure: Figure, note: str | None) -> None:
+    figure.tight_layout()
+    if note:
+        figure.suptitle(note, color="#b00000", fontsize=9, y=1.0, va="bottom")
 
 
 def _metric_label(rows: list[Row]) -> str:

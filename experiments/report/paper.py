@@ -11,8 +11,8 @@ import csv
 from functools import cache
 from pathlib import Path
 
-from experiments.grid import Cell
 from experiments.report.table import Row
+from experiments.study.grid import Cell
 
 DATA_DIR = Path(__file__).parent.parent / "data"
 PER_RUN = DATA_DIR / "per_run_summary.csv"

@@ -1,27 +1,31 @@
-"""The results table (one row per finished cell, derived from the cell folders) and the curves the figures draw.
+"""The results table (one row per finished cell, derived from the cell folders) and its summary per plotted point.
 
 The table is rewritten whole and atomically from the cells' ``result.json`` files, so it never
 holds a duplicate or a half-written row; reading checks that, and says how to rebuild a broken one.
+A network's validation history (``val_top1_history``, every validation's top-1 in order) is a JSON
+list in its CSV cell; tables written before that column existed are read with the history None.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
+import json
 import re
-import statistics
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.atomic import write_atomic
+from models.files import write_atomic
 
 COLUMNS: tuple[str, ...] = (
     "split", "base_half", "target_half", "n", "mode", "family", "seed",
     "top1_best_k_mean", "best_k", "top1", "top5", "epochs", "steps", "wall_time_s", "checkpoint", "cell",
+    "val_top1_history",
 )
+# Tables written before the validation history was recorded: read as if the history were empty.
+OLD_COLUMNS: tuple[str, ...] = COLUMNS[:-1]
+LISTS = frozenset({"val_top1_history"})
 INTEGERS = frozenset({"n", "seed", "best_k", "epochs", "steps"})
 FLOATS = frozenset({"top1_best_k_mean", "top1", "top5", "wall_time_s"})
 REQUIRED = frozenset({"split", "target_half", "n", "family", "seed", "top1_best_k_mean", "cell"})
@@ -30,6 +34,7 @@ METRIC = "top1_best_k_mean"
 
 Row = dict[str, Any]
 Points = dict[int, list[float]]  # n -> the metric of every network at that n
+Replicate = tuple[str, str, int]  # (split, target half, seed): what pairs a network with its base
 
 
 class TableError(ValueError):
@@ -37,16 +42,25 @@ class TableError(ValueError):
 
 
 def write_table(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``rows`` (only ``COLUMNS``, None as empty) as CSV, atomically."""
+    """Write ``rows`` (only ``COLUMNS``, None as empty, lists as JSON) as CSV, atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: "" if row.get(key) is None else row[key] for key in COLUMNS} for row in rows)
+    writer.writerows({key: _cell_text(key, row.get(key)) for key in COLUMNS} for row in rows)
     write_atomic(path, buffer.getvalue())
+
+
+def _cell_text(key: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    return json.dumps([float(item) for item in value]) if key in LISTS else value
 
 
 def read_table(path: Path) -> list[Row]:
     """Read and check a results table: exact header, complete typed rows, each cell once.
+
+    A table with the header of ``OLD_COLUMNS`` (written before ``val_top1_history``) is read with that
+    column None.
 
     Raises:
         TableError: Missing, unreadable or corrupt table (the message names the line and the fix).
@@ -60,18 +74,19 @@ def read_table(path: Path) -> list[Row]:
         raise TableError(f"no results table at {path}: run the study first") from err
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TableError(f"results table {path} is unreadable ({err}). {fix}") from err
-    if not lines or tuple(lines[0]) != COLUMNS:
+    if not lines or tuple(lines[0]) not in (COLUMNS, OLD_COLUMNS):
         found = lines[0] if lines else "nothing"
         raise TableError(f"results table {path} is corrupt: its header is {found}, expected {list(COLUMNS)}. {fix}")
+    header = tuple(lines[0])
     rows: list[Row] = []
     seen: dict[str, int] = {}
     for number, values in enumerate(lines[1:], start=2):
-        if len(values) != len(COLUMNS):
+        if len(values) != len(header):
             raise TableError(
                 f"results table {path} is corrupt: line {number} has {len(values)} fields, expected "
-                f"{len(COLUMNS)} (a half-written or hand-edited row). {fix}"
+                f"{len(header)} (a half-written or hand-edited row). {fix}"
             )
-        row = _typed(dict(zip(COLUMNS, values)), path, number, fix)
+        row = _typed({key: "" for key in COLUMNS} | dict(zip(header, values)), path, number, fix)
         if row["cell"] in seen:
             raise TableError(
                 f"results table {path} is corrupt: line {number} repeats cell {row['cell']!r} of line "
@@ -91,12 +106,22 @@ def _typed(raw: dict[str, str], path: Path, number: int, fix: str) -> Row:
             row[key] = None
             continue
         try:
-            row[key] = int(text) if key in INTEGERS else float(text) if key in FLOATS else text
+            row[key] = (int(text) if key in INTEGERS else float(text) if key in FLOATS
+                        else _float_list(text) if key in LISTS else text)
         except ValueError as err:
+            what = "a JSON list of numbers" if key in LISTS else "a number"
             raise TableError(
-                f"results table {path} is corrupt: line {number}, column {key}: {text!r} is not a number. {fix}"
+                f"results table {path} is corrupt: line {number}, column {key}: {text!r} is not {what}. {fix}"
             ) from err
     return row
+
+
+def _float_list(text: str) -> list[float]:
+    values = json.loads(text)  # a JSONDecodeError is a ValueError
+    if not isinstance(values, list) or not all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        raise ValueError(text)
+    return [float(value) for value in values]
 
 
 def is_random_split(split: str) -> bool:
@@ -104,107 +129,44 @@ def is_random_split(split: str) -> bool:
     return re.fullmatch(r"random\d+", split) is not None
 
 
-def _points(rows: Iterable[Row]) -> Points:
-    points: Points = defaultdict(list)
-    for row in rows:
-        if row.get(METRIC) is not None and not math.isnan(row[METRIC]):
-            points[row["n"]].append(row[METRIC])
-    return dict(sorted(points.items()))
-
-
-def figure2_points(rows: list[Row]) -> dict[str, Points]:
-    """Figure 2's networks on the random splits: ``base`` (every base network, n=0) and BnB, AnB, BnB+, AnB+.
-
-    A family's n=0 point is its own reference: the base networks trained on the halves (and seeds) that
-    the family's networks are trained on. In the paper every half was a target, so each reference is
-    the mean of all base networks; a study that trains towards one half only (the Fashion-MNIST
-    default: B, whose classes are harder than A's) compares against that half's base alone.
-    """
-    on_random = [row for row in rows if is_random_split(row["split"])]
-    bases = [row for row in on_random if row["n"] == 0]
-    curves = {"base": _points(bases)}
-    for family in ("BnB", "AnB", "BnB+", "AnB+"):
-        members = [row for row in on_random if row["family"] == family]
-        targets = {(row["split"], row["target_half"], row["seed"]) for row in members}
-        reference = [row for row in bases if (row["split"], row["target_half"], row["seed"]) in targets]
-        curves[family] = _points(reference + members) if members else {}
-    return curves
-
-
-def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
-    """The dissimilar-split panel: per target half, its base (n=0) and the frozen transfers to it."""
-    curves: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        if not is_random_split(row["split"]) and row["family"] in ("base", "AnB") and row["target_half"] != "all":
-            curves[row["target_half"]].append(row)
-    return {target: _points(group) for target, group in sorted(curves.items())}
-
-
-def random_features_points(rows: list[Row]) -> Points:
-    """The random-features panel: the base on the whole label set (n=0) and random frozen features per n."""
-    splits = {row["split"] for row in rows if row["family"] == "random"}
-    return _points(row for row in rows if row["split"] in splits and row["family"] in ("base", "random"))
-
-
-def mean_curve(points: Points) -> dict[int, float]:
-    """The mean over networks at each n."""
-    return {n: statistics.fmean(points[n]) for n in sorted(points) if points[n]}
-
-
-def relative_curves(rows: list[Row]) -> dict[str, dict[int, float]]:
-    """The bottom panel: each curve minus its own n=0 reference (empty curves left out).
-
-    ``AnB, random splits``: mean AnB minus the mean of its reference bases (see :func:`figure2_points`).
-    ``AnB, dissimilar split``: the average over the two directions of (mean AnB to a half minus that
-    half's base).
-    ``random features``: mean random-features network minus the base on the same labels.
-    """
-    figure2 = figure2_points(rows)
-    curves = {
-        "AnB, random splits": _relative(figure2["AnB"]),
-        "AnB, dissimilar split": _average([_relative(pts) for pts in dissimilar_points(rows).values()]),
-        "random features": _relative(random_features_points(rows)),
-    }
-    return {name: curve for name, curve in curves.items() if len(curve) > 1}
-
-
-def _relative(points: Points) -> dict[int, float]:
-    means = mean_curve(points)
-    if 0 not in means:
-        return {}
-    return {n: mean - means[0] for n, mean in means.items()}
-
-
-def _average(curves: list[dict[int, float]]) -> dict[int, float]:
-    curves = [curve for curve in curves if curve]
-    if not curves:
-        return {}
-    shared = set.intersection(*(set(curve) for curve in curves))
-    return {n: statistics.fmean(curve[n] for curve in curves) for n in sorted(shared)}
+SUMMARY_FIELDS: tuple[str, ...] = ("panel", "curve", "n", "count", "mean", "ci_low", "ci_high", "std", "min", "max")
 
 
 def summary(rows: list[Row]) -> list[Row]:
-    """Mean, standard deviation, count, min and max of the paper's metric for every plotted curve and n."""
-    panels: list[tuple[str, str, Points]] = [("figure2", name, pts) for name, pts in figure2_points(rows).items()]
-    panels += [("dissimilar", f"to {target}", pts) for target, pts in dissimilar_points(rows).items()]
-    panels.append(("random_features", "random", random_features_points(rows)))
+    """Every plotted point: mean over networks, its 95 % t-interval, count, std, min and max.
+
+    The interval is ``mean ± t(0.975, count-1) · std / sqrt(count)`` over the networks of the point
+    (for the relative panel: over the units of :func:`experiments.report.curves.relative_values`); with
+    one network it is undefined and ``ci_low``/``ci_high`` are empty.
+    """
+    from experiments.report import curves  # curves reads this module's row types
+    from experiments.report.intervals import mean_interval
+
+    panels: list[tuple[str, str, Points]] = [
+        ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()]
+    panels += [("dissimilar", f"to {target}", pts) for target, pts in curves.dissimilar_points(rows).items()]
+    panels.append(("random_features", "random", curves.random_features_points(rows)))
+    panels += [("relative", name, pts) for name, pts in curves.relative_points(rows).items()]
     out = []
     for panel, curve, points in panels:
         for n, values in points.items():
+            interval = mean_interval(values)
             out.append({
-                "panel": panel, "curve": curve, "n": n, "count": len(values),
-                "mean": round(statistics.fmean(values), 6),
-                "std": round(statistics.stdev(values), 6) if len(values) > 1 else None,
-                "min": round(min(values), 6), "max": round(max(values), 6),
+                "panel": panel, "curve": curve, "n": n, "count": interval.count,
+                "mean": _round(interval.estimate), "ci_low": _round(interval.low), "ci_high": _round(interval.high),
+                "std": _round(interval.std), "min": _round(min(values)), "max": _round(max(values)),
             })
     return out
 
 
+def _round(number: float | None) -> float | None:
+    return None if number is None else round(number, 6)
+
+
 def write_summary(path: Path, rows: list[Row]) -> None:
-    """Write :func:`summary` as CSV, atomically."""
+    """Write :func:`summary` as CSV (``SUMMARY_FIELDS``; an undefined interval as empty cells), atomically."""
     buffer = io.StringIO()
-    fields = ("panel", "curve", "n", "count", "mean", "std", "min", "max")
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in summary(rows))
     write_atomic(path, buffer.getvalue())

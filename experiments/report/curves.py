@@ -1,0 +1,155 @@
+"""The curves the figures draw, from a results table: the networks of every panel, grouped by n.
+
+Figure 2 (random A/B splits), the dissimilar split, random frozen features, and the bottom panel of
+the combined figure (each curve minus its own n=0 reference, network by network).
+
+A network is paired with its base through its *replicate* ``(split, target half, seed)``: the base
+network trained on the same half of the same split with the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
+
+from experiments.report.table import METRIC, Points, Replicate, Row, is_random_split
+
+FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")  # as in experiments.study.grid
+# curve -> n -> unit (a replicate, or (split, seed)) -> that unit's value minus its own n=0 reference
+Relative = dict[str, dict[int, dict[Hashable, float]]]
+
+
+def replicate(row: Row) -> Replicate:
+    """The row's ``(split, target half, seed)``: the base network with this key is its reference."""
+    return row["split"], row["target_half"], row["seed"]
+
+
+def value(row: Row) -> float | None:
+    """The paper's metric of the row, or None where it is missing or NaN."""
+    metric = row.get(METRIC)
+    return None if metric is None or math.isnan(metric) else metric
+
+
+def _points(rows: Iterable[Row]) -> Points:
+    points: Points = defaultdict(list)
+    for row in rows:
+        if value(row) is not None:
+            points[row["n"]].append(value(row))
+    return dict(sorted(points.items()))
+
+
+def figure2_target_bases(rows: list[Row]) -> list[Row]:
+    """The base networks of Figure 2: those on a random split's half that some BnB/AnB/BnB+/AnB+ targets.
+
+    Every base network of the random splits when no transfer network is in the table yet. In the paper
+    every half was a target, so these are all 8 base networks (mean 0.6251); a study that trains
+    towards half B only compares against base B alone.
+    """
+    on_random = [row for row in rows if is_random_split(row["split"])]
+    targets = {(row["split"], row["target_half"]) for row in on_random if row["family"] in FIGURE2_FAMILIES}
+    bases = [row for row in on_random if row["n"] == 0]
+    return [row for row in bases if not targets or (row["split"], row["target_half"]) in targets]
+
+
+def base_label(rows: list[Row]) -> str:
+    """The legend name of Figure 2's base points: ``base B``, or ``base A/B`` where both halves are targets."""
+    halves = sorted({row["target_half"] for row in figure2_target_bases(rows)})
+    return f"base {'/'.join(halves)}" if halves else "base"
+
+
+def figure2_points(rows: list[Row]) -> dict[str, Points]:
+    """Figure 2's networks on the random splits: ``base`` (:func:`figure2_target_bases`) and BnB, AnB, BnB+, AnB+.
+
+    A family's n=0 point is its own reference: the base networks of its networks' replicates (the
+    halves and seeds they are trained on).
+    """
+    bases = figure2_target_bases(rows)
+    curves = {"base": _points(bases)}
+    for family in FIGURE2_FAMILIES:
+        members = [row for row in rows if is_random_split(row["split"]) and row["family"] == family]
+        replicates = {replicate(row) for row in members}
+        reference = [row for row in bases if replicate(row) in replicates]
+        curves[family] = _points(reference + members) if members else {}
+    return curves
+
+
+def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
+    """The dissimilar-split panel: per target half, its base (n=0) and the frozen transfers to it."""
+    curves: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        if not is_random_split(row["split"]) and row["family"] in ("base", "AnB") and row["target_half"] != "all":
+            curves[row["target_half"]].append(row)
+    return {target: _points(group) for target, group in sorted(curves.items())}
+
+
+def random_features_points(rows: list[Row]) -> Points:
+    """The random-features panel: the base on the whole label set (n=0) and random frozen features per n."""
+    splits = {row["split"] for row in rows if row["family"] == "random"}
+    return _points(row for row in rows if row["split"] in splits and row["family"] in ("base", "random"))
+
+
+def mean_curve(points: Points) -> dict[int, float]:
+    """The mean over networks at each n."""
+    return {n: statistics.fmean(points[n]) for n in sorted(points) if points[n]}
+
+
+def relative_values(rows: list[Row]) -> Relative:
+    """The bottom panel, unit by unit: each network minus its own base (empty curves left out).
+
+    ``AnB, random splits``: per replicate, AnB(n) minus the base of its replicate.
+    ``AnB, dissimilar split``: per (split, seed), the average over the split's target halves of
+    AnB(n) minus that half's base; a unit counts only where every direction has a network.
+    ``random features``: per (split, seed), random(n) minus the base on the same labels.
+    Every unit's n=0 value is 0 (its base minus itself). Networks without their base are left out.
+    """
+    bases = {replicate(row): value(row) for row in rows if row["n"] == 0 and value(row) is not None}
+
+    def minus_base(row: Row) -> float | None:
+        reference = bases.get(replicate(row))
+        return None if reference is None or value(row) is None else value(row) - reference
+
+    random_anb: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    for row in rows:
+        if is_random_split(row["split"]) and row["family"] == "AnB" and minus_base(row) is not None:
+            random_anb[row["n"]][replicate(row)] = minus_base(row)
+    dissimilar = _directions_averaged([row for row in rows if not is_random_split(row["split"])
+                                       and row["family"] == "AnB" and row["target_half"] != "all"], minus_base)
+    features: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    for row in rows:
+        if row["family"] == "random" and minus_base(row) is not None:
+            features[row["n"]][(row["split"], row["seed"])] = minus_base(row)
+    curves = {"AnB, random splits": random_anb, "AnB, dissimilar split": dissimilar, "random features": features}
+    return {name: _with_zero(curve) for name, curve in curves.items() if curve}
+
+
+def _directions_averaged(transfers: list[Row], minus_base: Callable[[Row], float | None]
+                         ) -> dict[int, dict[Hashable, float]]:
+    directions: dict[str, set[str]] = defaultdict(set)
+    values: dict[tuple[str, int, int], dict[str, float]] = defaultdict(dict)
+    for row in transfers:
+        directions[row["split"]].add(row["target_half"])
+        if minus_base(row) is not None:
+            values[row["split"], row["seed"], row["n"]][row["target_half"]] = minus_base(row)
+    curve: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    for (split, seed, n), by_target in values.items():
+        if set(by_target) == directions[split]:
+            curve[n][(split, seed)] = statistics.fmean(by_target.values())
+    return curve
+
+
+def _with_zero(curve: dict[int, dict[Hashable, float]]) -> dict[int, dict[Hashable, float]]:
+    units = {unit for by_unit in curve.values() for unit in by_unit}
+    return {0: dict.fromkeys(units, 0.0)} | {n: curve[n] for n in sorted(curve)}
+
+
+def relative_points(rows: list[Row]) -> dict[str, Points]:
+    """:func:`relative_values` as points: the units' values at each n."""
+    return {name: {n: list(units.values()) for n, units in curve.items()}
+            for name, curve in relative_values(rows).items()}
+
+
+def relative_curves(rows: list[Row]) -> dict[str, dict[int, float]]:
+    """The bottom panel's means: each curve minus its own n=0, averaged over units (see :func:`relative_values`)."""
+    return {name: mean_curve(points) for name, points in relative_points(rows).items() if len(points) > 1}
