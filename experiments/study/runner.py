@@ -1,4 +1,4 @@
-"""The study runner: the paper's grid from one command, resumable, with its table and figures.
+"""The study runner: the paper's grid from one command, resumable, with its table, effects and figures.
 
 ``transferability-study --config experiments/configs/studies/fmnist_default.yaml`` expands the grid
 into cells (``experiments.grid``), writes one full Lightning CLI config per cell
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from experiments.report.table import METRIC, TableError, read_table, write_summary, write_table
+from experiments.report.table import METRIC, TableError, read_table, write_table
 from experiments.study import groups
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.grid import Cell, expand
@@ -209,14 +209,11 @@ class StudyRunner:
         return len(rows)
 
     def draw(self) -> list[Path]:
-        """Draw the figures and write ``summary.csv`` from the results table alone; return the files."""
-        from experiments.report import figures
+        """The report from the results table alone: summary, effects, convergence check, figures; return the files."""
         from experiments.report.paper import paper_rows
+        from experiments.report.write import write_report
 
-        rows = read_table(self.table)
-        written = figures.draw(rows, self.figures, paper_rows() if self.study.paper_overlay else None)
-        write_summary(self.root / "summary.csv", rows)
-        return [*written, self.root / "summary.csv"]
+        return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None)
 
     def log_to_wandb(self, files: list[Path]) -> None:
         """Log the table and the figures as the study's last W&B run (offline unless configured otherwise)."""
@@ -270,7 +267,10 @@ class StudyRunner:
         self.write_table(cells)
         files = self.draw()
         self.log_to_wandb(files)
-        print(f"results: {self.table}; figures: {self.figures}", flush=True)
+        convergence = self.root / "convergence.txt"
+        if convergence.is_file():
+            print(convergence.read_text().rstrip(), flush=True)
+        print(f"results: {self.table}; effects: {self.root / 'effects.md'}; figures: {self.figures}", flush=True)
         if failures:
             raise StudyError(f"{len(failures)} cell(s) did not finish (the others are in {self.table}):\n- "
                              + "\n- ".join(failures))
