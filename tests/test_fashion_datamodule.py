@@ -135,6 +135,7 @@ class CountingValidator(LightningModule):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_ddp_validation_counts_every_image_exactly_once() -> None:
     """Under real DDP on 3 CPU processes (5000 images: a padding sampler would add one), validation sees
     each image exactly once."""

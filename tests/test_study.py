@@ -20,7 +20,8 @@ from experiments.report.table import COLUMNS, TableError, read_table, write_tabl
 from experiments.study.runner import StudyRunner, exclusive, main
 from experiments.study.config import build_parser, study_from_config
 
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+# Whole studies, subprocesses and kills: slow (the README's test command runs them all).
+pytestmark = [pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter"), pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "experiments" / "configs" / "studies"
@@ -35,12 +36,6 @@ TINY_FIT = {
 # Every family and panel, two values of n: 19 cells.
 TINY_GRID = {"n": [1, 2], "figure2": {"splits": ["random0"], "selffer_targets": ["A"], "transfer_targets": ["B"]},
              "dissimilar": {"split": "dissimilar"}, "random_features": {}}
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
 
 
 def write_study(folder: Path, output: Path, grid: dict[str, Any], **settings: Any) -> Path:
