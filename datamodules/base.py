@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 from typing_extensions import override
 
+from datamodules.resumable import ResumableLoader, ResumableSampler
 from datamodules.splits import ClassSplits
 
 
@@ -19,7 +21,9 @@ class HalfDataModule(LightningDataModule):
 
     Subclasses set ``splits`` (their :class:`ClassSplits`), ``in_channels`` and ``input_size``, and build
     ``train_set`` / ``val_set`` (and ``collate_fn`` if not torch's default) in ``setup`` after calling
-    ``super().setup(stage)``.
+    ``super().setup(stage)``. The training set receives :data:`~datamodules.resumable.SampleKey` items and
+    draws its augmentation from the key's seed, so a fit resumed at any step continues exactly (see
+    :mod:`datamodules.resumable`).
 
     Args:
         split: ``random<seed>``, a named split of the dataset, or ``whole``.
@@ -70,6 +74,7 @@ class HalfDataModule(LightningDataModule):
         self.images_per_class = images_per_class
         self.pixel_scale = pixel_scale
         self.per_device_batch_size: int | None = None
+        self.world_size, self.rank = 1, 0  # the trainer's, read in setup
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.collate_fn: Callable[[Any], Any] | None = None  # None: torch's default_collate
@@ -92,6 +97,7 @@ class HalfDataModule(LightningDataModule):
 
     @override
     def setup(self, stage: str) -> None:
+        self.world_size, self.rank = self._world()
         self.per_device_batch_size = self._per_device_batch_size()
 
     def _world(self) -> tuple[int, int]:
@@ -101,7 +107,7 @@ class HalfDataModule(LightningDataModule):
         return self.trainer.world_size, self.trainer.global_rank
 
     def _per_device_batch_size(self) -> int:
-        world_size, _ = self._world()
+        world_size = self.world_size
         if self.batch_size % world_size:
             raise ValueError(
                 f"the global batch_size {self.batch_size} does not divide across {world_size} processes "
@@ -110,8 +116,20 @@ class HalfDataModule(LightningDataModule):
         return self.batch_size // world_size
 
     @override
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "train", shuffle=True)
+    def train_dataloader(self) -> ResumableLoader:
+        """A fresh shuffle every epoch, drawn from the run's seed and the epoch; Lightning checkpoints its position.
+
+        Under DDP each rank takes its share of the epoch's order (padded to a multiple of the world size).
+        """
+        if self.train_set is None or self.per_device_batch_size is None:
+            raise RuntimeError("call setup() before asking for the train dataloader")
+        # The seed seed_everything set (the CLI's seed_everything key), as Lightning's own DDP sampler reads it.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = ResumableSampler(self.train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True,
+                                   seed=seed)
+        # keyword arguments: Lightning re-instantiates a loader from them when it swaps the sampler (overfit_batches)
+        return ResumableLoader(self.train_set, sampler=sampler, batch_size=self.per_device_batch_size,
+                               **self._loader_settings())
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -123,25 +141,27 @@ class HalfDataModule(LightningDataModule):
         ``validation_step`` must therefore not run collectives (``sync_dist``) per step; torchmetrics
         objects synchronise at ``compute()``.
         """
-        world_size, rank = self._world()
         sampler = None
-        if world_size > 1:
-            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world_size, rank=rank, shuffle=False)
-        return self._loader(self.val_set, "val", shuffle=False, sampler=sampler)
+        if self.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.world_size, rank=self.rank,
+                                                   shuffle=False)
+        return self._loader(self.val_set, "val", sampler)
 
     @override
     def test_dataloader(self) -> DataLoader:
         """The validation set: the paper reports ILSVRC2012 val, and Fashion-MNIST's val is its test set."""
         return self.val_dataloader()
 
-    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, name: str, sampler: Sampler | None) -> DataLoader:
+        """An evaluation loader in the dataset's order."""
         if dataset is None or self.per_device_batch_size is None:
             raise RuntimeError(f"call setup() before asking for the {name} dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.per_device_batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
+        # Its own generator: iterating draws nothing from the global one, which dropout draws from.
+        return DataLoader(dataset, batch_size=self.per_device_batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(0), **self._loader_settings())
+
+    def _loader_settings(self) -> dict[str, Any]:
+        return dict(
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
             pin_memory=self.pin_memory and torch.accelerator.is_available(),

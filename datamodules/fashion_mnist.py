@@ -13,6 +13,7 @@ from torchvision.datasets import FashionMNIST
 from typing_extensions import override
 
 from datamodules.base import HalfDataModule
+from datamodules.resumable import SampleKey
 from datamodules.splits import FASHION_MNIST_SPLITS, first_per_class
 from datamodules.transforms import subtract_mean_and_mirror
 
@@ -75,7 +76,10 @@ def load_fashion_mnist(root: str | None, download: bool = False) -> dict[str, tu
 class InMemoryHalf(Dataset):
     """uint8 images in memory, fetched a batch at a time (``__getitems__``) as float 0-255 minus a mean image.
 
-    A DataLoader over it needs ``collate_fn=batch_as_is``: a fetch already returns the batch.
+    A DataLoader over it needs ``collate_fn=batch_as_is``: a fetch already returns the batch. Samples asked for by
+    :data:`~datamodules.resumable.SampleKey` ``(index, seed)`` (the training sampler's) are mirrored by a bit of
+    their seed, so the mirrors do not depend on the worker or the batch; plain indices draw from torch's global
+    generator.
 
     Args:
         images: uint8 ``[N, C, H, W]``.
@@ -91,13 +95,21 @@ class InMemoryHalf(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.int64)
-        mirror = (torch.rand(len(index), 1, 1, 1) < 0.5) if self.train else False
+    def __getitems__(self, keys: list[int] | list[SampleKey]) -> tuple[Tensor, Tensor]:
+        mirror: Tensor | bool = False
+        if keys and isinstance(keys[0], tuple):
+            indices, seeds = zip(*keys)
+            index = torch.as_tensor(indices, dtype=torch.int64)
+            if self.train:  # the seeds are hashes: each bit is a fair coin
+                mirror = (torch.as_tensor(seeds) & 1).bool().view(-1, 1, 1, 1)
+        else:
+            index = torch.as_tensor(keys, dtype=torch.int64)
+            if self.train:
+                mirror = torch.rand(len(index), 1, 1, 1) < 0.5
         return subtract_mean_and_mirror(self.images[index], self.mean, mirror, self.scale), self.labels[index]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        images, labels = self.__getitems__([index])
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor]:
+        images, labels = self.__getitems__([key])  # type: ignore[list-item]
         return images[0], labels[0]
 
 

@@ -17,6 +17,7 @@ from typing_extensions import override
 from datamodules.base import HalfDataModule
 from datamodules.corrupt import SkipCounter, SkippedImagesLogger, collate_skipping_unreadable
 from datamodules.mean_image import cached_mean_image, compute_mean_image
+from datamodules.resumable import SampleKey
 from datamodules.splits import IMAGENET_SPLITS, first_per_class, imagenet_class_names, imagenet_wnids
 from datamodules.transforms import (
     DECODE_ERRORS,
@@ -24,13 +25,13 @@ from datamodules.transforms import (
     CaffeTransform,
     Warp,
     JpegBatch,
+    TorchvisionPreset,
     caffe_crop_on_device,
     collate_jpeg_bytes,
     collate_uint8,
     decode_on_device,
     read_bytes_with_path,
     read_rgb,
-    torchvision_transform,
 )
 
 PREPARE_COMMAND = "transferability-prepare-imagenet"
@@ -47,10 +48,15 @@ class HalfImageFolder(DatasetFolder):
     Images that do not decode are skipped: the item is ``None`` (the collate function drops it, see
     :func:`~datamodules.corrupt.drop_unreadable`), a warning names the file and ``skipped`` counts it.
 
+    An item is asked for by index, or by a :data:`~datamodules.resumable.SampleKey` ``(index, seed)`` (what the
+    training sampler yields): then the transform is called with a generator seeded by the key's seed, and its
+    random crop and mirror are the same whichever worker loads the image.
+
     Args:
         root: Folder holding one sub-folder per wnid.
         wnids: The class folders to use. Sorted wnids are sorted class indices, so label k is the k-th.
-        transform: Applied to the decoded uint8 ``[3, H, W]`` image.
+        transform: Applied to the decoded uint8 ``[3, H, W]`` image; with a keyed item, as
+            ``transform(image, generator=...)``.
         images_per_class: Keep the first N images (sorted file names) of each class.
         skipped: Counter of unreadable images (a fresh one if None).
         loader: Reads a file: decodes it (default), or returns its bytes for decoding on the device.
@@ -77,14 +83,17 @@ class HalfImageFolder(DatasetFolder):
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         return list(self._wnids), {wnid: label for label, wnid in enumerate(self._wnids)}
 
-    def __getitem__(self, index: int) -> tuple[Any, int] | None:
+    def __getitem__(self, key: int | SampleKey) -> tuple[Any, int] | None:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         path, label = self.samples[index]
         try:
             image = self.loader(path)
         except DECODE_ERRORS as err:
             self.skipped.add(path, err)
             return None
-        if self.transform is not None:
+        if self.transform is not None and seed is not None:
+            image = self.transform(image, generator=torch.Generator().manual_seed(seed))
+        elif self.transform is not None:
             image = self.transform(image)
         return image, label
 
@@ -218,8 +227,8 @@ class ImageNetHalf(HalfDataModule):
             val_tf = CaffeTransform(self.image_size, self.input_size, train=False)
         else:
             self.collate_fn = collate_skipping_unreadable
-            train_tf = torchvision_transform(True, self.input_size, self.image_size)
-            val_tf = torchvision_transform(False, self.input_size, self.image_size)
+            train_tf = TorchvisionPreset(True, self.input_size, self.image_size)
+            val_tf = TorchvisionPreset(False, self.input_size, self.image_size)
         if stage == "fit":
             self.train_set = self._folder("train", self.wnids, train_tf, self.images_per_class, loader=loader)
         self.val_set = self._folder("val", self.wnids, val_tf, loader=loader)

@@ -124,12 +124,15 @@ def subtract_mean_and_mirror(pixels: Tensor, mean: Tensor, mirror: Tensor | bool
 
 
 class Warp:
-    """Transform: :func:`warp` to ``size`` x ``size`` (uint8 out); the input of the mean image."""
+    """Transform: :func:`warp` to ``size`` x ``size`` (uint8 out); the input of the mean image.
+
+    It draws nothing: the ``generator`` a training set passes (see :class:`CaffeTransform`) is not used.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return warp(image, self.size)
 
 
@@ -149,6 +152,9 @@ class CaffeTransform:
     and mirrors half the images; evaluation takes the centre crop, unmirrored. The mean subtraction is
     left to :class:`CaffeCollate`, which writes each float pixel of the batch once.
 
+    The offsets and the mirror are drawn from ``generator`` (a training set passes one seeded per sample, so
+    the draws do not depend on the worker process), or from torch's global generator when it is None.
+
     Args:
         size: Side of the warped image (256).
         crop: Side of the crop fed to the network (227).
@@ -160,11 +166,11 @@ class CaffeTransform:
             raise ValueError(f"crop {crop} is larger than the warped image {size}")
         self.size, self.crop, self.train = size, crop, train
 
-    def __call__(self, image: Tensor) -> CaffeCrop:
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> CaffeCrop:
         image = warp(image, self.size)
         if self.train:
-            top, left = torch.randint(0, max(self.size - self.crop, 1), (2,)).tolist()
-            mirror = bool(torch.randint(0, 2, ()).item())
+            top, left = torch.randint(0, max(self.size - self.crop, 1), (2,), generator=generator).tolist()
+            mirror = bool(torch.randint(0, 2, (), generator=generator).item())
         else:
             top = left = (self.size - self.crop) // 2
             mirror = False
@@ -213,6 +219,29 @@ def _batch_tensor(shape: tuple[int, ...]) -> Tensor:
         return torch.empty(shape)
     storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape))
     return torch.empty(0).new(storage).view(shape)
+
+
+class TorchvisionPreset:
+    """:func:`torchvision_transform` whose random draws come from a given generator.
+
+    torchvision's transforms draw from torch's global generator; given a ``generator`` (a training sample's),
+    the call runs on a fork of the global generator seeded from it, and the global state is put back after.
+
+    Args:
+        train: Training (random resized crop and flip) or evaluation preset.
+        crop: Side of the network input.
+        resize: Shorter side of the evaluation resize.
+    """
+
+    def __init__(self, train: bool, crop: int = 224, resize: int = 256) -> None:
+        self.transform = torchvision_transform(train, crop, resize)
+
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if generator is None:
+            return self.transform(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+            return self.transform(image)
 
 
 def torchvision_transform(train: bool, crop: int = 224, resize: int = 256) -> v2.Compose:

@@ -288,13 +288,16 @@ class TrainAccuracy(nn.Module):
     def __init__(self, top_k: int) -> None:
         super().__init__()
         self.top_k = top_k
-        self.register_buffer("hits", torch.zeros(2), persistent=False)  # top-1, top-k
+        # Not a buffer: DDP would broadcast rank 0's totals over the other ranks' before every forward.
+        self.hits = torch.zeros(2)  # top-1, top-k; follows the logits' device
         self.images = 0
 
     def update(self, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Count one batch; its accuracies ``top1`` and ``top5`` (top-``top_k``)."""
         hits = logits.detach().topk(self.top_k, dim=1).indices == labels[:, None]
         batch = torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()]).float()
+        if self.hits.device != batch.device:
+            self.hits = self.hits.to(batch.device)
         self.hits += batch
         self.images += len(labels)
         accuracy = batch / len(labels)
@@ -306,19 +309,23 @@ class TrainAccuracy(nn.Module):
         Returns:
             ``{"hits": float tensor [top-1, top-k] on the CPU, "images": int}``, what :meth:`resume` takes.
         """
-        totals = torch.cat([self.hits, self.hits.new_tensor([self.images])])
+        totals = self._local_totals()
         if strategy is not None:
-            totals = strategy.reduce(totals, reduce_op="sum")
+            totals = strategy.reduce(totals.to(strategy.root_device), reduce_op="sum")
         return {"hits": totals[:2].cpu(), "images": int(totals[2])}
 
     def resume(self, totals: dict[str, Any], first_rank: bool) -> None:
         """Continue from :meth:`totals` summed over the ranks: rank 0 holds them, the other ranks start at zero."""
-        self.hits.copy_(totals["hits"] if first_rank else torch.zeros(2))
+        hits = totals["hits"] if first_rank else torch.zeros(2)
+        self.hits = hits.to(device=self.hits.device, dtype=self.hits.dtype)
         self.images = int(totals["images"]) if first_rank else 0
+
+    def _local_totals(self) -> Tensor:
+        return torch.cat([self.hits, self.hits.new_tensor([self.images])])
 
     def epoch(self, strategy: Strategy) -> dict[str, Tensor]:
         """The accuracies over every batch counted since the last call, on every rank; then reset."""
-        totals = strategy.reduce(torch.cat([self.hits, self.hits.new_tensor([self.images])]), reduce_op="sum")
+        totals = strategy.reduce(self._local_totals().to(strategy.root_device), reduce_op="sum")
         self.hits.zero_()
         self.images = 0
         images = totals[2].clamp(min=1)
