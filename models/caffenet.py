@@ -9,8 +9,9 @@ eight-layer structure for 28 to 64 pixel inputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -28,6 +29,17 @@ CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1
               "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
 
 InitName = Literal["caffe", "kaiming"]
+
+
+@contextlib.contextmanager
+def _generator(seed: int | None) -> Iterator[None]:
+    """Draw from ``seed`` inside the block and leave torch's global CPU generator as it was (None: draw from it)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _pool_size(size: int) -> int:
@@ -84,6 +96,9 @@ class CaffeNet(nn.Module):
         conv2_kernel: conv2 kernel size (5 in the paper; padded to keep the size).
         groups: Groups of conv2, conv4 and conv5 (2 in the paper, from AlexNet's two GPUs).
         dropout: Dropout probability after fc6 and fc7.
+        init_seed: None: the initial weights are drawn from torch's global generator (as any network); an
+            integer: from that seed, leaving the global generator as it was (a network's initialisation
+            of its own, independent of the data stream and of the other networks built in the process).
         dropout_seed: None: dropout draws its masks from torch's global generator (as any network);
             an integer: from generators of the network's own, seeded from it (``SeededDropout``), so
             the masks do not depend on anything else drawn in the process (networks trained together).
@@ -105,12 +120,20 @@ class CaffeNet(nn.Module):
         conv2_kernel: int = 5,
         groups: int = 2,
         dropout: float = 0.5,
+        init_seed: int | None = None,
         dropout_seed: int | None = None,
         init: InitName = "caffe",
     ) -> None:
         super().__init__()
         widths = tuple(widths)
         self._check_arguments(num_outputs, in_channels, widths, groups, dropout, init)
+        with _generator(init_seed):
+            self._build(num_outputs, in_channels, input_size, widths, conv1_kernel, conv1_stride, conv1_padding,
+                        conv2_kernel, groups, dropout, dropout_seed, init)
+
+    def _build(self, num_outputs: int, in_channels: int, input_size: int, widths: tuple[int, ...], conv1_kernel: int,
+               conv1_stride: int, conv1_padding: int, conv2_kernel: int, groups: int, dropout: float,
+               dropout_seed: int | None, init: InitName) -> None:
         sizes = feature_map_sizes(input_size, conv1_kernel, conv1_stride, conv1_padding)
         self.input_size = input_size
         self.in_channels = in_channels

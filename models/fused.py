@@ -50,7 +50,7 @@ from models.module import CaffeNetClassifier, log_training_step
 SHARED_DEPTH_LIMIT = 6  # fc7's input carries each cell's own fc6 dropout mask
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-PER_CELL = frozenset({"num_classes", "in_channels", "input_size", "dropout_seed"})  # not in ``network``
+PER_CELL = frozenset({"num_classes", "in_channels", "input_size", "init_seed", "dropout_seed"})  # not in ``network``
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ class FusedCell:
     Args:
         n: Layers copied from the base and frozen (1..7).
         root: The cell's folder; receives ``checkpoints/last.ckpt`` and ``metrics.json``.
-        seed: Seed of the cell's initialisation (as ``seed_everything`` before a fit of it alone builds
-            the network) and of its dropout generators.
+        seed: The cell's network seed: its ``init_seed`` and ``dropout_seed`` (see ``CaffeNet``).
         name: Prefix of the cell's logged metrics and optimizer groups; None: the folder's name.
     """
 
@@ -103,10 +102,9 @@ class FusedTransfer(LightningModule):
         self.specs = specs
         base, sha256 = core.load_base(str(base_checkpoint))
         shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
-        # Each cell draws its initialisation from its own seed, and the global generator is left as it was:
-        # the data stream after this constructor is the one a fit of one network would read.
-        with torch.random.fork_rng(devices=[]):
-            self.cells = nn.ModuleList([self._build(spec, {**network, **shape}) for spec in specs])
+        # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
+        # as it was: the data stream after this constructor is the one a fit of one network would read.
+        self.cells = nn.ModuleList([self._build(spec, {**network, **shape}) for spec in specs])
         for spec, cell in zip(specs, self.cells):
             cell.transfer_record = core.transfer(cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256)
         deepest = max(range(len(specs)), key=lambda i: specs[i].n)
@@ -126,8 +124,7 @@ class FusedTransfer(LightningModule):
     def _build(spec: FusedCell, arguments: dict[str, Any]) -> CaffeNetClassifier:
         """A cell's network, initialised from its seed. A function, not inline in ``__init__``:
         ``save_hyperparameters`` would otherwise collect the enclosing ``__init__``'s arguments."""
-        torch.manual_seed(spec.seed)
-        return CaffeNetClassifier(**arguments, dropout_seed=spec.seed)
+        return CaffeNetClassifier(**arguments, init_seed=spec.seed, dropout_seed=spec.seed)
 
     @staticmethod
     def _check(specs: list[FusedCell], network: dict[str, Any]) -> None:
@@ -145,8 +142,8 @@ class FusedTransfer(LightningModule):
         if wrong:
             raise ValueError(
                 f"model.init_args.network cannot set {', '.join(wrong)}: num_classes, in_channels and input_size "
-                f"come from the data, dropout_seed from each cell's seed, and the rest must be CaffeNetClassifier "
-                f"arguments ({', '.join(sorted(shared))})"
+                "come from the data, init_seed and dropout_seed from each cell's seed, and the rest must be "
+                f"CaffeNetClassifier arguments ({', '.join(sorted(shared))})"
             )
         if network.get("compile"):
             raise ValueError(

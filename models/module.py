@@ -32,7 +32,7 @@ class CaffeNetClassifier(LightningModule):
         num_outputs: Width of fc8. The paper used 1000 for every task; ``null`` gives a K-way head
             with K = ``num_classes``.
         in_channels, input_size, widths, conv1_kernel, conv1_stride, conv1_padding, conv2_kernel,
-        groups, dropout, dropout_seed, init: The network's shape, dropout and fillers (see ``CaffeNet``).
+        groups, dropout, init_seed, dropout_seed, init: The network's shape, seeds and fillers (see ``CaffeNet``).
         lr: Base learning rate (0.01).
         momentum: SGD momentum (0.9).
         weight_decay: L2 decay on weights (5e-4); biases get none, as in Caffe.
@@ -57,6 +57,7 @@ class CaffeNetClassifier(LightningModule):
         conv2_kernel: int = 5,
         groups: int = 2,
         dropout: float = 0.5,
+        init_seed: int | None = None,
         dropout_seed: int | None = None,
         init: InitName = "caffe",
         lr: float = 0.01,
@@ -79,7 +80,8 @@ class CaffeNetClassifier(LightningModule):
         self.net = CaffeNet(
             num_outputs=outputs, in_channels=in_channels, input_size=input_size, widths=widths,
             conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, conv1_padding=conv1_padding,
-            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, dropout_seed=dropout_seed, init=init,
+            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, init_seed=init_seed,
+            dropout_seed=dropout_seed, init=init,
         )
         top5 = min(5, outputs)
         self.train_accuracy = TrainAccuracy(top5)

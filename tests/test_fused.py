@@ -70,8 +70,7 @@ def fused_run(tmp_path_factory: pytest.TempPathFactory, base_ckpt: Path) -> tupl
 def train_alone(root: Path, base_ckpt: Path, n: int) -> CaffeNetClassifier:
     """The same cell as a single run (CaffeNetClassifier + TransferCallback), given the fused cell's random streams."""
     seed_everything(SEED, workers=True, verbose=False)
-    with torch.random.fork_rng(devices=[]):  # the data stream is the seed's, as in the fused run
-        model = CaffeNetClassifier(**TINY, dropout_seed=SEED)  # the cell's own dropout generators
+    model = CaffeNetClassifier(**TINY, init_seed=SEED, dropout_seed=SEED)  # the cell's own draws, as when fused
     trainer = Trainer(**TRAINER, default_root_dir=root, callbacks=[TransferCallback(str(base_ckpt), n=n)])
     trainer.fit(model, datamodule=data())
     return model
@@ -238,8 +237,7 @@ def test_gradient_clipping_clips_each_cell_as_alone(tmp_path: Path, base_ckpt: P
     for n in (2, 6):
         def alone(settings: dict[str, Any]) -> CaffeNetClassifier:
             seed_everything(SEED, workers=True, verbose=False)
-            with torch.random.fork_rng(devices=[]):
-                model = CaffeNetClassifier(**TINY, dropout_seed=SEED)
+            model = CaffeNetClassifier(**TINY, init_seed=SEED, dropout_seed=SEED)
             Trainer(**TRAINER, **settings, default_root_dir=tmp_path / f"alone{n}",
                     callbacks=[TransferCallback(str(base_ckpt), n=n)]).fit(model, datamodule=data())
             return model

@@ -259,6 +259,7 @@ def test_global_batch_is_divided_across_processes(fake_imagenet: Path, tmp_path:
         dm.setup("fit")
 
 
+@pytest.mark.slow
 def test_validation_counts_every_image_once_under_ddp(fake_imagenet: Path, tmp_path: Path) -> None:
     """Each val image goes to exactly one rank (no padding), through a sampler Lightning keeps."""
     dm = _module(fake_imagenet, tmp_path, batch_size=30)

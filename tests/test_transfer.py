@@ -447,6 +447,7 @@ def ddp_main(out_dir: str, base: str) -> None:
     trainer.fit(model, datamodule=TinyData())
 
 
+@pytest.mark.slow
 def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
     """DDP with 2 CPU processes (gloo): frozen layers equal the base on every rank, no
     find_unused_parameters, the trained layers agree across ranks, the epoch's training accuracy is that of

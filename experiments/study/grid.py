@@ -9,6 +9,7 @@ target half, frozen / fine-tuned), ``AnB``/``AnB+`` (transfer to the other half)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,7 +31,9 @@ class Cell:
         target: The half this network is trained on.
         n: How many layers come from the base (or stay random and frozen); 0 for a base network.
         mode: ``frozen`` or ``finetune`` for n > 0; None for a base network.
-        seed: The seed of this network (and of its base network).
+        seed: The replicate: the seed of the data stream, which every network of a replicate on a half reads
+            in the same order (as the paper's networks read one database), and of the base it copies.
+            Its own initialisation and dropout come from :attr:`network_seed`.
     """
 
     split: str
@@ -69,6 +72,12 @@ class Cell:
         else:
             body = f"{self.base}{self.n}{self.target}" + ("+" if self.mode == "finetune" else "")
         return f"{self.split}_{body}_s{self.seed}"
+
+    @property
+    def network_seed(self) -> int:
+        """The seed of this network's own draws (initialisation, dropout): from its identity, never its base's."""
+        digest = hashlib.sha256(f"transferability/network/{self.name}".encode()).digest()
+        return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
     @property
     def base_cell(self) -> Cell | None:

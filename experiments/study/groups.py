@@ -64,14 +64,14 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
     first = configs[0]
     for (_, folder), config in zip(members[1:], configs[1:]):
         for key in ("model", "data", "seed_everything", "lr_monitor"):
-            if config.get(key) != first.get(key):
+            if _shared(config, key) != _shared(first, key):
                 raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their {key} settings differ")
         if config["transfer"]["base_checkpoint"] != first["transfer"]["base_checkpoint"]:
             raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: different base checkpoints")
         if _trainer(config) != _trainer(first):
             raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their trainer settings differ")
     network = {key: value for key, value in first["model"]["init_args"].items() if key not in PER_CELL}
-    cells = [{"n": config["transfer"]["n"], "root": str(folder.path), "seed": config["seed_everything"],
+    cells = [{"n": config["transfer"]["n"], "root": str(folder.path), "seed": _network_seed(config),
               "name": cell.name} for (cell, folder), config in zip(members, configs)]
     return {
         **first,
@@ -82,6 +82,23 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
                        "save_top_k": 0},
         "trainer": {**first["trainer"], "default_root_dir": str(group_dir), "logger": loggers},
     }
+
+
+def _shared(config: dict[str, Any], key: str) -> Any:
+    """A config section less what is each network's own (its seeds)."""
+    if key != "model":
+        return config.get(key)
+    return {**config["model"], "init_args": {k: v for k, v in config["model"]["init_args"].items()
+                                             if k not in ("init_seed", "dropout_seed")}}
+
+
+def _network_seed(config: dict[str, Any]) -> int:
+    """The cell's network seed: its ``init_seed`` (the study always sets it; else the fit's seed, as a fit would use)."""
+    init_args = config["model"]["init_args"]
+    seeds = {init_args.get("init_seed"), init_args.get("dropout_seed")} - {None}
+    if len(seeds) > 1:
+        raise ValueError("a fused cell has one network seed: its config sets init_seed and dropout_seed differently")
+    return seeds.pop() if seeds else config["seed_everything"]
 
 
 def _trainer(config: dict[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,8 @@ class StudyRunner:
         return tuple(self._halves(split))
 
     def cell_overlay(self, cell: Cell) -> dict[str, Any]:
-        """The cell's own settings: seed, halves, transfer, folders, loggers."""
+        """The cell's own settings: seeds (the replicate's data stream, the network's own draws), halves, transfer,
+        folders, loggers."""
         folder = self.folder(cell)
         base = self.folder(cell.base_cell).last_checkpoint if cell.base_cell else None
         return {
@@ -103,6 +104,7 @@ class StudyRunner:
                         "logger": self.loggers(folder.path, cell.name, cell.family, [cell.family, cell.split])},
             "checkpoint": {"dirpath": str(folder.checkpoints),
                            "every_n_train_steps": self.study.checkpoint_every_n_steps},
+            "model": {"init_args": {"init_seed": cell.network_seed, "dropout_seed": cell.network_seed}},
             "data": {"init_args": {"split": cell.split, "half": cell.target,
                                    "mean_half": cell.base if cell.base != cell.target else None}},
             "transfer": {"base_checkpoint": None if base is None else str(base), "n": cell.n,
