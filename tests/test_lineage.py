@@ -34,6 +34,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    wandb.finish()  # a run an earlier in-process fit left open would be reused by the next WandbLogger
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(sys, "argv", ["transferability"])  # pytest's own arguments are not the CLI's
