@@ -33,8 +33,9 @@ ENTRY = "model.ckpt"
 class WandbLineage(Callback):
     """Declares a fit's checkpoints to its W&B run, and closes a failed run as failed.
 
-    At fit start, a transfer (a ``TransferCallback`` that copied layers) declares its base checkpoint as an
-    input; at fit end, the run declares ``trainer.checkpoint_callback.last_model_path`` as an output. When a
+    At fit start, a transfer declares its base checkpoint as an input: the one a ``TransferCallback`` copied
+    layers from, or the base of a fused group's cells (``pl_module.cells``, each with a ``transfer_record``).
+    At fit end, the run declares ``trainer.checkpoint_callback.last_model_path`` as an output. When a
     fit, validation or test raises, the active W&B run is finished with exit code 1: marked failed at once,
     and closed, so that the next fit in the same process starts its own run instead of reusing it.
     """
@@ -42,11 +43,12 @@ class WandbLineage(Callback):
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         run = self.wandb_run(trainer)
-        provenance = self.transfer_provenance(trainer)
-        if run is None or not provenance or not provenance.get("sha256"):
-            return  # no W&B run, or no layer copied from a base
-        self._safely("declare the base checkpoint as an input", declare_input, run,
-                     provenance["base_checkpoint"], provenance["sha256"])
+        if run is None:
+            return
+        bases = {p["sha256"]: p["base_checkpoint"] for p in self.transfer_provenance(trainer, pl_module)
+                 if p.get("sha256")}  # no sha256: no layer was copied from a base
+        for sha256, path in bases.items():
+            self._safely("declare the base checkpoint as an input", declare_input, run, path, sha256)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -73,9 +75,14 @@ class WandbLineage(Callback):
         return next((lg.experiment for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
     @staticmethod
-    def transfer_provenance(trainer: Trainer) -> dict[str, Any] | None:
-        """The ``provenance`` of the trainer's ``TransferCallback`` (base_checkpoint, sha256, n, mode), if any."""
-        return next((cb.provenance for cb in trainer.callbacks if isinstance(cb, TransferCallback)), None)
+    def transfer_provenance(trainer: Trainer, pl_module: LightningModule) -> list[dict[str, Any]]:
+        """The transfer provenance (base_checkpoint, sha256, n, mode) of every network the fit trains.
+
+        A ``TransferCallback``'s ``provenance`` for one network; each cell's ``transfer_record`` for a fused group.
+        """
+        found = [cb.provenance for cb in trainer.callbacks if isinstance(cb, TransferCallback)]
+        records = [getattr(cell, "transfer_record", None) for cell in getattr(pl_module, "cells", ())]
+        return found + [record.as_dict() for record in records if record is not None]
 
     @staticmethod
     def _safely(what: str, action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

@@ -21,11 +21,12 @@ from wandb.proto import wandb_internal_pb2
 
 from experiments.cli import run_cli
 
-TINY = ["--model.num_outputs", "4", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-        "--model.conv1_stride", "1", "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
-        "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
-        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"]
+NETWORK = {"num_outputs": 4, "widths": [8, 8, 8, 8, 8, 16, 16], "conv1_kernel": 5, "conv1_stride": 1}
+DATA_AND_TRAINER = ["--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
+                    "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
+                    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+                    "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"]
+TINY = [*(arg for key, value in NETWORK.items() for arg in (f"--model.{key}", json.dumps(value))), *DATA_AND_TRAINER]
 BLOCK = 32 * 1024
 HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version 0
 CHUNK = struct.Struct("<IHB")  # CRC-32 (zlib) of the type byte and the data, data length, type
@@ -34,6 +35,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """W&B offline and quiet, no run left open, the CLI's own argv, and a fresh working folder."""
     wandb.finish()  # a run an earlier in-process fit left open would be reused by the next WandbLogger
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -68,14 +70,17 @@ def wandb_records(root: Path) -> list[Any]:
 
 
 def of_type(records: list[Any], kind: str) -> list[Any]:
+    """The payloads of the records of one kind (``artifact``, ``config``, ``exit`` ...)."""
     return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
 
 
 def config_keys(records: list[Any]) -> set[str]:
+    """The top-level keys the run's config records set."""
     return {item.key for config in of_type(records, "config") for item in config.update}
 
 
 def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -110,6 +115,24 @@ def test_transfer_declares_base_checkpoint_as_input_and_its_own_as_output(tmp_pa
     assert [a.name for a in outputs] == [f"checkpoint-{sha256(own)[:16]}"]
     staged = [e.local_path for a in [*base_artifacts, *transfer_artifacts] for e in a.manifest.contents if e.local_path]
     assert not staged, "reference artifacts: nothing is staged for upload"
+
+
+def test_fused_group_declares_its_base_once(tmp_path: Path) -> None:
+    """A fused group (cells n = 3 and 7 of one base) declares the base's output artifact as its one input."""
+    fit(tmp_path / "base")
+    base_ckpt = tmp_path / "base" / "checkpoints" / "last.ckpt"
+    group = {"class_path": "models.fused.FusedTransfer", "init_args": {
+        "base_checkpoint": str(base_ckpt), "network": NETWORK,
+        "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)]}}
+    try:
+        run_cli(["fit", *DATA_AND_TRAINER, "--model", json.dumps(group), "--checkpoint.monitor", "null",
+                 "--checkpoint.save_top_k", "0", "--trainer.default_root_dir", str(tmp_path / "group")])
+    finally:
+        wandb.finish()
+        wandb.teardown()
+    (output,) = of_type(wandb_records(tmp_path / "base"), "artifact")
+    inputs = [a for a in of_type(wandb_records(tmp_path / "group"), "artifact") if a.use_after_commit]
+    assert [(a.name, a.digest) for a in inputs] == [(output.name, output.digest)]
 
 
 def test_full_config_goes_to_every_logger(tmp_path: Path) -> None:
