@@ -234,6 +234,24 @@ def test_changed_config_of_finished_cells_is_refused(copy: tuple[Path, Path]):
     assert "different config" in str(error.value.code) and "random0_base-A_s0" in str(error.value.code)
 
 
+def test_a_changed_library_default_leaves_finished_cells_finished(copy: tuple[Path, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """The fingerprint covers what the study sets, not the defaults the rendered config spells out."""
+    from experiments.cli import TransferCLI
+
+    config, output = copy
+    before = mtimes(output)
+    add_arguments = TransferCLI.add_arguments_to_parser
+
+    def upgraded(self: TransferCLI, parser: Any) -> None:  # as if a new Lightning changed a default
+        add_arguments(self, parser)
+        parser.set_defaults({"trainer.benchmark": True, "checkpoint.filename": "best-{step}-{epoch}"})
+
+    monkeypatch.setattr(TransferCLI, "add_arguments_to_parser", upgraded)
+    run_study(config)
+    assert mtimes(output) == before
+
+
 def test_gpu_pool_and_slurm_launchers_run_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Cells run as `python -m experiments.cell` subprocesses two at a time (one per "GPU"), then as a submitit
     array (its debug executor); both write the same table as in-process cells."""
@@ -321,7 +339,7 @@ def test_grid_rejects_unknown_halves_and_layers():
     assert len(expand(Grid(figure2=None, random_features=RandomFeaturesCells(n=[3])), halves)) == 2
 
 
-@pytest.mark.parametrize("name, cells", [("fmnist_default", None), ("imagenet_paper", 158)])
+@pytest.mark.parametrize("name, cells", [("fmnist_default", 105), ("fmnist_converged", 105), ("imagenet_paper", 158)])
 def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int | None, tmp_path: Path):
     """Each shipped study parses, and a transfer cell's full config passes the Lightning CLI's own checks."""
     parser = build_parser()
@@ -335,3 +353,4 @@ def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int |
     assert pending == [transfer]
     config = yaml.safe_load(folder.config.read_text())
     assert config["transfer"]["n"] == transfer.n and config["seed_everything"] == transfer.seed
+    assert config["model"]["init_args"]["init_seed"] == transfer.network_seed != runner.cells()[0].network_seed
