@@ -1,9 +1,12 @@
-"""A tiny in-memory data module with the class-split interface of ``datamodules.HalfDataModule``, for study tests."""
+"""A tiny in-memory data module with the class-split interface of ``datamodules.HalfDataModule``, for study tests,
+and callbacks that interrupt a cell's fit once (a SIGKILL, or USR2 to its SLURM job)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -72,3 +75,35 @@ class KillOnce(Callback):
         if here and trainer.global_step == self.step and not self.marker.exists():
             self.marker.write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalOnce(Callback):
+    """Sends USR2 to its own SLURM job after training step ``step`` of the cell ``cell``, once, and waits for it.
+
+    ``scancel --signal=USR2 $SLURM_JOB_ID`` is what Slurm sends before a time limit (submitit's
+    ``--signal=USR2@90``): submitit's handler checkpoints the task, requeues it with ``scontrol requeue`` and
+    exits, so the fit never gets past this step in its first run.
+
+    Args:
+        cell: The cell folder name (the trainer's ``default_root_dir``) to interrupt.
+        step: The global step after which to signal.
+        marker: A file written just before the signal; while it exists, nothing is signalled.
+        wait_s: How long to wait for the signal before failing the fit.
+    """
+
+    def __init__(self, cell: str, step: int, marker: str, wait_s: float = 60.0) -> None:
+        self.cell, self.step, self.marker, self.wait_s = cell, step, Path(marker), wait_s
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        here = Path(trainer.default_root_dir).name == self.cell
+        if not here or trainer.global_step != self.step or self.marker.exists():
+            return
+        job = os.environ.get("SLURM_JOB_ID")
+        if not job:
+            raise RuntimeError(f"SignalOnce: cell {self.cell} is not running as a SLURM job (no SLURM_JOB_ID)")
+        self.marker.write_text(f"USR2 to job {job} after step {self.step}\n")
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline:  # submitit's handler ends the fit from inside this sleep
+            time.sleep(0.1)
+        raise RuntimeError(f"SignalOnce: USR2 sent to job {job} did not interrupt it within {self.wait_s:.0f} s")
