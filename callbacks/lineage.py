@@ -14,7 +14,6 @@ marks as used. It does not wait for a server. Any W&B error becomes a warning; a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from typing import Any, Callable
@@ -25,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks.transfer import TransferCallback
+from models.transfer import sha256_of
 
 ARTIFACT_TYPE = "model"
 ENTRY = "model.ckpt"
@@ -116,12 +116,3 @@ def declare_input(run: Any, path: str, sha256: str) -> None:
 def declare_output(run: Any, path: str) -> None:
     """Record the checkpoint at ``path`` as an output of ``run``."""
     run.log_artifact(checkpoint_artifact(path, sha256_of(path)))
-
-
-def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

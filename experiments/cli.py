@@ -22,7 +22,6 @@ from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
 from models.fused import FusedTransfer
-from models.module import CaffeNetClassifier
 
 # Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

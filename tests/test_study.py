@@ -345,12 +345,12 @@ def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int |
     parser = build_parser()
     config = parser.parse_args(["--config", str(STUDIES / f"{name}.yaml"), "--output_dir", str(tmp_path / "out")])
     runner = StudyRunner(study_from_config(parser, config))
-    plan = runner.cells()
+    plan = runner.plan.cells()
     assert cells is None or len(plan) == cells
     transfer = next(cell for cell in plan if cell.base is not None)
-    folder = runner.folder(transfer)
-    pending = runner.prepare([transfer])
+    folder = runner.plan.folder(transfer)
+    pending = runner.plan.prepare([transfer])
     assert pending == [transfer]
     config = yaml.safe_load(folder.config.read_text())
     assert config["transfer"]["n"] == transfer.n and config["seed_everything"] == transfer.seed
-    assert config["model"]["init_args"]["init_seed"] == transfer.network_seed != runner.cells()[0].network_seed
+    assert config["model"]["init_args"]["init_seed"] == transfer.network_seed != runner.plan.cells()[0].network_seed

@@ -15,6 +15,7 @@ import queue
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -110,6 +111,10 @@ class Slurm:
         except ImportError as err:
             raise CellError("launcher 'slurm' needs submitit: pip install -e '.[cluster]'") from err
         parameters = dict(parameters)
+        if "timeout_min" not in parameters:
+            warnings.warn("study slurm settings have no timeout_min: submitit asks SLURM for 5 minutes a task, and a "
+                          "task requeued on every time-out fails after 3; set slurm.timeout_min to a job's length",
+                          stacklevel=2)
         self.executor = submitit.AutoExecutor(folder=log_folder, cluster=parameters.pop("cluster", None))
         self.executor.update_parameters(**parameters)
         self.capacity = int(parameters.get("slurm_array_parallelism") or 256)
@@ -121,7 +126,8 @@ class Slurm:
 
         jobs = self.executor.map_array(JobTask(), [str(folder) for folder in folders])
         self.jobs += jobs
-        print(f"submitted {len(jobs)} job(s) as array {jobs[0].job_id.split('_')[0]} (logs in {self.log_folder})",
+        kind = "array" if "_" in jobs[0].job_id else "job"
+        print(f"submitted {len(jobs)} job(s) as {kind} {jobs[0].job_id.split('_')[0]} (logs in {self.log_folder})",
               flush=True)
         futures = []
         for job in jobs:
