@@ -272,10 +272,13 @@ class FusedTransfer(LightningModule):
         # `fit --ckpt_path` does not re-apply them over that config (the CLI cannot re-parse the nested
         # ``network`` mapping). Each cell's own checkpoint carries its hyperparameters.
         checkpoint.pop(self.CHECKPOINT_HYPER_PARAMS_KEY, None)
-        checkpoint["fused_cells"] = [
-            {"name": spec.label, "n": spec.n, "val_top1_history": list(cell.val_top1_history), "last_val": dict(last)}
-            for spec, cell, last in zip(self.specs, self.cells, self.last_val)
-        ]
+        entries = []
+        for spec, cell, last in zip(self.specs, self.cells, self.last_val):
+            entry: dict[str, Any] = {"name": spec.label, "n": spec.n, "last_val": dict(last)}
+            cell.on_save_checkpoint(entry)  # the cell's own state, as a fit of it alone saves it
+            entry["train_accuracy"] = cell.train_accuracy.totals(self.trainer.strategy)  # summed over the ranks
+            entries.append(entry)
+        checkpoint["fused_cells"] = entries
         if self.trainer.is_global_zero:
             self.export_cells()
 
@@ -288,7 +291,9 @@ class FusedTransfer(LightningModule):
                 f"{[(spec.label, spec.n) for spec in self.specs]}: resume a fused group with the cells it started with"
             )
         for i, (entry, cell) in enumerate(zip(saved, self.cells)):
-            cell.val_top1_history = list(entry["val_top1_history"])
+            cell.on_load_checkpoint(entry)
+            if "train_accuracy" in entry:
+                cell.train_accuracy.resume(entry["train_accuracy"], first_rank=self.trainer.global_rank == 0)
             self.last_val[i] = dict(entry.get("last_val", {}))
 
     @override

@@ -12,6 +12,7 @@ training accuracy is then never logged): the loop's restart logic, not the data 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import shutil
@@ -415,3 +416,30 @@ def test_ddp_two_processes_resume_exactly(tmp_path: Path) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["ddp"]:
     ddp_main(sys.argv[2])
+
+
+@needs_debian_fashion_mnist
+def test_fused_group_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
+    """A fused group (models.fused.FusedTransfer through the CLI) resumed from a mid-epoch checkpoint ends as the
+    uninterrupted group: every cell's weights, momentum, dropout generators, metrics and the data stream."""
+    base = tmp_path / "base"
+    main(fit_args(base, FASHION, max_steps=4, every=4, val_every=4))
+    network = {"num_outputs": None, "widths": [8, 8, 8, 8, 8, 16, 16], "conv1_kernel": 5, "conv1_stride": 1,
+               "init": "kaiming"}
+
+    def group_args(root: Path) -> list[str]:
+        cells = [{"n": n, "root": str(root / f"cell{n}"), "seed": 10 + n} for n in (2, 6)]
+        model = ["--model", "models.fused.FusedTransfer",
+                 "--model.init_args.base_checkpoint", str(base / "checkpoints" / "step=4.ckpt"),
+                 "--model.init_args.cells", json.dumps(cells), "--model.init_args.network", json.dumps(network)]
+        return [*fit_args(root, FASHION, max_steps=12, every=3, val_every=5), *model]
+
+    whole = tmp_path / "whole"
+    main(group_args(whole))
+    resumed = tmp_path / "resumed"
+    main([*group_args(resumed), "--ckpt_path", str(whole / "checkpoints" / "step=9.ckpt")])
+    assert_same_fit(whole, resumed, 9, 12)
+    for n in (2, 6):
+        cell = [torch.load(root / f"cell{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+                for root in (whole, resumed)]
+        assert not differences(*cell)
