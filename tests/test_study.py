@@ -96,6 +96,12 @@ def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
     assert (wandb["group"], wandb["name"], wandb["offline"]) == ("tiny", "random0_A2B+_s0", True)
     assert list((cell / "wandb").glob("offline-run-*")), "each cell is an offline W&B run"
     assert list((finished / "wandb").glob("offline-run-*")), "the table and figures are logged as a last run"
+    from tests.test_lineage import of_type, wandb_records
+
+    artifacts = [a for a in of_type(wandb_records(finished), "artifact") if a.type == "study-results"]
+    assert [a.name for a in artifacts] == ["tiny-results"]  # the report, an output of the results run
+    artifact = artifacts[0]
+    assert {"results.csv", "summary.csv", "effects.md", "figures/figure2.png"} <= {f.path for f in artifact.manifest.contents}
     assert list((finished / "fused").glob("*/wandb/offline-run-*")), "each fused group is a W&B run of the group"
     assert config["transfer"] == {"base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
                                   "n": 2, "mode": "finetune"}

@@ -65,10 +65,15 @@ class StudyRunner:
         return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None)
 
     def log_to_wandb(self, files: list[Path]) -> None:
-        """Log the table and the figures as the study's last W&B run (offline unless configured otherwise)."""
+        """Log the table and the figures as the study's last W&B run (offline unless configured otherwise).
+
+        The results table and every report file are also the run's output artifact ``<study>-results`` (the
+        files themselves, small), so the study's report is versioned beside its networks' checkpoints.
+        """
         settings = self.study.wandb
         if not settings.enabled:
             return
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         from experiments.report.table import COLUMNS
@@ -81,6 +86,10 @@ class StudyRunner:
         for path in files:
             if path.suffix == ".png":
                 logger.log_image(f"figures/{path.stem}", images=[str(path)])
+        artifact = wandb.Artifact(f"{self.study.name}-results", type="study-results")
+        for path in [self.table, *files]:
+            artifact.add_file(str(path), name=str(path.relative_to(self.root)))
+        logger.experiment.log_artifact(artifact)
         logger.experiment.finish()
 
     # ----- running --------------------------------------------------------------------------------
