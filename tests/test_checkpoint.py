@@ -11,9 +11,9 @@ import torch
 
 from experiments.cli import run_cli
 from models.module import CaffeNetClassifier
+from tests.tiny_data import tiny_model_args
 
-TINY = ["fit", "--model.num_outputs", "4", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-        "--model.conv1_stride", "1", "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
+TINY = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
         "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false", "--model.lr", "1e-30"]

@@ -14,10 +14,9 @@ from callbacks.transfer import TransferCallback
 from models.fused import FusedCell, FusedTransfer
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
-from tests.tiny_data import TinyData
+from tests.tiny_data import TINY_MODEL, TinyData
 
-TINY = dict(num_classes=4, num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1, init="kaiming")
+TINY = TINY_MODEL
 STEPS = 4
 CALM_LR = 1e-3
 # bf16 keeps 8 bits of mantissa (0.4%). On this 8-channel net the fc layers' first update agrees with

@@ -19,11 +19,9 @@ from models.dropout import SeededDropout, dropout_seed
 from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
 from models.transfer import load_base
-from tests.tiny_data import TinyData
+from tests.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
 
-SHAPE = dict(num_classes=4, in_channels=1, input_size=28)
-NETWORK = dict(num_outputs=4, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5, conv1_stride=1, init="kaiming")
-TINY = {**SHAPE, **NETWORK}
+SHAPE, NETWORK, TINY = TINY_SHAPE, TINY_NETWORK, TINY_MODEL
 TRAINER = dict(accelerator="cpu", devices=1, max_steps=6, val_check_interval=2, logger=False,
                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
 SEED = 3

@@ -20,13 +20,14 @@ import yaml
 from wandb.proto import wandb_internal_pb2
 
 from experiments.cli import run_cli
+from tests.tiny_data import TINY_NETWORK, tiny_model_args
 
-NETWORK = {"num_outputs": 4, "widths": [8, 8, 8, 8, 8, 16, 16], "conv1_kernel": 5, "conv1_stride": 1}
+NETWORK = {**TINY_NETWORK, "widths": list(TINY_NETWORK["widths"])}
 DATA_AND_TRAINER = ["--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
                     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
                     "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
                     "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"]
-TINY = [*(arg for key, value in NETWORK.items() for arg in (f"--model.{key}", json.dumps(value))), *DATA_AND_TRAINER]
+TINY = [*tiny_model_args(), *DATA_AND_TRAINER]
 BLOCK = 32 * 1024
 HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version 0
 CHUNK = struct.Struct("<IHB")  # CRC-32 (zlib) of the type byte and the data, data length, type

@@ -7,9 +7,9 @@ from lightning.pytorch import seed_everything
 
 from experiments.study.grid import Cell
 from models.module import CaffeNetClassifier
+from tests.tiny_data import TINY_MODEL
 
-TINY = dict(num_classes=4, num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1, init="kaiming")
+TINY = TINY_MODEL
 
 
 def initial(seed: int | None) -> dict[str, torch.Tensor]:

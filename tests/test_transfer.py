@@ -20,15 +20,13 @@ from callbacks.transfer import TransferCallback
 from models.transfer import load_base, strip_prefixes
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
-from tests.tiny_data import TinyData
+from tests.tiny_data import TINY_MODEL, TinyData, tiny_model_args
 
 ROOT = Path(__file__).resolve().parents[1]
 # He init: with Caffe's fillers on unit-scale random images the lower layers' gradients are ~1e-10,
 # too small to change a bias of 1 in float32 within a few steps, so "every layer trained" would fail.
-TINY = dict(num_classes=4, num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1, init="kaiming")
-TINY_ARGS = ["--model.num_outputs", "4", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5", "--model.conv1_stride", "1",
-             "--model.init", "kaiming"]
+TINY = TINY_MODEL
+TINY_ARGS = tiny_model_args()
 
 
 def make_model(seed: int = 1, **overrides: Any) -> CaffeNetClassifier:

@@ -1,10 +1,29 @@
-"""A tiny in-memory DataModule of random images, for fast tests through the real Trainer and CLI."""
+"""The tests' tiny network and a tiny in-memory DataModule of random images, for fast tests through the real
+Trainer and CLI: one definition of each, shared by the test modules."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
+
+
+# A four-class CaffeNet on 1x28x28 inputs: the network's own settings, and the task's (the data supplies them).
+TINY_NETWORK: dict[str, Any] = dict(num_outputs=4, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5, conv1_stride=1,
+                                    init="kaiming")
+TINY_SHAPE: dict[str, Any] = dict(num_classes=4, in_channels=1, input_size=28)
+TINY_MODEL: dict[str, Any] = {**TINY_SHAPE, **TINY_NETWORK}  # CaffeNetClassifier(**TINY_MODEL)
+
+
+def tiny_model_args(**changes: Any) -> list[str]:
+    """``TINY_NETWORK`` (with ``changes``) as CLI arguments (``--model.widths [8, 8, ...]`` ...)."""
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+
+    return [arg for key, value in {**TINY_NETWORK, **changes}.items() for arg in (f"--model.{key}", text(value))]
 
 
 class TinyData(LightningDataModule):
