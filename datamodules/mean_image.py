@@ -11,6 +11,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from models.files import save_atomic
+
 
 def _sum_images(samples: Sequence[tuple[Tensor, int] | None]) -> tuple[Tensor | None, int]:
     """Collate to (pixel-wise int64 sum, count) in the worker: no stacked batch to allocate and ship."""
@@ -71,7 +73,5 @@ def cached_mean_image(path: Path, compute: Callable[[], Tensor]) -> Tensor:
             f"cannot write the mean-image cache in {path.parent}: set the datamodule's cache_dir to a writable folder"
         ) from err
     mean = compute()
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(mean, partial)
-    os.replace(partial, path)
+    save_atomic(mean, path)
     return mean

@@ -35,16 +35,11 @@ from tqdm import tqdm
 
 from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
 from datamodules.transforms import DECODE_ERRORS, encode_ppm, read_rgb, warp
+from models.files import write_atomic
 
 BAD_LIST = "bad_images.txt"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm")
 RESIZED_FORMATS = ("jpeg", "ppm")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
 
 
 def _class_tars(train: Path) -> Iterator[tuple[str, IO[bytes]]]:
@@ -111,7 +106,7 @@ def sort_val(val: Path, out: Path, labels: dict[str, int]) -> list[str]:
             continue
         folder = out / wnids[labels[name]]
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / name, data)
+        write_atomic(folder / name, data)
     return unlabelled
 
 
@@ -155,7 +150,7 @@ def _check_one(task: tuple[Path, str, Path | None, int, int, str]) -> tuple[str,
         warped = warp(image, size)
         data = encode_ppm(warped) if fmt == "ppm" else encode_jpeg(warped, quality=quality).numpy().tobytes()
         copy.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(copy, data)
+        write_atomic(copy, data)
     return relative, None
 
 
