@@ -104,7 +104,8 @@ class FusedTransfer(LightningModule):
         shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
         # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
         # as it was: the data stream after this constructor is the one a fit of one network would read.
-        self.cells = nn.ModuleList([self._build(spec, {**network, **shape}) for spec in specs])
+        self.cells = nn.ModuleList([CaffeNetClassifier(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
+                                    for spec in specs])
         for spec, cell in zip(specs, self.cells):
             cell.transfer_record = core.transfer(cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256)
         deepest = max(range(len(specs)), key=lambda i: specs[i].n)
@@ -119,12 +120,6 @@ class FusedTransfer(LightningModule):
         shape = {key: arguments[key] for key in ("num_classes", "in_channels", "input_size") if key in arguments}
         return cls(base_checkpoint, cells, **shape,
                    network={key: value for key, value in arguments.items() if key not in PER_CELL})
-
-    @staticmethod
-    def _build(spec: FusedCell, arguments: dict[str, Any]) -> CaffeNetClassifier:
-        """A cell's network, initialised from its seed. A function, not inline in ``__init__``:
-        ``save_hyperparameters`` would otherwise collect the enclosing ``__init__``'s arguments."""
-        return CaffeNetClassifier(**arguments, init_seed=spec.seed, dropout_seed=spec.seed)
 
     @staticmethod
     def _check(specs: list[FusedCell], network: dict[str, Any]) -> None:

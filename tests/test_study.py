@@ -259,7 +259,7 @@ def test_a_changed_library_default_leaves_finished_cells_finished(copy: tuple[Pa
 
 
 def test_gpu_pool_and_slurm_launchers_run_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Cells run as `python -m experiments.cell` subprocesses two at a time (one per "GPU"), then as a submitit
+    """Cells run as `python -m experiments.study.jobs` subprocesses two at a time (one per "GPU"), then as a submitit
     array (its debug executor); both write the same table as in-process cells."""
     pytest.importorskip("submitit")
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the subprocesses import tests.study_data

@@ -93,7 +93,7 @@ def _shared(config: dict[str, Any], key: str) -> Any:
 
 
 def _network_seed(config: dict[str, Any]) -> int:
-    """The cell's network seed: its ``init_seed`` (the study always sets it; else the fit's seed, as a fit would use)."""
+    """The cell's network seed: its ``init_seed`` (the study always sets it; else the fit's seed)."""
     init_args = config["model"]["init_args"]
     seeds = {init_args.get("init_seed"), init_args.get("dropout_seed")} - {None}
     if len(seeds) > 1:

@@ -1,12 +1,13 @@
 """The study runner: the paper's grid from one command, resumable, with its table, effects and figures.
 
-``transferability-study --config experiments/configs/studies/fmnist_default.yaml`` expands the grid
-into cells (``experiments.grid``), writes one full Lightning CLI config per cell
-(``experiments.cell_config``), runs the cells bases first (``experiments.launchers``), rebuilds the
-results table from the cell folders after every cell (``experiments.report.table``) and draws the
-figures from the table (``experiments.report.figures``). Running it again skips finished cells and resumes
-interrupted ones from their last checkpoint. ``--plan`` lists the cells and runs nothing;
-``--figures_only`` redraws the figures from the table.
+``transferability-study --config experiments/configs/studies/fmnist_default.yaml`` plans the study
+(``experiments.study.plan``: the grid's cells, one full Lightning CLI config per cell and per fused
+group), runs the jobs each as soon as the jobs it needs have finished (``experiments.study.schedule``
+over ``experiments.study.launchers``), rebuilds the results table from the cell folders after every
+job and writes the report (``experiments.report``: summary with intervals, effects, convergence
+check, figures). Running it again skips finished cells and resumes interrupted ones from their last
+checkpoint. ``--plan`` lists the cells and runs nothing; ``--figures_only`` redraws the report from
+the table.
 """
 
 from __future__ import annotations
