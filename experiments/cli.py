@@ -76,7 +76,7 @@ class TransferCLI(LightningCLI):
         })
 
     def before_instantiate_classes(self) -> None:
-        """Load ``--ckpt_path`` with ``weights_only``; keep checkpoints and W&B files under ``trainer.default_root_dir``."""
+        """Read ``--ckpt_path`` with ``weights_only``; checkpoints and W&B files under ``trainer.default_root_dir``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if "weights_only" in config and config.weights_only is None:
             config.weights_only = True  # resume checkpoints are read safely too

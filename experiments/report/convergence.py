@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.report.curves import replicate, value
-from experiments.report.table import Row, is_random_split
+from experiments.report.table import Row, is_base, is_random_split
 from models.files import write_atomic
 
 Status = Literal["passed", "failed", "unchecked"]
@@ -101,7 +101,7 @@ def _selffer_rule(rows: list[Row], min_gap: float, failures: list[str], unchecke
         unchecked.append("BnB+ against its base: no BnB+ network in the table")
         return
     top = max(row["n"] for row in selffers)
-    bases = {replicate(row): row for row in rows if row["n"] == 0 and value(row) is not None}
+    bases = {replicate(row): row for row in rows if is_base(row) and value(row) is not None}
     pairs = [(row, bases[replicate(row)]) for row in selffers if row["n"] == top and replicate(row) in bases]
     if not pairs:
         unchecked.append(f"BnB+ against its base: no BnB+ n={top} network has its base in the table")

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 
-from experiments.report.table import METRIC, Points, Replicate, Row, is_random_split
+from experiments.report.table import METRIC, Points, Replicate, Row, is_base, is_random_split
 
 FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")  # as in experiments.study.grid
 # curve -> n -> unit (a replicate, or (split, seed)) -> that unit's value minus its own n=0 reference
@@ -49,7 +49,7 @@ def figure2_target_bases(rows: list[Row]) -> list[Row]:
     """
     on_random = [row for row in rows if is_random_split(row["split"])]
     targets = {(row["split"], row["target_half"]) for row in on_random if row["family"] in FIGURE2_FAMILIES}
-    bases = [row for row in on_random if row["n"] == 0]
+    bases = [row for row in on_random if is_base(row)]
     return [row for row in bases if not targets or (row["split"], row["target_half"]) in targets]
 
 
@@ -90,6 +90,15 @@ def random_features_points(rows: list[Row]) -> Points:
     return _points(row for row in rows if row["split"] in splits and row["family"] in ("base", "random"))
 
 
+def reduced_data_points(rows: list[Row]) -> Points:
+    """The reduced-data panel: the networks trained on N images per class, by N (the points' key)."""
+    points: Points = defaultdict(list)
+    for row in rows:
+        if row["family"] == "reduced" and row.get("images_per_class") and value(row) is not None:
+            points[int(row["images_per_class"])].append(value(row))
+    return dict(sorted(points.items()))
+
+
 def mean_curve(points: Points) -> dict[int, float]:
     """The mean over networks at each n."""
     return {n: statistics.fmean(points[n]) for n in sorted(points) if points[n]}
@@ -104,7 +113,7 @@ def relative_values(rows: list[Row]) -> Relative:
     ``random features``: per (split, seed), random(n) minus the base on the same labels.
     Every unit's n=0 value is 0 (its base minus itself). Networks without their base are left out.
     """
-    bases = {replicate(row): value(row) for row in rows if row["n"] == 0 and value(row) is not None}
+    bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
 
     def minus_base(row: Row) -> float | None:
         reference = bases.get(replicate(row))

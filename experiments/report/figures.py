@@ -30,6 +30,7 @@ from experiments.report.curves import (  # noqa: E402
     figure2_points,
     mean_curve,
     random_features_points,
+    reduced_data_points,
     relative_points,
 )
 from experiments.report.intervals import mean_interval  # noqa: E402
@@ -56,13 +57,17 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
 
     Args:
         rows: The results table.
-        folder: Where ``figure2.{png,svg}`` and ``figure3.{png,svg}`` go.
+        folder: Where ``figure2.{png,svg}``, ``figure3.{png,svg}`` and, for a study with the reduced-data
+            panel, ``reduced_data.{png,svg}`` go.
         paper: The paper's rows to overlay (``experiments.report.paper.paper_rows()``), or None.
         note: A warning printed on every figure (e.g. the convergence check's), or None.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, figure in (("figure2", figure2(rows, paper, note)), ("figure3", figure3(rows, paper, note))):
+    figures = [("figure2", figure2(rows, paper, note)), ("figure3", figure3(rows, paper, note))]
+    if reduced_data_points(rows):
+        figures.append(("reduced_data", reduced_data(rows, paper, note)))
+    for name, figure in figures:
         for suffix in ("png", "svg"):
             path = folder / f"{name}.{suffix}"
             figure.savefig(path, dpi=150, bbox_inches="tight")
@@ -131,6 +136,25 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     for axes in (dissimilar, random):
         _finish(axes, "layer n", _metric_label(rows))
     _finish(relative, "layer n", "top-1 accuracy minus n=0")
+    figure.text(0.01, 0.005, f"{CI_NOTE}; hollow markers: one network (n=1), no interval.", fontsize=7,
+                color="dimgray")
+    _note(figure, note)
+    return figure
+
+
+def reduced_data(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
+    """The paper's supplementary panel: accuracy of a network trained on the first N images of each class."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    _mean_with_interval(axes, reduced_data_points(rows), EXTRA_COLORS[0], "o", "reduced data", scatter=True)
+    if paper:
+        _paper_line(axes, mean_curve(reduced_data_points(list(paper))), EXTRA_COLORS[0])
+        _paper_legend(axes)
+    axes.set_xscale("log")
+    axes.set_title("reduced data: every class, the first N training images of each")
+    axes.set_xlabel("training images per class (N)")
+    axes.set_ylabel(_metric_label([row for row in rows if row["family"] == "reduced"]))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
     figure.text(0.01, 0.005, f"{CI_NOTE}; hollow markers: one network (n=1), no interval.", fontsize=7,
                 color="dimgray")
     _note(figure, note)

@@ -28,20 +28,22 @@ def _half(name: str) -> str | None:
 
 @cache
 def paper_rows() -> tuple[Row, ...]:
-    """One row per network of the paper (the reduced-data runs left out), with the paper's metric."""
+    """One row per network of the paper (the reduced-data runs as ``reduced`` bases on ``whole``), with its metric."""
     rows = []
     with PER_RUN.open(newline="") as file:
         for run in csv.DictReader(file):
-            if run["family"] == "reduced_data":
-                continue
             split = run["split"] if run["split"] in ("natman", "whole") else f"random{run['split']}"
             n = int(run["n"])
             mode = None if n == 0 else "frozen" if run["frozen"] == "yes" else "finetune"
-            cell = Cell(split, _half(run["base"]), _half(run["target"]), n, mode, 0)
+            if run["family"] == "reduced_data":  # target "<N> imgs/class"; reduced-1300 is every image
+                cell = Cell("whole", None, "all", 0, None, 0, images_per_class=int(run["target"].split()[0]))
+            else:
+                cell = Cell(split, _half(run["base"]), _half(run["target"]), n, mode, 0)
             rows.append({
                 "split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": n, "mode": mode,
                 "family": cell.family, "seed": 0, "top1_best_k_mean": float(run["mean_top10_acc"]), "best_k": 10,
                 "top1": float(run["final_acc"]), "top5": None, "epochs": None,
                 "steps": int(run["last_test_iter"]), "wall_time_s": None, "checkpoint": None, "cell": run["run"],
+                "images_per_class": cell.images_per_class,
             })
     return tuple(rows)

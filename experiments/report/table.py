@@ -21,12 +21,12 @@ from models.files import write_atomic
 COLUMNS: tuple[str, ...] = (
     "split", "base_half", "target_half", "n", "mode", "family", "seed",
     "top1_best_k_mean", "best_k", "top1", "top5", "epochs", "steps", "wall_time_s", "checkpoint", "cell",
-    "val_top1_history",
+    "val_top1_history", "images_per_class",
 )
-# Tables written before the validation history was recorded: read as if the history were empty.
-OLD_COLUMNS: tuple[str, ...] = COLUMNS[:-1]
+# Tables written before the validation history (and the reduced-data column) were recorded: read with those None.
+OLD_HEADERS: tuple[tuple[str, ...], ...] = (COLUMNS, COLUMNS[:-1], COLUMNS[:-2])
 LISTS = frozenset({"val_top1_history"})
-INTEGERS = frozenset({"n", "seed", "best_k", "epochs", "steps"})
+INTEGERS = frozenset({"n", "seed", "best_k", "epochs", "steps", "images_per_class"})
 FLOATS = frozenset({"top1_best_k_mean", "top1", "top5", "wall_time_s"})
 REQUIRED = frozenset({"split", "target_half", "n", "family", "seed", "top1_best_k_mean", "cell"})
 # The paper's metric: the mean of the best_k highest validation top-1 values (k = 10 in the paper).
@@ -59,8 +59,8 @@ def _cell_text(key: str, value: Any) -> Any:
 def read_table(path: Path) -> list[Row]:
     """Read and check a results table: exact header, complete typed rows, each cell once.
 
-    A table with the header of ``OLD_COLUMNS`` (written before ``val_top1_history``) is read with that
-    column None.
+    A table with an older header (``OLD_HEADERS``: written before ``val_top1_history`` or ``images_per_class``)
+    is read with those columns None.
 
     Raises:
         TableError: Missing, unreadable or corrupt table (the message names the line and the fix).
@@ -74,7 +74,7 @@ def read_table(path: Path) -> list[Row]:
         raise TableError(f"no results table at {path}: run the study first") from err
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TableError(f"results table {path} is unreadable ({err}). {fix}") from err
-    if not lines or tuple(lines[0]) not in (COLUMNS, OLD_COLUMNS):
+    if not lines or tuple(lines[0]) not in OLD_HEADERS:
         found = lines[0] if lines else "nothing"
         raise TableError(f"results table {path} is corrupt: its header is {found}, expected {list(COLUMNS)}. {fix}")
     header = tuple(lines[0])
@@ -124,6 +124,11 @@ def _float_list(text: str) -> list[float]:
     return [float(value) for value in values]
 
 
+def is_base(row: Row) -> bool:
+    """Whether ``row`` is a base network that transfers copy (n = 0, trained on all its images)."""
+    return row["n"] == 0 and row["family"] != "reduced"
+
+
 def is_random_split(split: str) -> bool:
     """Whether ``split`` is one of the paper's random A/B splits (``random<seed>``)."""
     return re.fullmatch(r"random\d+", split) is not None
@@ -134,6 +139,8 @@ SUMMARY_FIELDS: tuple[str, ...] = ("panel", "curve", "n", "count", "mean", "ci_l
 
 def summary(rows: list[Row]) -> list[Row]:
     """Every plotted point: mean over networks, its 95 % t-interval, count, std, min and max.
+
+    ``n`` is the layer, except in the ``reduced_data`` panel, where it is the images per class.
 
     The interval is ``mean ± t(0.975, count-1) · std / sqrt(count)`` over the networks of the point
     (for the relative panel: over the units of :func:`experiments.report.curves.relative_values`); with
@@ -146,6 +153,7 @@ def summary(rows: list[Row]) -> list[Row]:
         ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()]
     panels += [("dissimilar", f"to {target}", pts) for target, pts in curves.dissimilar_points(rows).items()]
     panels.append(("random_features", "random", curves.random_features_points(rows)))
+    panels.append(("reduced_data", "images per class", curves.reduced_data_points(rows)))  # n: images per class
     panels += [("relative", name, pts) for name, pts in curves.relative_points(rows).items()]
     out = []
     for panel, curve, points in panels:

@@ -4,7 +4,8 @@ A cell is one network of Yosinski et al. (2014): ``(split, base half or none, ta
 seed)``. Its family is the paper's name for it: ``baseA``/``baseB`` (a base network on a random
 half; ``base`` on a named half or the whole label set), ``BnB``/``BnB+`` (selffer: base half =
 target half, frozen / fine-tuned), ``AnB``/``AnB+`` (transfer to the other half) and ``random``
-(random, untrained, frozen first n layers).
+(random, untrained, frozen first n layers) and ``reduced`` (a base network on the first N training
+images of each class: the paper's supplementary reduced-data networks).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from models.transfer import TransferMode, check_depth, check_mode, depths
 
@@ -34,6 +35,8 @@ class Cell:
         seed: The replicate: the seed of the data stream, which every network of a replicate on a half reads
             in the same order (as the paper's networks read one database), and of the base it copies.
             Its own initialisation and dropout come from :attr:`network_seed`.
+        images_per_class: A base network of the reduced-data panel: trained on the first this many
+            training images of each class (None: all of them, every other cell).
     """
 
     split: str
@@ -42,6 +45,7 @@ class Cell:
     n: int
     mode: TransferMode | None
     seed: int
+    images_per_class: int | None = None
 
     def __post_init__(self) -> None:
         if self.n == 0 and (self.base is not None or self.mode is not None):
@@ -51,10 +55,14 @@ class Cell:
             check_mode(self.mode, what=f"cell {self.split} {self.base}->{self.target} n={self.n}: mode")
         if self.base is None and self.mode == "finetune":
             raise ValueError(f"fine-tuning needs a base network: {self}")
+        if self.images_per_class is not None and (self.n != 0 or self.images_per_class < 1):
+            raise ValueError(f"reduced data applies to base networks (n=0), with images_per_class >= 1: {self}")
 
     @property
     def family(self) -> str:
         """The paper's name of the cell's condition (see the module docstring)."""
+        if self.images_per_class is not None:
+            return "reduced"
         if self.n == 0:
             return f"base{self.target}" if self.target in ("A", "B") else "base"
         if self.base is None:
@@ -65,7 +73,9 @@ class Cell:
     @property
     def name(self) -> str:
         """A unique, readable folder and run name in the paper's notation, e.g. ``random0_A3B+_s0``."""
-        if self.n == 0:
+        if self.images_per_class is not None:
+            body = f"base-{self.target}-{self.images_per_class}perclass"
+        elif self.n == 0:
             body = f"base-{self.target}"
         elif self.base is None:
             body = f"random{self.n}-{self.target}"
@@ -90,7 +100,8 @@ class Cell:
         """One line for progress output, e.g. ``AnB+ n=3 random0 A->B seed 0``."""
         source = f"{self.base}->" if self.base else ""
         n = f" n={self.n}" if self.n else ""
-        return f"{self.family}{n} {self.split} {source}{self.target} seed {self.seed}"
+        images = f" {self.images_per_class} images per class" if self.images_per_class is not None else ""
+        return f"{self.family}{n} {self.split} {source}{self.target}{images} seed {self.seed}"
 
 
 @dataclass
@@ -147,6 +158,26 @@ class RandomFeaturesCells:
 
 
 @dataclass
+class ReducedDataCells:
+    """The reduced-data panel (the paper's supplement): base networks on the first N training images per class.
+
+    Args:
+        split: The split whose single half is trained on (``whole``: every class, as the paper).
+        images_per_class: The values of N. The paper: 1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000 and
+            1300 (every image: no ImageNet class has more).
+        overrides: A config merged over these cells' fit config only: their solver (the paper's reduced-data
+            networks: lr 0.0125, x0.1 every 64k iterations, 200k iterations).
+        seeds: Seeds of this panel (None: the grid's ``seeds``).
+    """
+
+    split: str = "whole"
+    images_per_class: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000,
+                                                                 1300])
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] | None = None
+
+
+@dataclass
 class Grid:
     """Which cells a study trains.
 
@@ -157,6 +188,7 @@ class Grid:
         figure2: Figure 2's cells, or None.
         dissimilar: The dissimilar-split panel's cells, or None.
         random_features: The random-features panel's cells, or None.
+        reduced_data: The reduced-data panel's cells, or None.
     """
 
     n: list[int] = field(default_factory=lambda: list(DEPTHS))
@@ -164,6 +196,7 @@ class Grid:
     figure2: Figure2Cells | None = field(default_factory=Figure2Cells)
     dissimilar: DissimilarCells | None = None
     random_features: RandomFeaturesCells | None = None
+    reduced_data: ReducedDataCells | None = None
 
 
 Halves = Callable[[str], tuple[str, ...]]
@@ -180,9 +213,10 @@ def expand(grid: Grid, halves: Halves) -> list[Cell]:
         ValueError: A split without two halves where two are needed, an unknown half, or n outside 1..7.
     """
     panels = [(spec, build) for spec, build in ((grid.figure2, _figure2), (grid.dissimilar, _dissimilar),
-                                                (grid.random_features, _random_features)) if spec is not None]
+                                                (grid.random_features, _random_features),
+                                                (grid.reduced_data, _reduced_data)) if spec is not None]
 
-    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells) -> list[int]:
+    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells | ReducedDataCells) -> list[int]:
         return grid.seeds if spec.seeds is None else spec.seeds
 
     cells: list[Cell] = []
@@ -264,3 +298,17 @@ def _random_features(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
     yield Cell(spec.split, None, names[0], 0, None, seed)
     for n in _layers(spec.n, grid):
         yield Cell(spec.split, None, names[0], n, "frozen", seed)
+
+
+def _reduced_data(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
+    spec = grid.reduced_data
+    if spec is None:
+        return
+    names = halves(spec.split)
+    if len(names) != 1:
+        raise ValueError(
+            f"the reduced-data panel trains on a split with one half (whole); {spec.split!r} has {list(names)}")
+    for count in spec.images_per_class:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"grid reduced_data images_per_class must be positive integers, got {count!r}")
+        yield Cell(spec.split, None, names[0], 0, None, seed, images_per_class=count)

@@ -84,6 +84,13 @@ class StudyPlan:
             self._halves = data_class.halves
         return tuple(self._halves(split))
 
+    def panel_overlays(self, cell: Cell) -> list[Overlay]:
+        """The settings of the cell's panel, between the study's and the cell's own: the reduced-data solver."""
+        reduced = self.study.grid.reduced_data
+        if cell.images_per_class is not None and reduced is not None and reduced.overrides:
+            return [reduced.overrides]
+        return []
+
     def cell_overlay(self, cell: Cell) -> dict[str, Any]:
         """The cell's own settings: seeds (the replicate's data stream, the network's own draws), halves, transfer,
         folders, loggers."""
@@ -97,7 +104,9 @@ class StudyPlan:
                            "every_n_train_steps": self.study.checkpoint_every_n_steps},
             "model": {"init_args": {"init_seed": cell.network_seed, "dropout_seed": cell.network_seed}},
             "data": {"init_args": {"split": cell.split, "half": cell.target,
-                                   "mean_half": cell.base if cell.base != cell.target else None}},
+                                   "mean_half": cell.base if cell.base != cell.target else None,
+                                   **({"images_per_class": cell.images_per_class}
+                                      if cell.images_per_class is not None else {})}},
             "transfer": {"base_checkpoint": None if base is None else str(base), "n": cell.n,
                          "mode": cell.mode or "frozen"},
         }
@@ -140,7 +149,7 @@ class StudyPlan:
         pending: list[Cell] = []
         for cell in cells:
             folder = self.folder(cell)
-            overlays = [*self.overlays(), self.cell_overlay(cell)]
+            overlays = [*self.overlays(), *self.panel_overlays(cell), self.cell_overlay(cell)]
             text = self._render(overlays, f"cell {cell.name}")
             problems += self._check_config(cell, yaml.safe_load(text))
             fingerprint = digest(overlays, self.out)
@@ -187,7 +196,7 @@ class StudyPlan:
     def _spec(cell: Cell, fingerprint: str) -> dict[str, Any]:
         return {"name": cell.name, "family": cell.family, "digest": fingerprint,
                 "cell": {"split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": cell.n,
-                         "mode": cell.mode, "seed": cell.seed}}
+                         "mode": cell.mode, "seed": cell.seed, "images_per_class": cell.images_per_class}}
 
     def fused_groups(self, pending: list[Cell]) -> list[list[Cell]]:
         """Pending frozen transfer cells to train together: same split, base network, target half and seed.
