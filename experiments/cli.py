@@ -28,6 +28,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # The epoch's training accuracy is summed over the ranks by models.module.TrainAccuracy before it is logged,
 # and validation metrics by torchmetrics: Lightning's advice to add sync_dist does not apply.
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
+# On a machine with SLURM installed Lightning suggests `srun` at every fit; study jobs reach SLURM through submitit.
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 
 DEFAULT_ROOT_DIR = "runs/fit"
 # Model arguments the data module supplies (linked, never stated twice).
