@@ -21,7 +21,7 @@ from callbacks.lineage import WandbLineage
 from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
-from models.fused import FusedTransfer
+from models.fused import FusedCell, FusedTransfer
 
 # Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -135,7 +135,7 @@ def check_fused_config(config: Any) -> None:
             "models.fused.FusedTransfer) takes its base from model.init_args.base_checkpoint and each cell's n from "
             "model.init_args.cells: leave the transfer group unset"
         )
-    labels = [cell.get("name") or os.path.basename(os.path.normpath(cell["root"])) for cell in cells]
+    labels = [FusedCell(n=cell["n"], root=cell["root"], name=cell.get("name")).label for cell in cells]
     monitor = config.checkpoint.monitor
     if monitor is not None and not any(monitor.startswith(f"{label}/") for label in labels):
         raise ValueError(

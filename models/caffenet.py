@@ -127,34 +127,27 @@ class CaffeNet(nn.Module):
         super().__init__()
         widths = tuple(widths)
         self._check_arguments(num_outputs, in_channels, widths, groups, dropout, init)
-        with _generator(init_seed):
-            self._build(num_outputs, in_channels, input_size, widths, conv1_kernel, conv1_stride, conv1_padding,
-                        conv2_kernel, groups, dropout, dropout_seed, init)
-
-    def _build(self, num_outputs: int, in_channels: int, input_size: int, widths: tuple[int, ...], conv1_kernel: int,
-               conv1_stride: int, conv1_padding: int, conv2_kernel: int, groups: int, dropout: float,
-               dropout_seed: int | None, init: InitName) -> None:
         sizes = feature_map_sizes(input_size, conv1_kernel, conv1_stride, conv1_padding)
         self.input_size = input_size
         self.in_channels = in_channels
         self.feature_map_sizes = sizes
         c1, c2, c3, c4, c5, f6, f7 = widths
-
-        self.conv1 = nn.Conv2d(in_channels, c1, conv1_kernel, stride=conv1_stride, padding=conv1_padding)
-        self.conv2 = nn.Conv2d(c1, c2, conv2_kernel, padding=conv2_kernel // 2, groups=groups)
-        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
-        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=groups)
-        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=groups)
-        self.fc6 = nn.Linear(c5 * sizes[-1] ** 2, f6)
-        self.fc7 = nn.Linear(f6, f7)
-        self.fc8 = nn.Linear(f7, num_outputs)
-        # Caffe pools in ceil mode and normalises after pooling (CaffeNet, unlike AlexNet).
-        self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
-        self.relu = nn.ReLU(inplace=True)
-        self.drop6 = self._dropout(dropout, dropout_seed, "fc6")
-        self.drop7 = self._dropout(dropout, dropout_seed, "fc7")
-        self.reset_parameters(init)
+        with _generator(init_seed):  # every draw of the initialisation, the layers' default fillers included
+            self.conv1 = nn.Conv2d(in_channels, c1, conv1_kernel, stride=conv1_stride, padding=conv1_padding)
+            self.conv2 = nn.Conv2d(c1, c2, conv2_kernel, padding=conv2_kernel // 2, groups=groups)
+            self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
+            self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=groups)
+            self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=groups)
+            self.fc6 = nn.Linear(c5 * sizes[-1] ** 2, f6)
+            self.fc7 = nn.Linear(f6, f7)
+            self.fc8 = nn.Linear(f7, num_outputs)
+            # Caffe pools in ceil mode and normalises after pooling (CaffeNet, unlike AlexNet).
+            self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+            self.relu = nn.ReLU(inplace=True)
+            self.drop6 = self._dropout(dropout, dropout_seed, "fc6")
+            self.drop7 = self._dropout(dropout, dropout_seed, "fc7")
+            self.reset_parameters(init)
 
     @staticmethod
     def _check_arguments(

@@ -270,8 +270,7 @@ class FusedTransfer(LightningModule):
         entries = []
         for spec, cell, last in zip(self.specs, self.cells, self.last_val):
             entry: dict[str, Any] = {"name": spec.label, "n": spec.n, "last_val": dict(last)}
-            cell.on_save_checkpoint(entry)  # the cell's own state, as a fit of it alone saves it
-            entry["train_accuracy"] = cell.train_accuracy.totals(self.trainer.strategy)  # summed over the ranks
+            cell.save_state(entry, self.trainer.strategy)  # as a fit of the cell alone saves it
             entries.append(entry)
         checkpoint["fused_cells"] = entries
         if self.trainer.is_global_zero:
@@ -286,9 +285,7 @@ class FusedTransfer(LightningModule):
                 f"{[(spec.label, spec.n) for spec in self.specs]}: resume a fused group with the cells it started with"
             )
         for i, (entry, cell) in enumerate(zip(saved, self.cells)):
-            cell.on_load_checkpoint(entry)
-            if "train_accuracy" in entry:
-                cell.train_accuracy.resume(entry["train_accuracy"], first_rank=self.trainer.global_rank == 0)
+            cell.load_state(entry, first_rank=self.trainer.global_rank == 0)
             self.last_val[i] = dict(entry.get("last_val", {}))
 
     @override

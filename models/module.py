@@ -206,7 +206,8 @@ class CaffeNetClassifier(LightningModule):
 
     def lr_factor(self) -> Callable[[int], float]:
         """The step schedule: the multiplier of every group's learning rate at an iteration."""
-        return functools.partial(caffe_step_factor, step_iters=self.hparams.lr_step_iters, gamma=self.hparams.lr_gamma)
+        hp = self.hparams
+        return functools.partial(caffe_step_factor, step_iters=hp.lr_step_iters, gamma=hp.lr_gamma)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = self.parameter_groups()
@@ -217,10 +218,21 @@ class CaffeNetClassifier(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["val_top1_history"] = list(self.val_top1_history)
-        # Summed over the ranks when the trainer saves this module (it calls this hook on every rank).
+        # Sums the training accuracy over the ranks only when the trainer saves this module itself (the hook runs
+        # on every rank then); a network saved alone (network_checkpoint, on rank 0) must not start a collective.
         trainer = self._trainer
-        strategy = trainer.strategy if trainer is not None and trainer.lightning_module is self else None
+        self.save_state(checkpoint, trainer.strategy if trainer is not None and trainer.lightning_module is self
+                        else None)
+
+    def save_state(self, checkpoint: dict[str, Any], strategy: Strategy | None) -> None:
+        """This network's own checkpoint entries: validation history, training accuracy totals, provenance.
+
+        Args:
+            checkpoint: Where the entries go.
+            strategy: Sums the training accuracy totals over the ranks (a collective: every rank calls this);
+                None: this rank's totals.
+        """
+        checkpoint["val_top1_history"] = list(self.val_top1_history)
         checkpoint["train_accuracy"] = self.train_accuracy.totals(strategy)
         if self.transfer_record is not None:
             checkpoint[TRANSFER_KEY] = self.transfer_record.as_dict()
@@ -239,13 +251,16 @@ class CaffeNetClassifier(LightningModule):
                            for key, value in self.state_dict().items()},
             self.CHECKPOINT_HYPER_PARAMS_KEY: dict(self.hparams),
         }
-        self.on_save_checkpoint(checkpoint)
+        self.save_state(checkpoint, strategy=None)
         return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.load_state(checkpoint, first_rank=self._trainer is None or self._trainer.global_rank == 0)
+
+    def load_state(self, checkpoint: dict[str, Any], first_rank: bool) -> None:
+        """Restore what :meth:`save_state` wrote; the summed training accuracy totals go to the first rank only."""
         self.val_top1_history = list(checkpoint.get("val_top1_history", []))
         if "train_accuracy" in checkpoint:
-            first_rank = self._trainer is None or self._trainer.global_rank == 0
             self.train_accuracy.resume(checkpoint["train_accuracy"], first_rank)
         if TRANSFER_KEY in checkpoint:  # a resumed fit keeps the provenance it started with
             self.transfer_record = TransferRecord.from_dict(checkpoint[TRANSFER_KEY])

@@ -19,9 +19,16 @@ from typing import Any
 import yaml
 
 from experiments.study.grid import Cell
-from experiments.study.jobs import CellError, CellFolder, _resume_from, finish_cell, fit
-from models.fused import METRICS_FILE, PER_CELL
+from experiments.study.jobs import (
+    CellError,
+    CellFolder,
+    _resume_from,
+    errors_recorded,
+    finish_cell,
+    fit,
+)
 from models.files import write_atomic
+from models.fused import METRICS_FILE, PER_CELL
 
 MEMBERS = "group.json"
 FUSED_MODEL = "models.fused.FusedTransfer"
@@ -89,7 +96,7 @@ def _shared(config: dict[str, Any], key: str) -> Any:
     if key != "model":
         return config.get(key)
     return {**config["model"], "init_args": {k: v for k, v in config["model"]["init_args"].items()
-                                             if k not in ("init_seed", "dropout_seed")}}
+                                             if k not in PER_CELL}}
 
 
 def _network_seed(config: dict[str, Any]) -> int:
@@ -130,17 +137,12 @@ def run_group(group_dir: Path) -> list[dict[str, Any]]:
     """
     folder = CellFolder(group_dir)
     cells = [CellFolder(Path(path)) for path in members(group_dir)]
-    try:
+    with errors_recorded(folder):
         resume_step = _resume_from(folder)
         start = time.monotonic()
         fit(folder, resume_step)
         share = (time.monotonic() - start) / len(cells)  # the group's wall time, shared equally
         return [finish_cell(cell.path, _metrics(cell), resume_step, share) for cell in cells]
-    except BaseException:
-        import traceback
-
-        write_atomic(folder.error, traceback.format_exc())
-        raise
 
 
 def _metrics(cell: CellFolder) -> dict[str, float]:

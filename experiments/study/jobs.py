@@ -20,6 +20,7 @@ folder by the group's fit. A cell folder holds::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -28,7 +29,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,15 +189,22 @@ def run_cell(path: str | Path) -> dict[str, Any]:
     if folder.finished():
         return folder.read_result()
     main = _is_main_process()
-    try:
+    with errors_recorded(folder, record=main):
         resume_step = _resume_from(folder) if main else checkpoint_step(folder.last_checkpoint)
         start = time.monotonic()
         fit(folder, resume_step)
         if not main:  # another DDP rank of the same fit: rank 0 writes the result
             return {}
         return finish_cell(folder.path, last_logged(folder.logs), resume_step, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def errors_recorded(folder: CellFolder, record: bool = True) -> Iterator[None]:
+    """Write the traceback of a failure inside the block to the job's ``error.txt`` (when ``record``), then re-raise."""
+    try:
+        yield
     except BaseException:
-        if main:
+        if record:
             write_atomic(folder.error, traceback.format_exc())
         raise
 

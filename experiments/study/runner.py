@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from experiments.report.table import METRIC, TableError, read_table, write_table
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.grid import Cell
@@ -31,6 +30,7 @@ from experiments.study.jobs import CellError
 from experiments.study.launchers import make_launcher
 from experiments.study.plan import StudyError, StudyPlan
 from experiments.study.schedule import Job, run_jobs
+
 
 class StudyRunner:
     """Runs one study: its plan (``StudyPlan``), the jobs by their dependencies (``run_jobs``), then the report.
