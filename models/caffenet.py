@@ -1,8 +1,8 @@
 """CaffeNet, the Caffe reference variant of AlexNet, exactly as Yosinski et al. (2014) trained it.
 
 Eight named layers ``conv1``..``fc8``: the paper's layer n is ``LAYER_NAMES[n - 1]``, and
-``forward_layers(x, first, last)`` runs layers ``first``..``last`` (``forward`` is layers 1..8). The
-transfer code relies on these names only. Defaults are the paper's network (227 pixel input,
+``forward_layers(x, first, last)`` runs layers ``first``..``last`` (``forward`` is layers 1..8): a
+``models.network.StagedNetwork`` whose stages are the paper's layers. Defaults are the paper's network (227 pixel input,
 60,965,224 parameters with 1000 outputs); narrower widths and smaller kernels give the same
 eight-layer structure for 28 to 64 pixel inputs.
 """
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.dropout import SeededDropout, dropout_seed
+from models.network import StagedNetwork
 
 LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
@@ -82,7 +83,7 @@ def feature_map_sizes(input_size: int, conv1_kernel: int, conv1_stride: int, con
     return sizes
 
 
-class CaffeNet(nn.Module):
+class CaffeNet(StagedNetwork):
     """The eight-layer Caffe reference network (conv1..conv5, fc6..fc8).
 
     Args:
@@ -107,6 +108,7 @@ class CaffeNet(nn.Module):
     """
 
     layer_names: tuple[str, ...] = LAYER_NAMES  # the paper's layers 1..8; the last (fc8) is the head
+    stochastic_stages = frozenset({"fc7", "fc8"})  # each starts with the dropout after the layer before it
 
     def __init__(
         self,
@@ -189,24 +191,13 @@ class CaffeNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
 
-    def forward_layers(self, x: Tensor, first: int = 1, last: int = len(LAYER_NAMES)) -> Tensor:
-        """Layers ``first``..``last`` (the paper's 1..8) on ``x``, the output of layer ``first - 1``.
+    def stage(self, name: str, x: Tensor) -> Tensor:
+        """One named layer with its operations (Caffe pools in ceil mode and normalises after pooling).
 
         A layer's output is taken after its ReLU, pool and norm and before any dropout: the dropout
         after fc6 (fc7) is the first thing layer 7 (8) does. So the output of layer n is what a
         network whose layers 1..n are frozen hands to its first trained layer.
-
-        Raises:
-            ValueError: if ``first``..``last`` is not a range within 1..8.
         """
-        if not 1 <= first <= last <= len(LAYER_NAMES):
-            raise ValueError(f"forward_layers needs 1 <= first <= last <= {len(LAYER_NAMES)}, got {first}..{last}")
-        for index in range(first, last + 1):
-            x = self._layer(LAYER_NAMES[index - 1], x)
-        return x
-
-    def _layer(self, name: str, x: Tensor) -> Tensor:
-        """One named layer with its operations (Caffe pools in ceil mode and normalises after pooling)."""
         if name in ("conv1", "conv2"):
             return self.norm(self.pool(self.relu(getattr(self, name)(x))))
         if name in ("conv3", "conv4"):
@@ -218,15 +209,3 @@ class CaffeNet(nn.Module):
         if name == "fc7":
             return self.relu(self.fc7(self.drop6(x)))
         return self.fc8(self.drop7(x))
-
-    def check_input(self, x: Tensor) -> None:
-        """Raise a ValueError naming the shapes if ``x`` is not a batch of the network's input."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.input_size, self.input_size):
-            raise ValueError(
-                f"CaffeNet expects input of shape (batch, {self.in_channels}, {self.input_size}, "
-                f"{self.input_size}), got {tuple(x.shape)}: check the data crop size against model input_size"
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.forward_layers(x)
