@@ -9,16 +9,15 @@ eight-layer structure for 28 to 64 pixel inputs.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from models.dropout import SeededDropout, dropout_seed
-from models.network import StagedNetwork
+from models.network import StagedNetwork, seeded
 
 LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
@@ -30,17 +29,6 @@ CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1
               "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
 
 InitName = Literal["caffe", "kaiming"]
-
-
-@contextlib.contextmanager
-def _generator(seed: int | None) -> Iterator[None]:
-    """Draw from ``seed`` inside the block and leave torch's global CPU generator as it was (None: draw from it)."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _pool_size(size: int) -> int:
@@ -134,7 +122,7 @@ class CaffeNet(StagedNetwork):
         self.in_channels = in_channels
         self.feature_map_sizes = sizes
         c1, c2, c3, c4, c5, f6, f7 = widths
-        with _generator(init_seed):  # every draw of the initialisation, the layers' default fillers included
+        with seeded(init_seed):  # every draw of the initialisation, the layers' default fillers included
             self.conv1 = nn.Conv2d(in_channels, c1, conv1_kernel, stride=conv1_stride, padding=conv1_padding)
             self.conv2 = nn.Conv2d(c1, c2, conv2_kernel, padding=conv2_kernel // 2, groups=groups)
             self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)

@@ -13,9 +13,26 @@ A stage is an attribute of the network named as in ``layer_names`` (so its param
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
+import torch
 from torch import Tensor, nn
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Draw from ``seed`` inside the block and leave torch's global CPU generator as it was (None: draw from it).
+
+    A network built inside ``seeded(init_seed)`` has an initialisation of its own, independent of the data
+    stream and of the other networks built in the process.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class StagedNetwork(nn.Module):

@@ -1,0 +1,28 @@
+"""A trained network back from its checkpoint, whatever its backbone (read with ``weights_only=True``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from models.module import CaffeNetClassifier
+from models.network import StagedNetwork
+
+
+def load_classifier(path: str | Path) -> CaffeNetClassifier:
+    """The LightningModule saved in ``path`` (a fit's checkpoint or a fused cell's), in eval mode on the CPU.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    module = CaffeNetClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return module.eval()
+
+
+def load_network(path: str | Path) -> StagedNetwork:
+    """The network (its stages and head) saved in ``path``, in eval mode on the CPU."""
+    return load_classifier(path).net
