@@ -16,7 +16,7 @@ from torch import nn
 from typing_extensions import override
 
 from models import transfer as core
-from models.transfer import TransferMode, TransferRecord
+from models.transfer import FrozenNorm, TransferMode, TransferRecord
 
 
 class TransferCallback(Callback):
@@ -25,20 +25,27 @@ class TransferCallback(Callback):
     Args:
         base_checkpoint: A Lightning checkpoint or a plain state dict of a trained CaffeNet, or
             ``None`` (no copy: plain training with ``n=0``, random frozen features with ``n > 0``).
-        n: How many layers to transfer, the paper's index: 1..5 are conv1..conv5, 6 and 7 are fc6
-            and fc7; fc8 is always new. 0 transfers nothing.
+        n: How many stages to transfer, counted from the input: for CaffeNet the paper's index (1..5 are
+            conv1..conv5, 6 and 7 are fc6 and fc7; fc8 is always new), for other backbones their stages
+            (``models.backbones``). 0 transfers nothing. Checked against the network's stages at setup.
         mode: ``frozen`` (AnB, BnB: layers 1..n do not train) or ``finetune`` (AnB+, BnB+: every
             layer trains).
+        frozen_norm: What the batch norms of frozen stages do: ``eval`` (keep the base's running
+            statistics: held in eval mode) or ``train`` (normalise with the target's batch statistics,
+            which their running statistics follow; their parameters stay frozen).
 
     Raises:
-        ValueError: if ``n`` or ``mode`` is out of range, or ``finetune`` has no base checkpoint.
+        ValueError: if ``n``, ``mode`` or ``frozen_norm`` is invalid, or ``finetune`` has no base checkpoint.
         FileNotFoundError: if ``base_checkpoint`` is not an existing file.
     """
 
-    def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen") -> None:
+    def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen",
+                 frozen_norm: FrozenNorm = "eval") -> None:
         super().__init__()
-        core.check_depth(n)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"transfer n must be an integer >= 0 (the stages to transfer), got {n!r}")
         core.check_mode(mode)
+        core.check_frozen_norm(frozen_norm)
         if mode == "finetune" and base_checkpoint is None:
             raise ValueError(
                 "transfer mode 'finetune' needs a base checkpoint to start from: set transfer.base_checkpoint, "
@@ -51,7 +58,8 @@ class TransferCallback(Callback):
         self.base_checkpoint = None if base_checkpoint is None else str(base_checkpoint)
         self.n = n
         self.mode = mode
-        self.record = TransferRecord(self.base_checkpoint, None, n, mode)
+        self.frozen_norm = frozen_norm
+        self.record = TransferRecord(self.base_checkpoint, None, n, mode, frozen_norm=frozen_norm)
         self._stage: str | None = None
 
     @property
@@ -70,7 +78,7 @@ class TransferCallback(Callback):
             base, sha256 = core.load_base(self.base_checkpoint)
         elif self.base_checkpoint is not None:
             rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
-        self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256)
+        self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256, self.frozen_norm)
         pl_module.transfer_record = self.record  # the network's provenance, saved with its checkpoints
         layers = ", ".join(core.transferable_layers(net.layer_names)[: self.n])
         if self.record.copied:
@@ -97,11 +105,12 @@ class TransferCallback(Callback):
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
         """A resumed fit must freeze the layers the checkpoint was trained with."""
-        if (saved.get("n"), saved.get("mode")) != (self.n, self.mode):
+        saved_settings = (saved.get("n"), saved.get("mode"), saved.get("frozen_norm", "eval"))
+        if saved_settings != (self.n, self.mode, self.frozen_norm):
             raise ValueError(
-                f"the checkpoint being resumed was trained with transfer n={saved.get('n')} "
-                f"mode={saved.get('mode')!r}, but this run has n={self.n} mode={self.mode!r}: resume with "
-                "the transfer settings it was started with"
+                f"the checkpoint being resumed was trained with transfer n={saved.get('n')} mode={saved.get('mode')!r}, "
+                f"but this run has n={self.n} mode={self.mode!r} (frozen_norm {saved_settings[2]!r} then, "
+                f"{self.frozen_norm!r} now): resume with the transfer settings it was started with"
             )
         if saved.get("sha256") != self.record.sha256:
             rank_zero_warn(

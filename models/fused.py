@@ -4,7 +4,8 @@ The frozen networks AnB (or BnB) for n = 1..7 differ only above their freeze poi
 every network on a half read the same once-shuffled database in the same order. So one fit can train
 them together on one data stream: the base's frozen layers run once per batch (no grad, the
 *trunk*), and each network runs only its own layers above it. Each network (a *cell*) is a
-:class:`~models.module.CaffeNetClassifier` and keeps what a fit of it alone has:
+:class:`~models.classifier.TransferClassifier` (``network_class``: CaffeNet's by default, or a
+``models.BackboneClassifier``) and keeps what a fit of it alone has:
 
 - its initialisation, drawn from its own seed; layers 1..n copied from the base and frozen by the
   transfer core (:func:`models.transfer.transfer`), as ``TransferCallback`` does for one network;
@@ -12,12 +13,15 @@ them together on one data stream: the base's frozen layers run once per batch (n
   active after a frozen fc6/fc7 as in the paper;
 - its own parameter groups, momentum buffers, step schedule and gradient clipping;
 - its own metrics (``<cell>/val/top1`` ..., the paper's metric), and in its folder a
-  ``checkpoints/last.ckpt`` (:meth:`CaffeNetClassifier.network_checkpoint`: loadable by
-  ``CaffeNetClassifier.load_from_checkpoint`` and usable as a transfer base) and ``metrics.json``.
+  ``checkpoints/last.ckpt`` (:meth:`TransferClassifier.network_checkpoint`: loadable by
+  ``load_from_checkpoint`` and usable as a transfer base) and ``metrics.json``.
 
-The trunk is the network of the deepest cell: its layers 1..min(n_max, 6) are the base's. Layer 7 is
-not shared: fc7's input is fc6's output through the cell's own dropout mask, so a cell with n = 7 runs
-its frozen fc7 itself (still without grad).
+The trunk is the network of the deepest cell: its stages 1..``shareable_depth(n_max)`` are the base's
+and run once. A stage that starts with randomness of the network's own is not shared (CaffeNet's fc7:
+its input is fc6's output through the cell's own dropout mask), so a cell with n = 7 runs its frozen
+fc7 itself (still without grad). A frozen stage's batch norms are held in eval mode (the base's
+statistics, the same for every cell); ``frozen_norm="train"`` would let only the trunk's statistics
+follow the data, and is refused.
 
 One optimizer holds every cell's parameter groups (``<cell>/weights``, ``<cell>/biases``); the loss
 is the sum of the cells' losses. The cells share no parameter, so each cell's gradients, update and
@@ -28,6 +32,7 @@ cells together and is refused (:meth:`FusedTransfer.check_trainer_settings`); bf
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from collections.abc import Mapping, Sequence
@@ -43,11 +48,11 @@ from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
 from models import transfer as core
-from models.caffenet import CaffeNet
+from models.classifier import TransferClassifier, log_training_step
 from models.files import save_atomic, write_atomic
-from models.module import CaffeNetClassifier, log_training_step
+from models.network import StagedNetwork
 
-SHARED_DEPTH_LIMIT = 6  # fc7's input carries each cell's own fc6 dropout mask
+NETWORK_CLASS = "models.CaffeNetClassifier"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 PER_CELL = frozenset({"num_classes", "in_channels", "input_size", "init_seed", "dropout_seed"})  # not in ``network``
@@ -80,65 +85,80 @@ class FusedTransfer(LightningModule):
     Args:
         base_checkpoint: The base network every cell copies its layers 1..n from (a Lightning
             checkpoint or a state dict, read with ``weights_only=True``).
-        cells: The cells (distinct folders and names; n in 1..7).
+        cells: The cells (distinct folders and names; n in 1..the network's last transferable stage).
         num_classes, in_channels, input_size: The task and input (linked from the data by the CLI).
-        network: Every other ``CaffeNetClassifier`` argument, shared by the cells (the shape must
-            match the base's up to layer n).
+        network: Every other argument of ``network_class``, shared by the cells (the shape must
+            match the base's up to stage n).
+        network_class: The cells' LightningModule, a ``TransferClassifier`` subclass by import path.
+        frozen_norm: What the frozen stages' batch norms do; only ``eval`` fuses (see the module's notes).
 
     Raises:
-        ValueError: no cells, an n out of 1..7, repeated folders or names, an unknown or
-            unsupported network argument (``compile``, per-cell settings).
+        ValueError: no cells, an n beyond the network's stages, repeated folders or names, an unknown or
+            unsupported network argument (``compile``, per-cell settings), ``frozen_norm="train"``.
     """
 
     def __init__(self, base_checkpoint: str, cells: Sequence[FusedCell], num_classes: int = 500,
-                 in_channels: int = 3, input_size: int = 227, network: dict[str, Any] | None = None) -> None:
+                 in_channels: int = 3, input_size: int = 227, network: dict[str, Any] | None = None,
+                 network_class: str = NETWORK_CLASS, frozen_norm: core.FrozenNorm = "eval") -> None:
         super().__init__()
         specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
         network = dict(network or {})
-        self._check(specs, network)
+        classifier = network_classifier(network_class)
+        self._check(specs, network, classifier, frozen_norm)
         self.save_hyperparameters({"base_checkpoint": str(base_checkpoint), "cells": [asdict(s) for s in specs],
                                    "num_classes": num_classes, "in_channels": in_channels,
-                                   "input_size": input_size, "network": network})
+                                   "input_size": input_size, "network": network, "network_class": network_class,
+                                   "frozen_norm": frozen_norm})
         self.specs = specs
         base, sha256 = core.load_base(str(base_checkpoint))
         shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
         # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
         # as it was: the data stream after this constructor is the one a fit of one network would read.
-        self.cells = nn.ModuleList([CaffeNetClassifier(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
+        self.cells = nn.ModuleList([classifier(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
                                     for spec in specs])
         for spec, cell in zip(specs, self.cells):
-            cell.transfer_record = core.transfer(cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256)
+            core.check_depth(spec.n, what=f"fused cell {spec.label!r}: n", layer_names=cell.net.layer_names,
+                             allow_zero=False)
+            cell.transfer_record = core.transfer(cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256,
+                                                 frozen_norm)
         deepest = max(range(len(specs)), key=lambda i: specs[i].n)
         self.trunk_cell = deepest
-        self.shared_depth = min(specs[deepest].n, SHARED_DEPTH_LIMIT)
+        self.shared_depth = self.trunk.shareable_depth(specs[deepest].n)
         self.last_val: list[dict[str, float]] = [{} for _ in specs]
 
     @classmethod
     def from_network_arguments(cls, base_checkpoint: str, cells: Sequence[FusedCell],
-                               arguments: Mapping[str, Any]) -> FusedTransfer:
-        """The group of ``cells`` whose networks are ``CaffeNetClassifier(**arguments)`` (shape included)."""
+                               arguments: Mapping[str, Any], network_class: str = NETWORK_CLASS) -> FusedTransfer:
+        """The group of ``cells`` whose networks are ``network_class(**arguments)`` (shape included)."""
         shape = {key: arguments[key] for key in ("num_classes", "in_channels", "input_size") if key in arguments}
-        return cls(base_checkpoint, cells, **shape,
+        return cls(base_checkpoint, cells, **shape, network_class=network_class,
                    network={key: value for key, value in arguments.items() if key not in PER_CELL})
 
     @staticmethod
-    def _check(specs: list[FusedCell], network: dict[str, Any]) -> None:
+    def _check(specs: list[FusedCell], network: dict[str, Any], classifier: type[TransferClassifier],
+               frozen_norm: str) -> None:
         if not specs:
             raise ValueError("a fused group needs at least one cell (model.init_args.cells)")
         for spec in specs:
-            core.check_depth(spec.n, what=f"fused cell {spec.label!r}: n", allow_zero=False)
+            if isinstance(spec.n, bool) or not isinstance(spec.n, int) or spec.n < 1:
+                raise ValueError(f"fused cell {spec.label!r}: n must be an integer >= 1, got {spec.n!r}")
+        if core.check_frozen_norm(frozen_norm, "fused group frozen_norm") != "eval":
+            raise ValueError(
+                "a fused group needs frozen_norm 'eval': with 'train' the shared frozen stages' batch statistics "
+                "would follow the data in the trunk network only. Train such cells one by one"
+            )
         for what, values in (("folder", [str(Path(s.root).resolve()) for s in specs]),
                              ("name", [s.label for s in specs])):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"fused cells must have distinct {what}s; repeated: {', '.join(repeated)}")
-        shared = set(inspect.signature(CaffeNetClassifier).parameters) - PER_CELL
+        shared = set(inspect.signature(classifier).parameters) - PER_CELL
         wrong = sorted(set(network) - shared)
         if wrong:
             raise ValueError(
                 f"model.init_args.network cannot set {', '.join(wrong)}: num_classes, in_channels and input_size "
                 "come from the data, init_seed and dropout_seed from each cell's seed, and the rest must be "
-                f"CaffeNetClassifier arguments ({', '.join(sorted(shared))})"
+                f"{classifier.__name__} arguments ({', '.join(sorted(shared))})"
             )
         if network.get("compile"):
             raise ValueError(
@@ -160,7 +180,7 @@ class FusedTransfer(LightningModule):
             )
 
     @property
-    def trunk(self) -> CaffeNet:
+    def trunk(self) -> StagedNetwork:
         """The network whose frozen layers 1..``shared_depth`` run once per batch for every cell."""
         return self.cells[self.trunk_cell].net
 
@@ -194,7 +214,7 @@ class FusedTransfer(LightningModule):
         net = self.cells[index].net
         start = min(n, self.shared_depth)
         x = trunk[start]
-        if n > start:  # layer 7: the frozen fc7 reads fc6's output through this cell's dropout
+        if n > start:  # e.g. CaffeNet's frozen fc7, which reads fc6's output through this cell's dropout
             with torch.no_grad():
                 x = net.forward_layers(x, start + 1, n)
         return net.forward_layers(x, n + 1, len(net.layer_names))
@@ -238,11 +258,14 @@ class FusedTransfer(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         groups: list[dict[str, Any]] = []
         factors = []
+        total_steps = int(self.trainer.estimated_stepping_batches)
         for spec, cell in zip(self.specs, self.cells):
             for group in cell.parameter_groups():
                 groups.append({**group, "name": f"{spec.label}/{group['name']}"})
-                factors.append(cell.lr_factor())
-        optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"])
+                factors.append(cell.lr_factor(total_steps))
+        # The cells share one recipe (their arguments are the group's ``network``): its optimizer holds every
+        # cell's groups, each with its own rate, decay and momentum.
+        optimizer = self.cells[0].recipe.make_optimizer(groups)
         scheduler = LambdaLR(optimizer, factors)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -315,3 +338,19 @@ class FusedTransfer(LightningModule):
             checkpoint["fused"] = {"group": names, "seed": spec.seed}
             save_atomic(checkpoint, Path(spec.root) / LAST_CHECKPOINT)
             write_atomic(Path(spec.root) / METRICS_FILE, json.dumps(row, indent=2) + "\n")
+
+
+def network_classifier(class_path: str) -> type[TransferClassifier]:
+    """The ``TransferClassifier`` subclass at ``class_path`` (``models.CaffeNetClassifier``).
+
+    Raises:
+        ValueError: the path names no such class.
+    """
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"fused group network_class {class_path!r} cannot be imported ({err})") from err
+    if not (isinstance(found, type) and issubclass(found, TransferClassifier)):
+        raise ValueError(f"fused group network_class {class_path!r} is not a models.classifier.TransferClassifier")
+    return found

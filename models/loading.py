@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from models.module import CaffeNetClassifier
 from models.network import StagedNetwork
 

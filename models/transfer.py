@@ -4,10 +4,12 @@ Layers 1..n come from a trained base network, layers n+1.. keep the new network'
 initialisation; the last layer (the head, fc8) is always new. ``frozen`` (AnB, BnB) stops layers
 1..n requiring grad (Caffe's learning rate 0: dropout after them stays active, so no ``.eval()``);
 ``finetune`` (AnB+, BnB+) trains every layer. ``frozen`` with ``n > 0`` and no base keeps layers
-1..n frozen at their random initialisation (the paper's random features).
+1..n frozen at their random initialisation (the paper's random features). A frozen stage's batch
+norms keep the base's running statistics (``frozen_norm="eval"``) or follow the target data
+(``"train"``); LayerNorm and CaffeNet's LRN have no statistics.
 
-A network is anything with ``layer_names`` (its layers in order, the head last) whose layers are
-attributes of those names (``models.CaffeNet``). ``TransferCallback`` applies this to the network of
+A network is a ``models.network.StagedNetwork``: ``layer_names`` (its stages in order, the head last),
+each an attribute of that name (``models.CaffeNet``, ``models.backbones``). ``TransferCallback`` applies this to the network of
 one LightningModule, ``models.fused.FusedTransfer`` to each network of a group, the study's grid
 takes the range of n from here; nothing else restates it.
 """
@@ -22,13 +24,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
-from lightning.pytorch.callbacks import BaseFinetuning
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from models.caffenet import LAYER_NAMES
 
 TransferMode = Literal["frozen", "finetune"]
 MODES: tuple[str, ...] = get_args(TransferMode)
+# What a frozen stage's batch norms do: ``eval`` (their parameters and running statistics stay the base's:
+# the norm layers are held in eval mode) or ``train`` (their parameters stay the base's, but they normalise
+# with the batch's statistics and their running statistics follow the target data).
+FrozenNorm = Literal["eval", "train"]
+FROZEN_NORMS: tuple[str, ...] = get_args(FrozenNorm)
 # Added in front of parameter names by the LightningModule (``net.``), DDP (``module.``),
 # torch.compile (``_orig_mod.``) and common wrappers (``model.``).
 PREFIXES: tuple[str, ...] = ("net.", "model.", "module.", "_orig_mod.")
@@ -69,6 +76,17 @@ def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] =
     return n
 
 
+def check_frozen_norm(value: Any, what: str = "transfer frozen_norm") -> FrozenNorm:
+    """``value`` if it is ``eval`` or ``train``.
+
+    Raises:
+        ValueError: otherwise, naming ``what``.
+    """
+    if value not in FROZEN_NORMS:
+        raise ValueError(f"{what} must be one of {', '.join(repr(v) for v in FROZEN_NORMS)}, got {value!r}")
+    return value
+
+
 def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
     """``mode`` if it is ``frozen`` or ``finetune``.
 
@@ -90,6 +108,7 @@ class TransferRecord:
         n: Layers transferred.
         mode: ``frozen`` or ``finetune``.
         copied: The tensors copied from the base, by name.
+        frozen_norm: What the frozen stages' batch norms do (``eval`` or ``train``).
     """
 
     base_checkpoint: str | None
@@ -97,6 +116,7 @@ class TransferRecord:
     n: int
     mode: TransferMode
     copied: tuple[str, ...] = field(default_factory=tuple)
+    frozen_norm: FrozenNorm = "eval"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (loadable with ``weights_only=True``)."""
@@ -105,7 +125,7 @@ class TransferRecord:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TransferRecord:
         return cls(state.get("base_checkpoint"), state.get("sha256"), int(state.get("n", 0)),
-                   state.get("mode", "frozen"), tuple(state.get("copied") or ()))
+                   state.get("mode", "frozen"), tuple(state.get("copied") or ()), state.get("frozen_norm", "eval"))
 
 
 def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
@@ -216,8 +236,32 @@ def layer_names_of(net: nn.Module) -> tuple[str, ...]:
     return tuple(names)
 
 
+def freeze(net: nn.Module, layers: tuple[str, ...], frozen_norm: FrozenNorm = "eval") -> tuple[str, ...]:
+    """Stop ``layers`` training (Caffe's learning rate 0: their dropout stays active); return the norms held in eval.
+
+    With ``frozen_norm="eval"`` their batch norms are held in eval mode (``StagedNetwork.keep_in_eval``), so
+    their running statistics stay the base's however often the trainer calls ``train()``.
+
+    Raises:
+        TypeError: batch norms to hold in eval in a network that cannot hold them (not a ``StagedNetwork``).
+    """
+    for name in layers:
+        getattr(net, name).requires_grad_(False)
+    if frozen_norm != "eval":
+        return ()
+    norms = tuple(f"{name}.{sub}" if sub else name for name in layers
+                  for sub, module in getattr(net, name).named_modules() if isinstance(module, _BatchNorm))
+    if norms:
+        if not hasattr(net, "keep_in_eval"):
+            raise TypeError(f"{type(net).__name__} has batch norms in frozen stages but cannot hold them in eval "
+                            "mode: make it a models.network.StagedNetwork")
+        net.keep_in_eval(norms)
+    return norms
+
+
 def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor] | None = None,
-             base_checkpoint: str | None = None, sha256: str | None = None) -> TransferRecord:
+             base_checkpoint: str | None = None, sha256: str | None = None,
+             frozen_norm: FrozenNorm = "eval") -> TransferRecord:
     """Copy layers 1..n of ``base`` into ``net`` (when a base is given) and freeze them for ``frozen``.
 
     Args:
@@ -228,6 +272,7 @@ def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor]
             initialisation (with ``frozen``: the paper's random features).
         base_checkpoint: The base's path, for the record.
         sha256: The base file's sha256, for the record.
+        frozen_norm: What the frozen stages' batch norms do (``eval``: the base's statistics; ``train``).
 
     Raises:
         ValueError: an invalid n or mode, ``finetune`` without a base, or a base that lacks or
@@ -236,10 +281,11 @@ def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor]
     names = layer_names_of(net)
     check_depth(n, layer_names=names)
     check_mode(mode)
+    check_frozen_norm(frozen_norm)
     if mode == "finetune" and n and base is None:
         raise ValueError("transfer mode 'finetune' needs a base network to copy layers 1..n from")
     layers = transferable_layers(names)[:n]
     copied = copy_layers(base, net, layers) if base is not None and n else ()
     if mode == "frozen" and n:
-        BaseFinetuning.freeze([getattr(net, name) for name in layers], train_bn=True)
-    return TransferRecord(base_checkpoint, sha256, n, mode, copied)
+        freeze(net, layers, frozen_norm)
+    return TransferRecord(base_checkpoint, sha256, n, mode, copied, frozen_norm)

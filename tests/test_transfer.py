@@ -94,11 +94,18 @@ class RecordTrainMode(Callback):
 # --- construction -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [-1, 8, 2.0, True])
-def test_n_out_of_range(n: Any) -> None:
-    """n must be an integer in 0..7."""
-    with pytest.raises(ValueError, match=r"transfer n must be an integer in 0\.\.7"):
+@pytest.mark.parametrize("n", [-1, 2.0, True])
+def test_n_not_a_depth(n: Any) -> None:
+    """n must be a non-negative integer, checked at construction."""
+    with pytest.raises(ValueError, match=r"transfer n must be an integer >= 0"):
         TransferCallback(n=n)
+
+
+def test_n_beyond_the_network() -> None:
+    """An n beyond the network's stages is refused at setup, before training, listing the valid stages."""
+    callback = TransferCallback(n=8)
+    with pytest.raises(ValueError, match=r"transfer n must be an integer in 0\.\.7 \(1 = conv1, .*fc8 is always new"):
+        callback.setup(Trainer(), CaffeNetClassifier(**TINY_MODEL), "fit")
 
 
 def test_unknown_mode() -> None:
@@ -306,7 +313,7 @@ def test_provenance(tmp_path: Path, base_ckpt: Path) -> None:
     state = torch.load(tmp_path / "run.ckpt", weights_only=True)["callbacks"]["TransferCallback"]
     assert state == {"base_checkpoint": str(base_ckpt), "sha256": hashlib.sha256(base_ckpt.read_bytes()).hexdigest(),
                      "n": 2, "mode": "frozen",
-                     "copied": ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]}
+                     "copied": ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"], "frozen_norm": "eval"}
 
 
 # --- resume -------------------------------------------------------------------------------------

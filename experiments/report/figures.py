@@ -9,7 +9,10 @@ Intervals are 95 % t-intervals over networks (over paired differences in the bot
 Figure 3, see :func:`experiments.report.curves.relative_values`); a point of one network has none
 and is drawn hollow (n=1). With ``paper`` the paper's means are overlaid as dashed lines; Figure 2's
 start at the paper's single n=0 point, the mean of its 8 bases (0.6251). ``note`` (e.g. a failed
-convergence check) is printed in red above the figure."""
+convergence check) is printed in red above the figure. With ``cka`` (the layer-similarity panel,
+``experiments.report.cka``) Figure 2 gets a third panel under its two, on the same layer axis: linear
+CKA between base A and base B at layer n, so the layer where the halves' features stop being shared
+lines up with the layers where the transfers lose accuracy."""
 
 from __future__ import annotations
 
@@ -47,12 +50,14 @@ OFFSETS = {"base": 0.0, "BnB": -0.15, "BnB+": -0.05, "AnB": 0.05, "AnB+": 0.15}
 EXTRA_COLORS = ("#2a9d8f", "#e76f51", "#6a4c93", "#8a8a8a")
 RELATIVE_COLORS = {"AnB, random splits": STYLE["AnB"]["color"], "AnB, dissimilar split": EXTRA_COLORS[1],
                    "random features": EXTRA_COLORS[2]}
+CKA_COLOR = "#444444"
 PAPER_LABEL = "paper (Yosinski et al. 2014)"
 SINGLE_LABEL = "one network: no interval (n=1)"
 CI_NOTE = "bars: 95% t-interval over networks"
 
 
-def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note: str | None = None) -> list[Path]:
+def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note: str | None = None,
+         cka: Points | None = None) -> list[Path]:
     """Draw every figure of ``rows`` into ``folder``; return the files written.
 
     Args:
@@ -61,10 +66,11 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
             panel, ``reduced_data.{png,svg}`` go.
         paper: The paper's rows to overlay (``experiments.report.paper.paper_rows()``), or None.
         note: A warning printed on every figure (e.g. the convergence check's), or None.
+        cka: The layer-similarity panel drawn under Figure 2 (layer n -> each seed pair's CKA), or None.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    figures = [("figure2", figure2(rows, paper, note)), ("figure3", figure3(rows, paper, note))]
+    figures = [("figure2", figure2(rows, paper, note, cka)), ("figure3", figure3(rows, paper, note))]
     if reduced_data_points(rows):
         figures.append(("reduced_data", reduced_data(rows, paper, note)))
     for name, figure in figures:
@@ -76,9 +82,15 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
     return written
 
 
-def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
-    """Figure 2: every network with its family's mean line (top), the means with interval bars (bottom)."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 8.5), sharex=True)
+def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None,
+            cka: Points | None = None) -> Figure:
+    """Figure 2: every network with its family's mean line (top), the means with interval bars (bottom), and with
+    ``cka`` (layer n -> each seed pair's CKA) the layer similarity of the bases A and B under them."""
+    if cka:
+        figure, (top, bottom, similarity) = plt.subplots(3, 1, figsize=(7, 11.5), sharex=True,
+                                                         height_ratios=(1, 1, 0.7))
+    else:
+        figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 8.5), sharex=True)
     for name, points in figure2_points(rows).items():
         style = STYLE[name]
         label = base_label(rows) if name == "base" else name
@@ -104,6 +116,12 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     bottom.set_title(f"Figure 2, bottom: means ({CI_NOTE}; hollow: n=1)")
     for axes in (top, bottom):
         _finish(axes, "layer n at which the network is chopped and retrained", _metric_label(rows))
+    if cka:
+        _mean_with_interval(similarity, cka, CKA_COLOR, "s", "CKA(A, B)", scatter=True)
+        similarity.set_ylim(0, 1.05)  # CKA's range: a wider t-interval (few seed pairs) runs off it (see summary.csv)
+        similarity.set_title("layer similarity: linear CKA of base A and base B at layer n, on B's validation "
+                             "images (bars: 95% t-interval over seed pairs)", fontsize=9)
+        _finish(similarity, "layer n", "linear CKA(A, B)")
     _note(figure, note)
     return figure
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.report import figures
+from experiments.report import cka, figures
 from experiments.report.convergence import check, write_convergence
 from experiments.report.effects import effects, write_effects
-from experiments.report.table import Row, write_summary
+from experiments.report.table import SUMMARY_FIELDS, Row, write_summary
+from models.files import write_atomic
 
 
 def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None) -> list[Path]:
@@ -18,6 +21,8 @@ def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = No
     (the paper's claims with intervals and verdicts, the paper's value beside each for an ImageNet
     study or where ``paper`` is given), ``convergence.json`` and ``convergence.txt``, and
     ``figures/figure2.{png,svg}``, ``figures/figure3.{png,svg}`` (noted where the convergence check failed).
+    Where the study folder holds the layer-similarity panel (``cka.csv``, ``experiments.study.similarity``),
+    Figure 2 draws it as a third panel and ``summary.csv`` gets its rows (panel ``cka``, one per layer n).
 
     Args:
         rows: The study's results table (``experiments.report.table.read_table``).
@@ -26,9 +31,22 @@ def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = No
     """
     folder.mkdir(parents=True, exist_ok=True)
     convergence = check(rows)
-    written = figures.draw(rows, folder / "figures", paper, convergence.note())
+    similarity = cka.read_cka_table(folder / "cka.csv") if (folder / "cka.csv").is_file() else None
+    written = figures.draw(rows, folder / "figures", paper, convergence.note(),
+                           cka.cka_points(similarity) if similarity else None)
     write_summary(folder / "summary.csv", rows)
+    if similarity:
+        _append_summary(folder / "summary.csv", cka.summary_rows(similarity))
+        written.append(folder / "cka.csv")
     written.append(folder / "summary.csv")
     written += write_effects(folder, effects(rows, paper))
     written += write_convergence(folder, convergence)
     return written
+
+
+def _append_summary(path: Path, rows: list[Row]) -> None:
+    """Add ``rows`` (``SUMMARY_FIELDS``; None as empty) to the summary ``path``, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS} for row in rows)
+    write_atomic(path, path.read_text() + buffer.getvalue())

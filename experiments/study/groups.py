@@ -56,6 +56,8 @@ def unfusable(config: dict[str, Any]) -> str | None:
         return f"trains on several devices (strategy {trainer.get('strategy')!r}, devices {trainer.get('devices')!r})"
     if model.get("compile"):
         return "model.compile (a group runs layer ranges, not forward)"
+    if transfer.get("frozen_norm", "eval") != "eval":
+        return f"transfer.frozen_norm {transfer.get('frozen_norm')!r} (only the trunk's batch statistics would follow the data)"
     if str(trainer.get("precision") or "32").startswith("16"):
         return f"trainer.precision {trainer.get('precision')!r} (fp16 loss scaling would couple the cells)"
     return None
@@ -83,7 +85,8 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
     return {
         **first,
         "model": {"class_path": FUSED_MODEL, "init_args": {
-            "base_checkpoint": first["transfer"]["base_checkpoint"], "cells": cells, "network": network}},
+            "base_checkpoint": first["transfer"]["base_checkpoint"], "cells": cells, "network": network,
+            "network_class": first["model"]["class_path"]}},
         "transfer": {"base_checkpoint": None, "n": 0, "mode": "frozen"},
         "checkpoint": {**first["checkpoint"], "dirpath": str(group_dir / "checkpoints"), "monitor": None,
                        "save_top_k": 0},

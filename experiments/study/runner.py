@@ -4,10 +4,11 @@
 (``experiments.study.plan``: the grid's cells, one full Lightning CLI config per cell and per fused
 group), runs the jobs each as soon as the jobs it needs have finished (``experiments.study.schedule``
 over ``experiments.study.launchers``), rebuilds the results table from the cell folders after every
-job and writes the report (``experiments.report``: summary with intervals, effects, convergence
-check, figures). Running it again skips finished cells and resumes interrupted ones from their last
+job, computes the layer-similarity panel from the finished base networks (``experiments.study.similarity``)
+and writes the report (``experiments.report``: summary with intervals, effects, convergence check,
+figures). Running it again skips finished cells and resumes interrupted ones from their last
 checkpoint. ``--plan`` lists the cells and runs nothing; ``--figures_only`` redraws the report from
-the table.
+the table (and the panel's ``cka.csv``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ class StudyRunner:
         from experiments.report.write import write_report
 
         return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None)
+
+    def similarity(self) -> str | None:
+        """The layer-similarity panel (``cka.csv``, ``experiments.study.similarity``) from the finished bases.
+
+        Returns:
+            None, or why a base could not be read (the report is still drawn; the study then stops with it).
+        """
+        from experiments.study.similarity import SimilarityError, write_similarity
+
+        try:
+            write_similarity(self.root, read_table(self.table))
+        except SimilarityError as err:
+            print(f"layer similarity: FAILED: {err}", flush=True)
+            return f"the layer-similarity panel could not be computed: {err}"
+        return None
 
     def log_to_wandb(self, files: list[Path]) -> None:
         """Log the table and the figures as the study's last W&B run (offline unless configured otherwise).
@@ -124,6 +140,7 @@ class StudyRunner:
             return
         failures = self._run_pending(cells, pending)
         self.write_table(cells)
+        similarity = self.similarity()
         files = self.draw()
         self.log_to_wandb(files)
         convergence = self.root / "convergence.txt"
@@ -133,6 +150,8 @@ class StudyRunner:
         if failures:
             raise StudyError(f"{len(failures)} cell(s) did not finish (the others are in {self.table}):\n- "
                              + "\n- ".join(failures))
+        if similarity:
+            raise StudyError(similarity)
 
     def _run_pending(self, cells: list[Cell], pending: list[Cell]) -> list[str]:
         jobs = self.plan.plan_jobs(pending)

@@ -1,0 +1,301 @@
+"""What every network of the study is trained as: ``TransferClassifier``, whatever its backbone and recipe.
+
+A subclass builds the network (a ``models.network.StagedNetwork``) and names its optimizer recipe
+(``models.recipes``); the rest is here, shared: the training loss and its cheap training accuracy, the
+validation metrics and the paper's metric (mean of the ``best_k`` best validation top-1 values), the
+speed switches (channels_last, compile), the checkpoint entries a network carries (validation history,
+training accuracy totals, transfer provenance), and the hooks a fused group calls on each of its networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.strategies import Strategy
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from models.network import StagedNetwork
+from models.recipes import Recipe
+from models.transfer import TransferRecord
+
+TRANSFER_KEY = "transfer"  # the checkpoint entry with the network's TransferRecord
+
+
+class TransferClassifier(LightningModule):
+    """A staged network trained with an optimizer recipe; reports the paper's metric.
+
+    Subclasses call ``super().__init__(net, recipe, outputs)`` and then save their own arguments with
+    ``save_hyperparameters``, among them ``best_k``, ``channels_last`` and ``compile``.
+
+    Args:
+        net: The network (its head ``outputs`` wide).
+        recipe: Its optimizer recipe.
+        outputs: Width of the head.
+    """
+
+    def __init__(self, net: StagedNetwork, recipe: Recipe, outputs: int) -> None:
+        super().__init__()
+        self.net = net
+        self.recipe = recipe
+        top5 = min(5, outputs)
+        self.train_accuracy = TrainAccuracy(top5)
+        self.val_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
+        self.val_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
+        self.val_loss = MeanMetric()
+        self.val_top1_history: list[float] = []
+        self.transfer_record: TransferRecord | None = None  # set by whoever copies layers into the network
+
+    @staticmethod
+    def check_task(num_classes: int, outputs: int, best_k: int) -> None:
+        """Refuse a task the head cannot answer, naming the settings."""
+        if num_classes < 1:
+            raise ValueError(f"model num_classes must be positive, got {num_classes}")
+        if outputs < num_classes:
+            raise ValueError(
+                f"model num_outputs={outputs} is narrower than the task's {num_classes} classes: the head needs at "
+                "least one output per class. Set model.num_outputs >= data.num_classes, or null for a K-way head."
+            )
+        if best_k < 1:
+            raise ValueError(f"model best_k must be positive, got {best_k}")
+
+    def configure_model(self) -> None:
+        """Speed switches, applied after callbacks' ``setup`` (so after any transfer copy)."""
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            # nn.Module.compile keeps parameter names (no ``_orig_mod.`` prefix in checkpoints).
+            self.net.compile()
+            self._compiled = True
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        loss, accuracy = self.training_loss(self(images), labels)
+        log_training_step(self, loss, accuracy, len(labels))
+        return loss
+
+    def training_loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The batch's loss and accuracies (``top1``, ``top5``), counted towards the epoch's training accuracy."""
+        return F.cross_entropy(logits, labels), self.train_accuracy.update(logits, labels)
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_epoch_metrics(self.trainer.strategy))
+
+    def train_epoch_metrics(self, strategy: Strategy, prefix: str = "") -> dict[str, Tensor]:
+        """The epoch's training accuracy over every batch and rank (keys ``<prefix>train/..._epoch``); resets."""
+        epoch = self.train_accuracy.epoch(strategy)
+        return {f"{prefix}train/{name}_epoch": value for name, value in epoch.items()}
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        self.update_validation(self(images), labels)
+
+    def update_validation(self, logits: Tensor, labels: Tensor) -> None:
+        """Count one validation batch."""
+        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.val_top1.update(logits, labels)
+        self.val_top5.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.end_validation(record=not self.trainer.sanity_checking), prog_bar=True)
+
+    def end_validation(self, record: bool, prefix: str = "") -> dict[str, float]:
+        """The validation's metrics (keys ``<prefix>val/...``, the paper's metric included); resets the counts.
+
+        torchmetrics syncs across ranks inside ``compute()``, so every rank returns the same numbers.
+
+        Args:
+            record: Add top-1 to the history the paper's metric is taken from (not in the sanity check).
+            prefix: Put in front of every key.
+        """
+        top1 = float(self.val_top1.compute())
+        values = {"val/top1": top1, "val/top5": float(self.val_top5.compute()),
+                  "val/loss": float(self.val_loss.compute())}
+        for metric in (self.val_top1, self.val_top5, self.val_loss):
+            metric.reset()
+        if record:
+            self.val_top1_history.append(top1)
+        if self.val_top1_history:
+            values[f"val/top1_best{self.hparams.best_k}_mean"] = self.best_k_mean()
+        return {prefix + key: value for key, value in values.items()}
+
+    def best_k_mean(self) -> float:
+        """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
+        best = sorted(self.val_top1_history)[-self.hparams.best_k:]
+        return sum(best) / len(best)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("test/loss", F.cross_entropy(logits, labels))
+        self.val_top1.update(logits, labels)
+        self.val_top5.update(logits, labels)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/top1": float(self.val_top1.compute()), "test/top5": float(self.val_top5.compute())})
+        self.val_top1.reset()
+        self.val_top5.reset()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The recipe's optimizer groups over the network's trainable parameters."""
+        return self.recipe.parameter_groups(self.net.named_parameters())
+
+    def lr_factor(self, total_steps: int | None) -> Callable[[int], float]:
+        """The recipe's schedule for a fit of ``total_steps`` steps (None: unknown): the multiplier of every rate."""
+        recipe = self.recipe
+        return lambda step: recipe.lr_factor(step, total_steps)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = self.parameter_groups()
+        if not groups:
+            raise ValueError("every parameter of the network is frozen: nothing to train (check transfer.n)")
+        optimizer = self.recipe.make_optimizer(groups)
+        total_steps = int(self._trainer.estimated_stepping_batches) if self._trainer is not None else None
+        scheduler = LambdaLR(optimizer, self.lr_factor(total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Sums the training accuracy over the ranks only when the trainer saves this module itself (the hook runs
+        # on every rank then); a network saved alone (network_checkpoint, on rank 0) must not start a collective.
+        trainer = self._trainer
+        self.save_state(checkpoint, trainer.strategy if trainer is not None and trainer.lightning_module is self
+                        else None)
+
+    def save_state(self, checkpoint: dict[str, Any], strategy: Strategy | None) -> None:
+        """This network's own checkpoint entries: validation history, training accuracy totals, provenance.
+
+        Args:
+            checkpoint: Where the entries go.
+            strategy: Sums the training accuracy totals over the ranks (a collective: every rank calls this);
+                None: this rank's totals.
+        """
+        checkpoint["val_top1_history"] = list(self.val_top1_history)
+        checkpoint["train_accuracy"] = self.train_accuracy.totals(strategy)
+        if self.transfer_record is not None:
+            checkpoint[TRANSFER_KEY] = self.transfer_record.as_dict()
+
+    def network_checkpoint(self, global_step: int, epoch: int) -> dict[str, Any]:
+        """This network alone as a Lightning checkpoint: ``load_from_checkpoint`` reads it, a transfer copies it.
+
+        What a network trained inside another module (a fused group) is saved as, in the layout of the
+        checkpoint a fit of this module alone writes (its weights, hyperparameters and own entries).
+        """
+        checkpoint: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": global_step,
+            "pytorch-lightning_version": lightning.__version__,
+            "state_dict": {key: value.detach().cpu() if isinstance(value, Tensor) else value
+                           for key, value in self.state_dict().items()},
+            self.CHECKPOINT_HYPER_PARAMS_KEY: dict(self.hparams),
+        }
+        self.save_state(checkpoint, strategy=None)
+        return checkpoint
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.load_state(checkpoint, first_rank=self._trainer is None or self._trainer.global_rank == 0)
+
+    def load_state(self, checkpoint: dict[str, Any], first_rank: bool) -> None:
+        """Restore what :meth:`save_state` wrote; the summed training accuracy totals go to the first rank only."""
+        self.val_top1_history = list(checkpoint.get("val_top1_history", []))
+        if "train_accuracy" in checkpoint:
+            self.train_accuracy.resume(checkpoint["train_accuracy"], first_rank)
+        if TRANSFER_KEY in checkpoint:  # a resumed fit keeps the provenance it started with
+            self.transfer_record = TransferRecord.from_dict(checkpoint[TRANSFER_KEY])
+
+
+
+def log_training_step(module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int,
+                      prefix: str = "") -> None:
+    """Log a training step's loss and accuracies (keys ``<prefix>train/...``) on the steps the logger writes.
+
+    The loss goes to the logger on the host: the progress bar reads its metrics at every refresh (every
+    step by default), and reading a GPU tensor waits for all the queued work; this copy waits once per
+    logging step. Only an unprefixed loss (one network) goes to the progress bar.
+    """
+    if not logs_this_step(module.trainer):
+        return
+    module.log(f"{prefix}train/loss", loss.detach().cpu(), prog_bar=not prefix, batch_size=batch_size)
+    module.log_dict({f"{prefix}train/{name}_step": value for name, value in accuracy.items()}, batch_size=batch_size)
+
+
+def logs_this_step(trainer: Trainer) -> bool:
+    """Whether the logger writes this training step (every ``trainer.log_every_n_steps``, as Lightning decides).
+
+    The training step calls ``self.log`` only then: each call costs about 0.25 ms of CPU, a fixed cost per step
+    that a GPU step of a few milliseconds cannot hide (``BENCHMARKS.md``, Lightning overhead).
+    """
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+
+class TrainAccuracy(nn.Module):
+    """Training top-1 and top-``top_k`` accuracy for almost nothing per step, exact over the epoch.
+
+    Each step counts the batch's hits from one ``topk`` and adds them to a running total on the device (no
+    host sync; about 40 us on a CPU core, against 430 us for two torchmetrics ``MulticlassAccuracy``
+    forwards). :meth:`epoch` sums the totals over the ranks, returns the epoch's accuracy and starts again.
+    A checkpoint holds the totals summed over the ranks (:meth:`totals`) and a resume gives them back to rank 0
+    (:meth:`resume`), so the epoch's value after a resume in its middle is the uninterrupted run's.
+    """
+
+    def __init__(self, top_k: int) -> None:
+        super().__init__()
+        self.top_k = top_k
+        # Not a buffer: DDP would broadcast rank 0's totals over the other ranks' before every forward.
+        self.hits = torch.zeros(2)  # top-1, top-k; follows the logits' device
+        self.images = 0
+
+    def update(self, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Count one batch; its accuracies ``top1`` and ``top5`` (top-``top_k``)."""
+        hits = logits.detach().topk(self.top_k, dim=1).indices == labels[:, None]
+        batch = torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()]).float()
+        if self.hits.device != batch.device:
+            self.hits = self.hits.to(batch.device)
+        self.hits += batch
+        self.images += len(labels)
+        accuracy = batch / len(labels)
+        return {"top1": accuracy[0], "top5": accuracy[1]}
+
+    def totals(self, strategy: Strategy | None) -> dict[str, Any]:
+        """The running totals, summed over the ranks when ``strategy`` is given (a collective: every rank calls it).
+
+        Returns:
+            ``{"hits": float tensor [top-1, top-k] on the CPU, "images": int}``, what :meth:`resume` takes.
+        """
+        totals = self._local_totals()
+        if strategy is not None:
+            totals = strategy.reduce(totals.to(strategy.root_device), reduce_op="sum")
+        return {"hits": totals[:2].cpu(), "images": int(totals[2])}
+
+    def resume(self, totals: dict[str, Any], first_rank: bool) -> None:
+        """Continue from :meth:`totals` summed over the ranks: rank 0 holds them, the other ranks start at zero."""
+        hits = totals["hits"] if first_rank else torch.zeros(2)
+        self.hits = hits.to(device=self.hits.device, dtype=self.hits.dtype)
+        self.images = int(totals["images"]) if first_rank else 0
+
+    def _local_totals(self) -> Tensor:
+        return torch.cat([self.hits, self.hits.new_tensor([self.images])])
+
+    def epoch(self, strategy: Strategy) -> dict[str, Tensor]:
+        """The accuracies over every batch counted since the last call, on every rank; then reset."""
+        totals = strategy.reduce(self._local_totals().to(strategy.root_device), reduce_op="sum")
+        self.hits.zero_()
+        self.images = 0
+        images = totals[2].clamp(min=1)
+        return {"top1": totals[0] / images, "top5": totals[1] / images}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
