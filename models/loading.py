@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from models.backbone_classifier import BackboneClassifier
+from models.classifier import TransferClassifier
 from models.module import CaffeNetClassifier
 from models.network import StagedNetwork
 
 
-def load_classifier(path: str | Path) -> CaffeNetClassifier:
+def load_classifier(path: str | Path) -> TransferClassifier:
     """The LightningModule saved in ``path`` (a fit's checkpoint or a fused cell's), in eval mode on the CPU.
+
+    A checkpoint whose hyperparameters name a ``backbone`` is a ``BackboneClassifier``'s, any other CaffeNet's.
 
     Raises:
         FileNotFoundError: if ``path`` is not a file.
@@ -17,7 +23,9 @@ def load_classifier(path: str | Path) -> CaffeNetClassifier:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    module = CaffeNetClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    hyperparameters = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    classifier = BackboneClassifier if "backbone" in hyperparameters else CaffeNetClassifier
+    module = classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return module.eval()
 
 

@@ -200,7 +200,8 @@ def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...]
             between the base and the network.
     """
     target = net.state_dict()
-    wanted = [key for key in target if key.split(".", 1)[0] in layers]
+    # Tensors only: a layer's extra state (a seeded dropout's generator) is the new network's own.
+    wanted = [key for key, value in target.items() if key.split(".", 1)[0] in layers and isinstance(value, Tensor)]
     for key in wanted:
         if key not in base:
             raise ValueError(
@@ -213,13 +214,10 @@ def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...]
                 f"{tuple(target[key].shape)} in this model; the model's settings (widths, kernels, "
                 "in_channels, input_size) must match the base's up to layer n"
             )
-    result = net.load_state_dict({key: base[key] for key in wanted}, strict=False)
-    expected_missing = set(target) - set(wanted)
-    if result.unexpected_keys or set(result.missing_keys) != expected_missing:
-        raise RuntimeError(
-            f"transfer copied the wrong tensors: unexpected {result.unexpected_keys}, missing "
-            f"{sorted(set(result.missing_keys) ^ expected_missing)} compared with layers {', '.join(layers)}"
-        )
+    tensors = net.state_dict(keep_vars=True)  # the parameters and buffers themselves, copied into in place
+    with torch.no_grad():
+        for key in wanted:
+            tensors[key].copy_(base[key])
     return tuple(wanted)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from models.caffenet import LAYER_NAMES
 from models.transfer import TransferMode, check_depth, check_mode, depths
 
 Figure2Family = Literal["BnB", "AnB", "BnB+", "AnB+"]
@@ -50,8 +51,9 @@ class Cell:
     def __post_init__(self) -> None:
         if self.n == 0 and (self.base is not None or self.mode is not None):
             raise ValueError(f"a base network (n=0) has no base half and no mode: {self}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 0:
+            raise ValueError(f"cell {self.split} {self.base}->{self.target}: n must be an integer >= 0, got {self.n!r}")
         if self.n != 0:
-            check_depth(self.n, what=f"cell {self.split} {self.base}->{self.target}: n", allow_zero=False)
             check_mode(self.mode, what=f"cell {self.split} {self.base}->{self.target} n={self.n}: mode")
         if self.base is None and self.mode == "finetune":
             raise ValueError(f"fine-tuning needs a base network: {self}")
@@ -202,15 +204,17 @@ class Grid:
 Halves = Callable[[str], tuple[str, ...]]
 
 
-def expand(grid: Grid, halves: Halves) -> list[Cell]:
+def expand(grid: Grid, halves: Halves, layer_names: tuple[str, ...] = LAYER_NAMES) -> list[Cell]:
     """Every cell of ``grid`` once, in dependency order: per seed, the cells without a base, then the transfers.
 
     Args:
         grid: The study's grid.
         halves: The half names of a split (the data module's ``halves``).
+        layer_names: The network's stages, the head last (CaffeNet's layers by default): the range of n.
 
     Raises:
-        ValueError: A split without two halves where two are needed, an unknown half, or n outside 1..7.
+        ValueError: A split without two halves where two are needed, an unknown half, or an n beyond the
+            network's stages (the message lists them).
     """
     panels = [(spec, build) for spec, build in ((grid.figure2, _figure2), (grid.dissimilar, _dissimilar),
                                                 (grid.random_features, _random_features),
@@ -225,13 +229,17 @@ def expand(grid: Grid, halves: Halves) -> list[Cell]:
         per_seed += [cell.base_cell for cell in per_seed if cell.base_cell is not None]
         unique = list(dict.fromkeys(per_seed))
         cells += [cell for cell in unique if cell.base is None] + [cell for cell in unique if cell.base is not None]
+    for cell in cells:
+        if cell.n:
+            check_depth(cell.n, what="grid n", layer_names=layer_names, allow_zero=False)
     return cells
 
 
 def _layers(values: list[int] | None, grid: Grid) -> list[int]:
     chosen = grid.n if values is None else values
     for n in chosen:
-        check_depth(n, what="grid n", allow_zero=False)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"grid n must be integers >= 1 (the stages to transfer), got {n!r}")
     return list(chosen)
 
 

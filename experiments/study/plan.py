@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from experiments.study import groups
@@ -50,6 +51,7 @@ class StudyPlan:
         self.root = Path(self.out)
         self.group = study.wandb.group or study.name
         self._halves: Any = None
+        self._layer_names: tuple[str, ...] | None = None
 
     def folder(self, cell: Cell) -> CellFolder:
         """The folder of ``cell``."""
@@ -66,9 +68,31 @@ class StudyPlan:
             StudyError: The grid names a half or a layer the data or the network does not have.
         """
         try:
-            return expand(self.study.grid, self._split_halves)
+            return expand(self.study.grid, self._split_halves, self.network_layer_names())
         except ValueError as err:
             raise StudyError(f"grid: {err}") from err
+
+    def network_layer_names(self) -> tuple[str, ...]:
+        """The stages of the study's network (the head last), from its model config, built without memory.
+
+        Raises:
+            StudyError: the model config cannot be built.
+        """
+        if self._layer_names is None:
+            config = yaml.safe_load(self._render(self.overlays(), "the study's fit configs"))
+            model = config.get("model") or {}
+            class_path = model.get("class_path") or "models.CaffeNetClassifier"
+            arguments = {key: value for key, value in (model.get("init_args") or {}).items()
+                         if key not in ("num_classes", "in_channels", "input_size")}  # linked from the data
+            arguments["num_classes"] = 1  # the stages do not depend on the task
+            try:
+                module, _, name = class_path.rpartition(".")
+                with torch.device("meta"):  # shapes only: no weights are allocated or drawn
+                    classifier = getattr(importlib.import_module(module), name)(**arguments)
+                self._layer_names = tuple(classifier.net.layer_names)
+            except Exception as err:
+                raise StudyError(f"the study's model ({class_path}) cannot be built from its config: {err}") from err
+        return self._layer_names
 
     def _split_halves(self, split: str) -> tuple[str, ...]:
         if self._halves is None:
