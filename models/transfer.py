@@ -76,26 +76,20 @@ def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] =
     return n
 
 
-def check_frozen_norm(value: Any, what: str = "transfer frozen_norm") -> FrozenNorm:
-    """``value`` if it is ``eval`` or ``train``.
-
-    Raises:
-        ValueError: otherwise, naming ``what``.
-    """
-    if value not in FROZEN_NORMS:
-        raise ValueError(f"{what} must be one of {', '.join(repr(v) for v in FROZEN_NORMS)}, got {value!r}")
+def _check_choice(value: Any, valid: tuple[str, ...], what: str) -> Any:
+    if value not in valid:
+        raise ValueError(f"{what} must be one of {', '.join(repr(v) for v in valid)}, got {value!r}")
     return value
 
 
-def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
-    """``mode`` if it is ``frozen`` or ``finetune``.
+def check_frozen_norm(value: Any, what: str = "transfer frozen_norm") -> FrozenNorm:
+    """``value`` if it is ``eval`` or ``train``; else a ValueError naming ``what``."""
+    return _check_choice(value, FROZEN_NORMS, what)
 
-    Raises:
-        ValueError: otherwise, naming ``what``.
-    """
-    if mode not in MODES:
-        raise ValueError(f"{what} must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
-    return mode
+
+def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
+    """``mode`` if it is ``frozen`` or ``finetune``; else a ValueError naming ``what``."""
+    return _check_choice(mode, MODES, what)
 
 
 @dataclass(frozen=True)
