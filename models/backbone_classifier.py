@@ -69,7 +69,7 @@ class BackboneClassifier(TransferClassifier):
                               momentum=momentum, schedule=lr_schedule, warmup_steps=warmup_steps,
                               lr_step_iters=lr_step_iters, lr_gamma=lr_gamma)
         super().__init__(net, solver, outputs)
-        self.save_hyperparameters({name: value for name, value in locals().items() if name in _ARGUMENTS})
+        self.save_arguments({name: value for name, value in locals().items() if name in _ARGUMENTS})
 
 
 _ARGUMENTS = frozenset(inspect.signature(BackboneClassifier).parameters)

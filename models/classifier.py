@@ -32,8 +32,8 @@ TRANSFER_KEY = "transfer"  # the checkpoint entry with the network's TransferRec
 class TransferClassifier(LightningModule):
     """A staged network trained with an optimizer recipe; reports the paper's metric.
 
-    Subclasses call ``super().__init__(net, recipe, outputs)`` and then save their own arguments with
-    ``save_hyperparameters``, among them ``best_k``, ``channels_last`` and ``compile``.
+    Subclasses call ``super().__init__(net, recipe, outputs)`` and then :meth:`save_arguments` with their own
+    arguments, among them ``best_k``, ``channels_last`` and ``compile``.
 
     Args:
         net: The network (its head ``outputs`` wide).
@@ -52,6 +52,16 @@ class TransferClassifier(LightningModule):
         self.val_loss = MeanMetric()
         self.val_top1_history: list[float] = []
         self.transfer_record: TransferRecord | None = None  # set by whoever copies layers into the network
+
+    def save_arguments(self, arguments: dict[str, Any]) -> None:
+        """Save the subclass's own arguments as its hyperparameters, with its class path.
+
+        Explicitly: under the CLI, a bare ``save_hyperparameters()`` would take the arguments the CLI gave the
+        outermost module, which for a network inside a fused group are the group's. The class path
+        (``_class_path``, as Lightning's CLI records it) lets ``fit --ckpt_path`` re-parse the checkpoint's
+        hyperparameters as this class's, whatever the CLI's default model.
+        """
+        self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}", **arguments})
 
     @staticmethod
     def check_task(num_classes: int, outputs: int, best_k: int) -> None:

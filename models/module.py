@@ -78,9 +78,7 @@ class CaffeNetClassifier(TransferClassifier):
             dropout_seed=dropout_seed, init=init,
         )
         super().__init__(net, solver, outputs)
-        # Its own arguments, explicitly: under the CLI, a bare save_hyperparameters() would take the arguments the
-        # CLI gave the outermost module, which for a network inside a fused group are the group's.
-        self.save_hyperparameters({name: value for name, value in locals().items() if name in _ARGUMENTS})
+        self.save_arguments({name: value for name, value in locals().items() if name in _ARGUMENTS})
 
 
 _ARGUMENTS = frozenset(inspect.signature(CaffeNetClassifier).parameters)

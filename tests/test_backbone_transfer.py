@@ -21,6 +21,7 @@ from models.fused import FusedCell, FusedTransfer
 from models.loading import load_network
 from models.recipes import recipe
 from models.transfer import load_base
+from tests.data_fixtures import needs_debian_fashion_mnist
 from tests.tiny_data import TinyData
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +258,37 @@ def test_shipped_vit_config_fits_and_transfers_through_the_cli(tmp_path: Path,
     weights, _ = load_base(str(checkpoint))
     frozen = stage_state(transfer.model.net, ("embed", "block1", "block2"))
     assert frozen and all(torch.equal(value, weights[key]) for key, value in frozen.items())
+
+
+def vit_fit_args(root: Path, max_steps: int, *extra: str) -> list[str]:
+    """A fit of the shipped ViT on 100 Fashion-MNIST images, checkpointing every 3 steps (``step=N.ckpt``)."""
+    from tests.test_exact_resume import FASHION
+
+    return ["fit", "--config", str(ROOT / "experiments/configs/fmnist/vit.yaml"), "--seed_everything", "0", *FASHION,
+            "--model.init_args.warmup_steps", "4", "--trainer.max_steps", str(max_steps),
+            "--trainer.val_check_interval", "5", "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--checkpoint.monitor", "null", "--checkpoint.save_top_k", "-1", "--checkpoint.every_n_train_steps", "3",
+            "--checkpoint.filename", "{step}", "--trainer.default_root_dir", str(root),
+            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(root), *extra]
+
+
+@needs_debian_fashion_mnist
+@pytest.mark.slow
+def test_vit_transfer_resumes_exactly_mid_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frozen ViT transfer (AdamW, warm-up and cosine) resumed from its step-9 checkpoint (mid-epoch) ends as
+    the uninterrupted fit: weights, optimizer, schedule, loops, RNG and loader states, metrics."""
+    from experiments.cli import main
+    from tests.test_exact_resume import assert_same_fit
+
+    monkeypatch.setattr(sys, "argv", ["transferability"])
+    main(vit_fit_args(tmp_path / "base", 3))
+    transfer = ("--data.init_args.half", "B", "--transfer.base_checkpoint",
+                str(tmp_path / "base" / "checkpoints" / "last.ckpt"), "--transfer.n", "2")
+    main(vit_fit_args(tmp_path / "whole", 12, *transfer))
+    main(vit_fit_args(tmp_path / "resumed", 12, *transfer, "--ckpt_path",
+                      str(tmp_path / "whole" / "checkpoints" / "step=9.ckpt")))
+    assert_same_fit(tmp_path / "whole", tmp_path / "resumed", 9, 12)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["ddp"]:

@@ -104,7 +104,7 @@ def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
     assert {"results.csv", "summary.csv", "effects.md", "figures/figure2.png"} <= {f.path for f in artifact.manifest.contents}
     assert list((finished / "fused").glob("*/wandb/offline-run-*")), "each fused group is a W&B run of the group"
     assert config["transfer"] == {"base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
-                                  "n": 2, "mode": "finetune"}
+                                  "n": 2, "mode": "finetune", "frozen_norm": "eval"}
     assert (config["data"]["init_args"]["half"], config["data"]["init_args"]["mean_half"]) == ("B", "A")
 
 
@@ -338,14 +338,17 @@ def test_paper_grid_has_the_papers_networks():
 def test_grid_rejects_unknown_halves_and_layers():
     with pytest.raises(ValueError, match="halves of split"):
         expand(Grid(figure2=Figure2Cells(selffer_targets=["C"])), halves)
-    with pytest.raises(ValueError, match="1..7"):
-        expand(Grid(n=[0, 8]), halves)
+    with pytest.raises(ValueError, match="grid n must be integers >= 1"):
+        expand(Grid(n=[0, 3]), halves)
+    with pytest.raises(ValueError, match=r"grid n must be an integer in 1\.\.7 \(1 = conv1"):
+        expand(Grid(n=[3, 8]), halves)
     with pytest.raises(ValueError, match="two halves"):
         expand(Grid(figure2=None, dissimilar=DissimilarCells(split="whole")), halves)
     assert len(expand(Grid(figure2=None, random_features=RandomFeaturesCells(n=[3])), halves)) == 2
 
 
-@pytest.mark.parametrize("name, cells", [("fmnist_default", 105), ("fmnist_converged", 105), ("imagenet_paper", 170)])
+@pytest.mark.parametrize("name, cells", [("fmnist_default", 105), ("fmnist_converged", 69), ("imagenet_paper", 170),
+                                         ("fmnist_vit", 69), ("imagenet_resnet50", 116)])
 def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int | None, tmp_path: Path):
     """Each shipped study parses, and a transfer cell's full config passes the Lightning CLI's own checks."""
     parser = build_parser()
