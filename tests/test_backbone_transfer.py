@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -223,17 +220,11 @@ def ddp_main(out_dir: str, base: str) -> None:
 @pytest.mark.slow
 def test_ddp_two_processes_keep_frozen_stages_and_norms(tmp_path: Path, bases: dict[str, Path]) -> None:
     """ResNet on 2 CPU processes: frozen stages and their batch-norm statistics equal the base on every rank."""
-    command = [sys.executable, "-m", "tests.test_backbone_transfer", "ddp", str(tmp_path), str(bases["resnet"])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True, text=True)
-    try:
-        output, _ = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"DDP run hung (killed after 300 s):\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
+    from tests.test_exact_resume import run_subprocess
+
+    returncode, output = run_subprocess("tests.test_backbone_transfer", ["ddp", str(tmp_path), str(bases["resnet"])],
+                                        timeout=300)
+    assert returncode == 0, output[-3000:]
     for rank in (0, 1):
         record = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert record["world_size"] == 2 and record["steps"] == 3 and record["frozen"] > 0
