@@ -26,6 +26,10 @@ def test_a_converged_study_passes():
     """Every base on a plateau (last 3 within 0.002) and BnB+ n=7 at its base: passed, no lines, no note."""
     verdict = check(planted_rows(seeds=3))
     assert (verdict.status, verdict.failures, verdict.unchecked, verdict.note()) == ("passed", [], [], None)
+    # what was measured is said even when it passes: one line per base and one for the selffer rule
+    bases = [row for row in planted_rows(seeds=3) if row["n"] == 0]
+    assert len(verdict.measured) == len(bases) + 1
+    assert verdict.measured[-1].startswith("BnB+ n=7 minus its base: mean ") and "measured: " in verdict.text()
 
 
 def test_a_base_still_climbing_fails_with_one_line_naming_it():

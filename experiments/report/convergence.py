@@ -41,12 +41,14 @@ class Convergence:
         failures: One line per failing network.
         unchecked: One line per network or rule that could not be checked, and why.
         settings: The rules' parameters.
+        measured: One line per checked network or rule: what was measured, passing or not.
     """
 
     status: Status
     failures: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
     settings: dict[str, float] = field(default_factory=dict)
+    measured: list[str] = field(default_factory=list)
 
     def note(self) -> str | None:
         """A one-line warning for the figures where the check failed; None otherwise."""
@@ -62,6 +64,7 @@ class Convergence:
                  f"|mean| <= max({self.settings['min_gap']:g}, seed std of the bases)")
         lines = [f"convergence check: {self.status}", f"rules: {rules}"]
         lines += [f"FAIL {line}" for line in self.failures] + [f"unchecked: {line}" for line in self.unchecked]
+        lines += [f"measured: {line}" for line in self.measured]
         return "\n".join(lines) + "\n"
 
 
@@ -76,6 +79,7 @@ def check(rows: list[Row], last: int = 3, plateau_tolerance: float = 0.005, min_
     """
     failures: list[str] = []
     unchecked: list[str] = []
+    measured: list[str] = []
     for row in rows:
         if row["n"] != 0:
             continue
@@ -84,17 +88,19 @@ def check(rows: list[Row], last: int = 3, plateau_tolerance: float = 0.005, min_
             unchecked.append(f"{row['cell']}: {len(history)} validations recorded, the plateau needs {last}")
             continue
         span = max(history[-last:]) - min(history[-last:])
+        tail = ", ".join(f"{v:.4f}" for v in history[-last:])
+        measured.append(f"{row['cell']}: last {last} validations span {span:.4f} ({tail})")
         if span > plateau_tolerance:
-            tail = ", ".join(f"{v:.4f}" for v in history[-last:])
             failures.append(f"{row['cell']}: not on a plateau, its last {last} validations span {span:.4f} "
                             f"> {plateau_tolerance:g} ({tail})")
-    _selffer_rule(rows, min_gap, failures, unchecked)
+    _selffer_rule(rows, min_gap, failures, unchecked, measured)
     status: Status = "failed" if failures else "unchecked" if unchecked else "passed"
     settings = {"last": last, "plateau_tolerance": plateau_tolerance, "min_gap": min_gap}
-    return Convergence(status, failures, unchecked, settings)
+    return Convergence(status, failures, unchecked, settings, measured)
 
 
-def _selffer_rule(rows: list[Row], min_gap: float, failures: list[str], unchecked: list[str]) -> None:
+def _selffer_rule(rows: list[Row], min_gap: float, failures: list[str], unchecked: list[str],
+                  measured: list[str]) -> None:
     selffers = [row for row in rows if row["family"] == "BnB+" and is_random_split(row["split"])
                 and value(row) is not None]
     if not selffers:
@@ -110,6 +116,8 @@ def _selffer_rule(rows: list[Row], min_gap: float, failures: list[str], unchecke
     mean = statistics.fmean(differences)
     spread = statistics.stdev([value(base) for _, base in pairs]) if len(pairs) > 1 else 0.0
     tolerance = max(min_gap, spread)
+    measured.append(f"BnB+ n={top} minus its base: mean {mean:+.4f} over {len(pairs)} replicate(s) "
+                    f"({', '.join(f'{d:+.4f}' for d in differences)}); tolerance +-{tolerance:.4f}")
     if abs(mean) > tolerance:
         for (selffer, base), difference in zip(pairs, differences):
             failures.append(f"{selffer['cell']}: BnB+ n={top} minus its base {base['cell']} is {difference:+.4f}; "
