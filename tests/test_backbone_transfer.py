@@ -251,6 +251,33 @@ def test_shipped_vit_config_fits_and_transfers_through_the_cli(tmp_path: Path,
     assert frozen and all(torch.equal(value, weights[key]) for key, value in frozen.items())
 
 
+def test_resnet_transfer_resumes_exactly(tmp_path: Path, bases: dict[str, Path]) -> None:
+    """A frozen ResNet transfer (batch-norm statistics, SGD momentum, cosine schedule) resumed from its epoch-end
+    checkpoint ends bit-identical to the uninterrupted fit."""
+    def fit(root: Path, ckpt_path: str | None = None) -> tuple[BackboneClassifier, Trainer]:
+        seed_everything(1, verbose=False)
+        module = BackboneClassifier(**RESNET, **SHAPE, warmup_steps=2)
+        checkpoints = ModelCheckpoint(dirpath=root, every_n_train_steps=4, save_top_k=-1, filename="{step}")
+        # validation at steps 3 and 7, so the step-4 checkpoint is not a validation step (Lightning resumes a
+        # checkpoint written at one without that validation: README, exact resume)
+        trainer = Trainer(**{**TRAINER, "max_steps": 8, "val_check_interval": 3}, default_root_dir=root,
+                          callbacks=[TransferCallback(str(bases["resnet"]), n=2), checkpoints])
+        trainer.fit(module, datamodule=TinyData(num_samples=32, batch_size=8, image_size=8), ckpt_path=ckpt_path,
+                    weights_only=True)
+        return module, trainer
+
+    whole, whole_trainer = fit(tmp_path / "whole")
+    resumed, resumed_trainer = fit(tmp_path / "resumed", str(tmp_path / "whole" / "step=4.ckpt"))
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0,
+                                   msg=lambda m, key=key: f"{key}: {m}")
+    for a, b in zip(whole_trainer.optimizers[0].state.values(), resumed_trainer.optimizers[0].state.values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert whole_trainer.lr_scheduler_configs[0].scheduler.get_last_lr() == \
+        resumed_trainer.lr_scheduler_configs[0].scheduler.get_last_lr()
+    assert resumed.val_top1_history == whole.val_top1_history and len(whole.val_top1_history) == 2
+
+
 def vit_fit_args(root: Path, max_steps: int, *extra: str) -> list[str]:
     """A fit of the shipped ViT on 100 Fashion-MNIST images, checkpointing every 3 steps (``step=N.ckpt``)."""
     from tests.test_exact_resume import FASHION
