@@ -42,8 +42,7 @@ class TransferCallback(Callback):
     def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen",
                  frozen_norm: FrozenNorm = "eval") -> None:
         super().__init__()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"transfer n must be an integer >= 0 (the stages to transfer), got {n!r}")
+        core.check_count(n, "transfer n")
         core.check_mode(mode)
         core.check_frozen_norm(frozen_norm)
         if mode == "finetune" and base_checkpoint is None:

@@ -8,7 +8,6 @@ arguments may be given without ``class_path``; ``models.fused.FusedTransfer`` tr
 
 from __future__ import annotations
 
-import importlib
 import os
 import warnings
 from typing import Any
@@ -22,6 +21,7 @@ from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
 from models.fused import FusedCell, FusedTransfer
+from models.loading import import_path
 
 # Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -82,7 +82,7 @@ class TransferCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if "weights_only" in config and config.weights_only is None:
             config.weights_only = True  # resume checkpoints are read safely too
-        if issubclass(_import(config.model.class_path), FusedTransfer):
+        if issubclass(import_path(config.model.class_path), FusedTransfer):
             check_fused_config(config)
         root = config.trainer.default_root_dir or DEFAULT_ROOT_DIR
         if config.checkpoint.dirpath is None:
@@ -114,11 +114,6 @@ def check_ckpt_path(path: str | None) -> None:
             f"--ckpt_path {str(path)!r} is not a file: give an existing checkpoint, or `last` to resume from "
             "the newest last.ckpt under trainer.default_root_dir (a fresh start when there is none)"
         )
-
-
-def _import(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def check_fused_config(config: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from models.backbones import build_backbone
@@ -69,7 +68,5 @@ class BackboneClassifier(TransferClassifier):
                               momentum=momentum, schedule=lr_schedule, warmup_steps=warmup_steps,
                               lr_step_iters=lr_step_iters, lr_gamma=lr_gamma)
         super().__init__(net, solver, outputs)
-        self.save_arguments({name: value for name, value in locals().items() if name in _ARGUMENTS})
+        self.save_arguments(locals())
 
-
-_ARGUMENTS = frozenset(inspect.signature(BackboneClassifier).parameters)

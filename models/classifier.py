@@ -9,6 +9,7 @@ training accuracy totals, transfer provenance), and the hooks a fused group call
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -54,14 +55,17 @@ class TransferClassifier(LightningModule):
         self.transfer_record: TransferRecord | None = None  # set by whoever copies layers into the network
 
     def save_arguments(self, arguments: dict[str, Any]) -> None:
-        """Save the subclass's own arguments as its hyperparameters, with its class path.
+        """Save the subclass's own arguments (those of ``arguments``, e.g. its ``locals()``, that its signature
+        names) as its hyperparameters, with its class path.
 
         Explicitly: under the CLI, a bare ``save_hyperparameters()`` would take the arguments the CLI gave the
         outermost module, which for a network inside a fused group are the group's. The class path
         (``_class_path``, as Lightning's CLI records it) lets ``fit --ckpt_path`` re-parse the checkpoint's
         hyperparameters as this class's, whatever the CLI's default model.
         """
-        self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}", **arguments})
+        names = inspect.signature(type(self)).parameters
+        own = {name: value for name, value in arguments.items() if name in names}
+        self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}", **own})
 
     @staticmethod
     def check_task(num_classes: int, outputs: int, best_k: int) -> None:

@@ -32,7 +32,6 @@ cells together and is refused (:meth:`FusedTransfer.check_trainer_settings`); bf
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from collections.abc import Mapping, Sequence
@@ -50,6 +49,7 @@ from typing_extensions import override
 from models import transfer as core
 from models.classifier import TransferClassifier, log_training_step
 from models.files import save_atomic, write_atomic
+from models.loading import import_path
 from models.network import StagedNetwork
 
 NETWORK_CLASS = "models.CaffeNetClassifier"
@@ -140,8 +140,7 @@ class FusedTransfer(LightningModule):
         if not specs:
             raise ValueError("a fused group needs at least one cell (model.init_args.cells)")
         for spec in specs:
-            if isinstance(spec.n, bool) or not isinstance(spec.n, int) or spec.n < 1:
-                raise ValueError(f"fused cell {spec.label!r}: n must be an integer >= 1, got {spec.n!r}")
+            core.check_count(spec.n, f"fused cell {spec.label!r}: n", minimum=1)
         if core.check_frozen_norm(frozen_norm, "fused group frozen_norm") != "eval":
             raise ValueError(
                 "a fused group needs frozen_norm 'eval': with 'train' the shared frozen stages' batch statistics "
@@ -346,9 +345,8 @@ def network_classifier(class_path: str) -> type[TransferClassifier]:
     Raises:
         ValueError: the path names no such class.
     """
-    module_name, _, name = class_path.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module_name), name)
+        found = import_path(class_path)
     except (ImportError, AttributeError, ValueError) as err:
         raise ValueError(f"fused group network_class {class_path!r} cannot be imported ({err})") from err
     if not (isinstance(found, type) and issubclass(found, TransferClassifier)):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,3 +34,13 @@ def load_classifier(path: str | Path) -> TransferClassifier:
 def load_network(path: str | Path) -> StagedNetwork:
     """The network (its stages and head) saved in ``path``, in eval mode on the CPU."""
     return load_classifier(path).net
+
+
+def import_path(path: str) -> Any:
+    """The object a dotted path names (``models.CaffeNetClassifier``), as a config's ``class_path`` does.
+
+    Raises:
+        ImportError, AttributeError, ValueError: as ``importlib.import_module`` and ``getattr`` do.
+    """
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)

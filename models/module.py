@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 from models.caffenet import PAPER_WIDTHS, CaffeNet, InitName
@@ -78,7 +77,5 @@ class CaffeNetClassifier(TransferClassifier):
             dropout_seed=dropout_seed, init=init,
         )
         super().__init__(net, solver, outputs)
-        self.save_arguments({name: value for name, value in locals().items() if name in _ARGUMENTS})
+        self.save_arguments(locals())
 
-
-_ARGUMENTS = frozenset(inspect.signature(CaffeNetClassifier).parameters)

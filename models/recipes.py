@@ -24,6 +24,10 @@ from torch import nn
 from models.schedule import caffe_step_factor
 
 ScheduleName = Literal["step", "cosine"]
+# Which parameters decay: ``weights`` (Caffe: all but biases) or ``matrices`` (weight matrices only: no norms,
+# biases or learned tokens); each rule's two optimizer groups, the decaying one first.
+DecayRule = Literal["weights", "matrices"]
+GROUP_NAMES: dict[str, tuple[str, str]] = {"weights": ("weights", "biases"), "matrices": ("decay", "no_decay")}
 # Parameters without weight decay in the sgd and adamw recipes: every tensor of one dimension (biases, norm
 # weights) and the ViT's learned tokens.
 NO_DECAY_NAMES: tuple[str, ...] = ("class_token", "pos_embedding")
@@ -41,8 +45,8 @@ class Recipe:
         momentum: SGD momentum (``sgd``), or AdamW's first beta (``adamw``).
         schedule: ``step`` (x ``lr_gamma`` every ``lr_step_iters``) or ``cosine`` (to 0 at the last step).
         warmup_steps: Steps of linear warm-up from ``lr / warmup_steps`` (0: none).
-        decay_norms_and_biases: Decay every parameter (``caffe`` decays weights, not biases: see ``bias_lr_mult``).
-        bias_lr_mult: Learning-rate multiplier of biases (``caffe`` only).
+        decay: Which parameters decay (``DecayRule``): ``weights`` or ``matrices``.
+        bias_lr_mult: Learning-rate multiplier of the group that does not decay (``caffe``: 2 for its biases).
         lr_step_iters: Steps between drops of the ``step`` schedule.
         lr_gamma: Factor of each drop of the ``step`` schedule.
     """
@@ -54,6 +58,7 @@ class Recipe:
     momentum: float = 0.9
     schedule: ScheduleName = "cosine"
     warmup_steps: int = 0
+    decay: DecayRule = "matrices"
     bias_lr_mult: float = 1.0
     lr_step_iters: int = 100_000
     lr_gamma: float = 0.1
@@ -81,16 +86,13 @@ class Recipe:
             if param.requires_grad:
                 (decay if self._decays(name, param) else no_decay).append(param)
         extra = {"momentum": self.momentum} if self.optimizer == "sgd" else {"betas": (self.momentum, 0.999)}
-        if self.name == "caffe":  # Caffe's multipliers: weights (lr, decay) and biases (bias_lr_mult x lr, no decay)
-            groups = [{"name": "weights", "params": decay, "lr": self.lr, "weight_decay": self.weight_decay},
-                      {"name": "biases", "params": no_decay, "lr": self.lr * self.bias_lr_mult, "weight_decay": 0.0}]
-        else:
-            groups = [{"name": "decay", "params": decay, "lr": self.lr, "weight_decay": self.weight_decay},
-                      {"name": "no_decay", "params": no_decay, "lr": self.lr, "weight_decay": 0.0}]
+        decaying, other = GROUP_NAMES[self.decay]
+        groups = [{"name": decaying, "params": decay, "lr": self.lr, "weight_decay": self.weight_decay},
+                  {"name": other, "params": no_decay, "lr": self.lr * self.bias_lr_mult, "weight_decay": 0.0}]
         return [{**group, **extra} for group in groups if group["params"]]
 
     def _decays(self, name: str, param: nn.Parameter) -> bool:
-        if self.name == "caffe":
+        if self.decay == "weights":
             return not name.endswith("bias")
         return param.ndim > 1 and not any(part in NO_DECAY_NAMES for part in name.split("."))
 
@@ -118,7 +120,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "caffe": Recipe("caffe", "sgd", lr=0.01, weight_decay=5e-4, schedule="step", bias_lr_mult=2.0),
+    "caffe": Recipe("caffe", "sgd", lr=0.01, weight_decay=5e-4, schedule="step", decay="weights", bias_lr_mult=2.0),
     "sgd": Recipe("sgd", "sgd", lr=0.1, weight_decay=5e-4, schedule="cosine", warmup_steps=0),
     "adamw": Recipe("adamw", "adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_steps=0),
 }

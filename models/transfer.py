@@ -76,6 +76,17 @@ def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] =
     return n
 
 
+def check_count(n: Any, what: str, minimum: int = 0) -> int:
+    """``n`` if it is an integer >= ``minimum`` (a number of stages, before the network is known).
+
+    Raises:
+        ValueError: otherwise, naming ``what``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum} (the stages to transfer), got {n!r}")
+    return n
+
+
 def _check_choice(value: Any, valid: tuple[str, ...], what: str) -> Any:
     if value not in valid:
         raise ValueError(f"{what} must be one of {', '.join(repr(v) for v in valid)}, got {value!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from models.caffenet import LAYER_NAMES
-from models.transfer import TransferMode, check_depth, check_mode, depths
+from models.transfer import TransferMode, check_count, check_depth, check_mode, depths
 
 Figure2Family = Literal["BnB", "AnB", "BnB+", "AnB+"]
 FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")
@@ -51,8 +51,7 @@ class Cell:
     def __post_init__(self) -> None:
         if self.n == 0 and (self.base is not None or self.mode is not None):
             raise ValueError(f"a base network (n=0) has no base half and no mode: {self}")
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 0:
-            raise ValueError(f"cell {self.split} {self.base}->{self.target}: n must be an integer >= 0, got {self.n!r}")
+        check_count(self.n, f"cell {self.split} {self.base}->{self.target}: n")
         if self.n != 0:
             check_mode(self.mode, what=f"cell {self.split} {self.base}->{self.target} n={self.n}: mode")
         if self.base is None and self.mode == "finetune":
@@ -250,6 +249,13 @@ def _two_halves(split: str, halves: Halves, panel: str) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def _one_half(split: str, halves: Halves, panel: str) -> str:
+    names = halves(split)
+    if len(names) != 1:
+        raise ValueError(f"the {panel} panel trains on a split with one half (whole); {split!r} has {list(names)}")
+    return names[0]
+
+
 def _subset(chosen: Iterable[str] | None, allowed: tuple[str, ...], what: str, split: str) -> list[str]:
     if chosen is None:
         return list(allowed)
@@ -299,24 +305,18 @@ def _random_features(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
     spec = grid.random_features
     if spec is None:
         return
-    names = halves(spec.split)
-    if len(names) != 1:
-        raise ValueError(
-            f"the random-features panel trains on a split with one half (whole); {spec.split!r} has {list(names)}")
-    yield Cell(spec.split, None, names[0], 0, None, seed)
+    half = _one_half(spec.split, halves, "random-features")
+    yield Cell(spec.split, None, half, 0, None, seed)
     for n in _layers(spec.n, grid):
-        yield Cell(spec.split, None, names[0], n, "frozen", seed)
+        yield Cell(spec.split, None, half, n, "frozen", seed)
 
 
 def _reduced_data(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
     spec = grid.reduced_data
     if spec is None:
         return
-    names = halves(spec.split)
-    if len(names) != 1:
-        raise ValueError(
-            f"the reduced-data panel trains on a split with one half (whole); {spec.split!r} has {list(names)}")
+    half = _one_half(spec.split, halves, "reduced-data")
     for count in spec.images_per_class:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"grid reduced_data images_per_class must be positive integers, got {count!r}")
-        yield Cell(spec.split, None, names[0], 0, None, seed, images_per_class=count)
+        yield Cell(spec.split, None, half, 0, None, seed, images_per_class=count)

@@ -10,7 +10,6 @@ needs which (a transfer needs the job that trains its base).
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from experiments.study.jobs import CellFolder
 from experiments.study.overlays import ConfigError, Overlay, digest, render
 from experiments.study.schedule import Job
 from models.files import write_atomic
+from models.loading import import_path
 
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -52,6 +52,7 @@ class StudyPlan:
         self.group = study.wandb.group or study.name
         self._halves: Any = None
         self._layer_names: tuple[str, ...] | None = None
+        self._fit_config: dict[str, Any] | None = None
 
     def folder(self, cell: Cell) -> CellFolder:
         """The folder of ``cell``."""
@@ -79,27 +80,32 @@ class StudyPlan:
             StudyError: the model config cannot be built.
         """
         if self._layer_names is None:
-            config = yaml.safe_load(self._render(self.overlays(), "the study's fit configs"))
-            model = config.get("model") or {}
+            model = self.fit_config().get("model") or {}
             class_path = model.get("class_path") or "models.CaffeNetClassifier"
             arguments = {key: value for key, value in (model.get("init_args") or {}).items()
                          if key not in ("num_classes", "in_channels", "input_size")}  # linked from the data
             arguments["num_classes"] = 1  # the stages do not depend on the task
             try:
-                module, _, name = class_path.rpartition(".")
                 with torch.device("meta"):  # shapes only: no weights are allocated or drawn
-                    classifier = getattr(importlib.import_module(module), name)(**arguments)
+                    classifier = import_path(class_path)(**arguments)
                 self._layer_names = tuple(classifier.net.layer_names)
             except Exception as err:
                 raise StudyError(f"the study's model ({class_path}) cannot be built from its config: {err}") from err
         return self._layer_names
 
+    def fit_config(self) -> dict[str, Any]:
+        """The study's fit configs and overrides rendered once: every cell's config before its own settings."""
+        if self._fit_config is None:
+            self._fit_config = yaml.safe_load(self._render(self.overlays(), "the study's fit configs"))
+        return self._fit_config
+
     def _split_halves(self, split: str) -> tuple[str, ...]:
         if self._halves is None:
-            config = yaml.safe_load(self._render(self.overlays(), "the study's fit configs"))
-            class_path = (config.get("data") or {}).get("class_path")
-            module, _, name = (class_path or "").rpartition(".")
-            data_class = getattr(importlib.import_module(module), name, None) if module else None
+            class_path = (self.fit_config().get("data") or {}).get("class_path")
+            try:
+                data_class = import_path(class_path) if class_path and "." in class_path else None
+            except AttributeError:  # the module has no such class
+                data_class = None
             if not callable(getattr(data_class, "halves", None)):
                 raise StudyError(
                     f"the study's data class {class_path!r} has no halves(split): the study needs a data module "
@@ -287,3 +293,4 @@ def _changes(old: Path, new_text: str, limit: int = 4) -> str:
              if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     shown = "; ".join(line.strip() for line in lines[:limit])
     return f"{old}: {shown}" + (" ..." if len(lines) > limit else "")
+

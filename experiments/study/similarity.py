@@ -18,7 +18,6 @@ loaded or whose data cannot be built raises :class:`SimilarityError` naming the 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from collections.abc import Sequence
@@ -196,9 +195,10 @@ def _with_mean_half(data: dict[str, Any], half: str) -> dict[str, Any] | None:
 
 
 def _data_class(class_path: str, what: str) -> Any:
-    module, _, name = class_path.rpartition(".")
+    from models.loading import import_path
+
     try:
-        return getattr(importlib.import_module(module), name)
+        return import_path(class_path)
     except (ImportError, AttributeError, ValueError) as err:
         raise SimilarityError(f"cannot import the data class {class_path!r} of {what}: {err}") from err
 
