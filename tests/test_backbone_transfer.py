@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from callbacks.transfer import TransferCallback
 from models import BackboneClassifier
 from models.fused import FusedCell, FusedTransfer
-from models.loading import load_network
+from models.loading import load_classifier, load_network
 from models.recipes import recipe
 from models.transfer import load_base
 from tests.data_fixtures import needs_debian_fashion_mnist
@@ -173,6 +173,23 @@ def test_fused_backbone_cell_matches_the_cell_trained_alone(tmp_path: Path, base
                                        msg=lambda m, key=key: f"n={cell.n} {key}: {m}")
         assert fused["val_top1_history"] == pytest.approx(alone.val_top1_history)
         assert isinstance(load_network(Path(cell.root) / "checkpoints" / "last.ckpt"), type(alone.net))
+
+
+class ResearcherClassifier(BackboneClassifier):
+    """A researcher's own classifier: ``load_classifier`` must give back this class, not its parent."""
+
+
+def test_load_classifier_gives_back_the_recorded_class(tmp_path: Path) -> None:
+    trainer = Trainer(**{**TRAINER, "max_steps": 1}, default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer.fit(ResearcherClassifier(**VIT, **SHAPE), datamodule=data())
+    trainer.save_checkpoint(tmp_path / "own.ckpt")
+    loaded = load_classifier(tmp_path / "own.ckpt")
+    assert type(loaded) is ResearcherClassifier and not loaded.training
+    checkpoint = torch.load(tmp_path / "own.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["_class_path"] = "collections.OrderedDict"
+    torch.save(checkpoint, tmp_path / "forged.ckpt")
+    with pytest.raises(TypeError, match="forged.ckpt.*collections.OrderedDict.*not a models.classifier"):
+        load_classifier(tmp_path / "forged.ckpt")
 
 
 def test_fused_group_refuses_frozen_norm_train(bases: dict[str, Path], tmp_path: Path) -> None:
