@@ -119,6 +119,8 @@ def _relative(curve: str) -> Callable[[list[Row]], Side]:
 
 CONTRASTS: dict[str, tuple[Callable[[list[Row]], Side], Callable[[list[Row]], Side]]] = {
     "BnB - base": (_family("BnB"), _bases),
+    "AnB - base": (_family("AnB"), _bases),
+    "BnB+ - base": (_family("BnB+"), _bases),
     "AnB - BnB": (_family("AnB"), _family("BnB")),
     "AnB+ - base": (_family("AnB+"), _bases),
     "AnB+ - BnB+": (_family("AnB+"), _family("BnB+")),
@@ -155,8 +157,8 @@ def plan(rows: list[Row]) -> list[Effect]:
     return list(dict.fromkeys(effects))  # a study with few n can make two Table-1 ranges the same
 
 
-def estimate(effect: Effect, rows: list[Row], pairing: Pairing = "auto") -> tuple[Interval, str] | None:
-    """The effect's estimate and interval from ``rows``, and how it was computed (module docstring); None: no data."""
+def unit_differences(effect: Effect, rows: list[Row]) -> dict[Hashable, float]:
+    """Per unit (replicate or seed) with both sides, the mean over ``effect.layers`` of left - right."""
     left_side, right_side = (side(rows) for side in CONTRASTS[effect.contrast])
     differences: dict[Hashable, float] = {}
     for unit in dict.fromkeys(unit for unit, n in left_side if n in effect.layers):
@@ -167,9 +169,16 @@ def estimate(effect: Effect, rows: list[Row], pairing: Pairing = "auto") -> tupl
                 per_n.append(statistics.fmean(left_side[unit, n]) - statistics.fmean(right))
         if per_n:
             differences[unit] = statistics.fmean(per_n)
+    return differences
+
+
+def estimate(effect: Effect, rows: list[Row], pairing: Pairing = "auto") -> tuple[Interval, str] | None:
+    """The effect's estimate and interval from ``rows``, and how it was computed (module docstring); None: no data."""
+    differences = unit_differences(effect, rows)
     if pairing == "auto" and len(differences) >= 2:
         units = "seeds" if len({_context(unit) for unit in differences}) == 1 else "replicates (split, half, seed)"
         return mean_interval(list(differences.values())), f"paired, {len(differences)} {units}"
+    left_side, right_side = (side(rows) for side in CONTRASTS[effect.contrast])
     left = [v for (_, n), values in left_side.items() if n in effect.layers for v in values]
     right = [v for (_, n), values in right_side.items() if n is None or n in effect.layers for v in values]
     if not left or not right:

@@ -26,6 +26,7 @@ matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from experiments.report.curves import (  # noqa: E402
     base_label,
@@ -103,7 +104,7 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
         if name != "base" and points:
             line = mean_curve(points)
             top.plot(list(line), list(line.values()), color=style["color"], lw=1, alpha=0.7)
-            _mean_with_interval(bottom, points, style["color"], style["marker"], name)
+            mean_with_interval(bottom, points, style["color"], style["marker"], name)
     if paper:
         curves = figure2_points(list(paper))
         start = mean_curve(curves["base"]).get(0)  # the paper's n=0: the mean of all its bases
@@ -115,13 +116,13 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     top.set_title("Figure 2: random A/B splits (every network; lines: means, intervals below)")
     bottom.set_title(f"Figure 2, bottom: means ({CI_NOTE}; hollow: n=1)")
     for axes in (top, bottom):
-        _finish(axes, "layer n at which the network is chopped and retrained", _metric_label(rows))
+        finish(axes, "layer n at which the network is chopped and retrained", _metric_label(rows))
     if cka:
-        _mean_with_interval(similarity, cka, CKA_COLOR, "s", "CKA(A, B)", scatter=True)
+        mean_with_interval(similarity, cka, CKA_COLOR, "s", "CKA(A, B)", scatter=True)
         similarity.set_ylim(0, 1.05)  # CKA's range: a wider t-interval (few seed pairs) runs off it (see summary.csv)
         similarity.set_title("layer similarity: linear CKA of base A and base B at layer n, on B's validation "
                              "images (bars: 95% t-interval over seed pairs)", fontsize=9)
-        _finish(similarity, "layer n", "linear CKA(A, B)")
+        finish(similarity, "layer n", "linear CKA(A, B)")
     _note(figure, note)
     return figure
 
@@ -134,10 +135,10 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
                                     figure.add_subplot(grid[1, :]))
     for index, (target, points) in enumerate(dissimilar_points(rows).items()):
         color = EXTRA_COLORS[index % len(EXTRA_COLORS)]
-        _mean_with_interval(dissimilar, points, color, "o", f"to {target}", scatter=True)
-    _mean_with_interval(random, random_features_points(rows), EXTRA_COLORS[2], "s", "random, frozen", scatter=True)
+        mean_with_interval(dissimilar, points, color, "o", f"to {target}", scatter=True)
+    mean_with_interval(random, random_features_points(rows), EXTRA_COLORS[2], "s", "random, frozen", scatter=True)
     for name, points in relative_points(rows).items():
-        _mean_with_interval(relative, points, RELATIVE_COLORS[name], "o", name)
+        mean_with_interval(relative, points, RELATIVE_COLORS[name], "o", name)
     if paper:
         paper = list(paper)
         for index, points in enumerate(dissimilar_points(paper).values()):
@@ -152,8 +153,8 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     random.set_title("random, untrained, frozen first n layers")
     relative.set_title("each curve minus its own n=0 (bars: 95% t-interval over differences network - its base)")
     for axes in (dissimilar, random):
-        _finish(axes, "layer n", _metric_label(rows))
-    _finish(relative, "layer n", "top-1 accuracy minus n=0")
+        finish(axes, "layer n", _metric_label(rows))
+    finish(relative, "layer n", "top-1 accuracy minus n=0")
     figure.text(0.01, 0.005, f"{CI_NOTE}; hollow markers: one network (n=1), no interval.", fontsize=7,
                 color="dimgray")
     _note(figure, note)
@@ -163,7 +164,7 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
 def reduced_data(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
     """The paper's supplementary panel: accuracy of a network trained on the first N images of each class."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    _mean_with_interval(axes, reduced_data_points(rows), EXTRA_COLORS[0], "o", "reduced data", scatter=True)
+    mean_with_interval(axes, reduced_data_points(rows), EXTRA_COLORS[0], "o", "reduced data", scatter=True)
     if paper:
         _paper_line(axes, mean_curve(reduced_data_points(list(paper))), EXTRA_COLORS[0])
         _paper_legend(axes)
@@ -191,12 +192,16 @@ def _intervals(points: Points) -> tuple[list[int], list[float], list[float], lis
     return ns, means, low, high
 
 
-def _mean_with_interval(axes: Axes, points: Points, color: str, marker: str, label: str,
-                        scatter: bool = False) -> None:
+def mean_with_interval(axes: Axes, points: Points, color: str, marker: str, label: str,
+                       scatter: bool = False, linestyle: str = "-", shift: float = 0.0) -> None:
+    """Draw the mean of ``points`` at each n (moved right by ``shift``) with its 95 % interval as a bar; a point of
+    one value hollow; with ``scatter`` every value too."""
     if not points:
         return
     ns, means, low, high = _intervals(points)
-    axes.errorbar(ns, means, yerr=[low, high], color=color, marker=marker, ms=5, capsize=3, lw=1.5, label=label)
+    ns = [n + shift for n in ns]
+    axes.errorbar(ns, means, yerr=[low, high], color=color, marker=marker, ms=5, capsize=3, lw=1.5, label=label,
+                  ls=linestyle)
     single = [(n, mean) for n, mean, down in zip(ns, means, low) if math.isnan(down)]
     if single:
         axes.scatter(*zip(*single), marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2,
@@ -204,8 +209,8 @@ def _mean_with_interval(axes: Axes, points: Points, color: str, marker: str, lab
         if SINGLE_LABEL not in axes.get_legend_handles_labels()[1]:
             axes.scatter([], [], marker="o", facecolors="white", edgecolors="gray", label=SINGLE_LABEL)
     if scatter:
-        for n in ns:
-            axes.scatter([n] * len(points[n]), points[n], s=10, color=color, alpha=0.5)
+        for n, values in points.items():
+            axes.scatter([n + shift] * len(values), values, s=10, color=color, alpha=0.5)
 
 
 def _paper_line(axes: Axes, curve: dict[int, float], color: str) -> None:
@@ -229,10 +234,11 @@ def _metric_label(rows: list[Row]) -> str:
     return f"top-1 accuracy (mean of {k} best validations)" if k else "top-1 accuracy (the paper's metric)"
 
 
-def _finish(axes: Axes, xlabel: str, ylabel: str) -> None:
+def finish(axes: Axes, xlabel: str, ylabel: str) -> None:
+    """Label the axes, integer ticks on n, a light grid and the legend."""
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    axes.set_xticks(range(0, 8))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # every stage count, not only CaffeNet's 0..7
     axes.ticklabel_format(axis="y", useOffset=False)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:

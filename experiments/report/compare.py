@@ -1,0 +1,265 @@
+"""Two finished studies side by side: the same transfer contrasts at each n, each with its interval, and their
+difference with Welch's interval (``transferability-compare``).
+
+The question it answers: do one backbone's features transfer as another's do (a ViT's against CaffeNet's, a
+study on one dataset against the same study on another)? Every quantity is a per-unit value, as in the
+effects table (``experiments.report.effects``): for Figure 2, each network minus the base of its replicate
+(split, target half, seed), or AnB minus BnB of the same replicate; for the dissimilar split and random
+features, the bottom curves of Figure 3 (``experiments.report.curves.relative_values``); and the layer
+similarity, each seed pair's CKA(A, B) from the study's ``cka.csv``. Within a study the interval is a
+t-interval over its units; between studies the networks are independent, so the difference of the two means
+gets Welch's interval over the two studies' units. Verdict: ``differs`` (the interval excludes zero), ``no
+difference shown`` (it holds zero), or ``no interval`` (a side with a single unit).
+
+n is a position in each network's stage list, so the same n can name different stages (CaffeNet's conv3,
+a ViT's block2); the stage names are listed where the studies' CKA tables give them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from experiments.report.cka import read_cka_table  # noqa: E402
+from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval  # noqa: E402
+from experiments.report.curves import figure2_target_bases, relative_values, value  # noqa: E402
+from experiments.report.effects import Effect, unit_differences  # noqa: E402
+from experiments.report.intervals import Interval, mean_interval, welch_interval  # noqa: E402
+from experiments.report.table import Row, TableError, read_table  # noqa: E402
+from models.files import write_atomic  # noqa: E402
+
+# (quantity, what each unit contributes at n): contrasts of experiments.report.effects, Figure 3's bottom curves,
+# the bases' own accuracy (n = 0) and the layer similarity.
+BASE = "base top-1"
+CKA = "CKA(A, B)"
+RELATIVE = ("AnB, dissimilar split", "random features")  # curves of experiments.report.curves.relative_values
+QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("base", BASE),
+    ("frozen selffer", "BnB - base"),
+    ("frozen transfer", "AnB - base"),
+    ("specificity", "AnB - BnB"),
+    ("fine-tuned selffer", "BnB+ - base"),
+    ("fine-tuned transfer", "AnB+ - base"),
+    ("transfer against selffer, fine-tuned", "AnB+ - BnB+"),
+    ("dissimilar split", "AnB, dissimilar split"),
+    ("random features", "random features"),
+    ("layer similarity", CKA),
+)
+FIELDS: tuple[str, ...] = ("quantity", "contrast", "n", "left_stage", "right_stage",
+                           "left_mean", "left_ci_low", "left_ci_high", "left_count",
+                           "right_mean", "right_ci_low", "right_ci_high", "right_count",
+                           "difference", "difference_ci_low", "difference_ci_high", "verdict")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A finished study's tables: its results and, where computed, its layer-similarity table."""
+
+    label: str
+    rows: list[Row]
+    cka: list[Row]
+
+    @classmethod
+    def read(cls, folder: Path, label: str | None = None) -> Study:
+        """The study in ``folder`` (its ``results.csv`` and, if there, ``cka.csv``), labelled ``label`` or by name.
+
+        Raises:
+            FileNotFoundError: ``folder`` has no ``results.csv``.
+            TableError: a table is unreadable (as ``read_table`` and ``read_cka_table`` say).
+        """
+        results = folder / "results.csv"
+        if not results.is_file():
+            raise FileNotFoundError(f"study folder {str(folder)!r} has no results.csv: give the output_dir of a "
+                                    "study that has finished at least one cell (transferability-study writes it)")
+        cka = folder / "cka.csv"
+        return cls(label or folder.name, read_table(results), read_cka_table(cka) if cka.is_file() else [])
+
+    def stage(self, n: int) -> str:
+        """The name of stage n where the CKA table gives it, else empty."""
+        return next((row["stage"] for row in self.cka if row["n"] == n), "")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One quantity at one n in both studies, and their difference."""
+
+    quantity: str
+    contrast: str
+    n: int
+    left: Interval
+    right: Interval
+    difference: Interval
+
+    @property
+    def verdict(self) -> str:
+        """``differs``, ``no difference shown`` or ``no interval`` (module docstring)."""
+        if not self.difference.defined:
+            return "no interval"
+        return "differs" if self.difference.low > 0 or self.difference.high < 0 else "no difference shown"
+
+
+def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
+    """n -> each unit's value of ``contrast`` in ``study`` (see the module docstring); empty where it has none."""
+    rows = study.rows
+    if contrast == BASE:
+        bases = [value(row) for row in figure2_target_bases(rows) if value(row) is not None]
+        return {0: bases} if bases else {}
+    if contrast == CKA:
+        return {row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)]
+                for row in study.cka}
+    if contrast in RELATIVE:
+        curve = relative_values(rows).get(contrast, {})
+        return {n: list(units.values()) for n, units in curve.items() if n > 0 and units}
+    layers = sorted({row["n"] for row in rows if row["n"] > 0})
+    values = {n: list(unit_differences(Effect(contrast, contrast, (n,), 1), rows).values()) for n in layers}
+    return {n: found for n, found in values.items() if found}
+
+
+def compare(left: Study, right: Study) -> list[Comparison]:
+    """Every quantity of ``QUANTITIES`` at every n that both studies have values for, in that order."""
+    comparisons = []
+    for quantity, contrast in QUANTITIES:
+        ours, theirs = unit_values(left, contrast), unit_values(right, contrast)
+        for n in sorted(set(ours) & set(theirs)):
+            comparisons.append(Comparison(quantity, contrast, n, mean_interval(ours[n]), mean_interval(theirs[n]),
+                                          welch_interval(ours[n], theirs[n])))
+    return comparisons
+
+
+def _round(number: float | None) -> float | str:
+    return "" if number is None else round(number, 6)
+
+
+def _record(left: Study, right: Study, row: Comparison) -> dict[str, object]:
+    record: dict[str, object] = {"quantity": row.quantity, "contrast": row.contrast, "n": row.n,
+                                 "left_stage": left.stage(row.n), "right_stage": right.stage(row.n)}
+    for side, interval in (("left", row.left), ("right", row.right)):
+        record |= {f"{side}_mean": _round(interval.estimate), f"{side}_ci_low": _round(interval.low),
+                   f"{side}_ci_high": _round(interval.high), f"{side}_count": interval.count}
+    return record | {"difference": _round(row.difference.estimate), "difference_ci_low": _round(row.difference.low),
+                     "difference_ci_high": _round(row.difference.high), "verdict": row.verdict}
+
+
+def _text(number: float | None, contrast: str, signed: bool) -> str:
+    if number is None:
+        return "n/a"
+    if contrast == CKA:
+        return f"{number:+.3f}" if signed else f"{number:.3f}"
+    return f"{100 * number:+.2f}" if signed else f"{100 * number:.2f}"
+
+
+def _with_interval(interval: Interval, contrast: str, signed: bool) -> str:
+    estimate = _text(interval.estimate, contrast, signed)
+    if not interval.defined:
+        return f"{estimate} (one unit)"
+    return f"{estimate} ({_text(interval.low, contrast, signed)} to {_text(interval.high, contrast, signed)})"
+
+
+def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
+    """The comparison as a Markdown table: accuracies in percent, differences in points, CKA as is."""
+    lines = [
+        f"# {left.label} against {right.label}", "",
+        "Each study's mean over its units (networks minus the base of their replicate, Figure 3's paired "
+        "differences, or seed pairs for CKA) with its 95 % t-interval and unit count, and the difference "
+        f"{left.label} - {right.label} with Welch's 95 % interval. Accuracy in percent (base) or percentage points; "
+        "CKA in its own units. differs: the difference's interval excludes zero.", "",
+        f"| quantity | contrast | n | stages ({left.label} / {right.label}) | {left.label} | {right.label} | "
+        "difference | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        signed = row.contrast != BASE and row.contrast != CKA
+        stages = " / ".join(stage or "-" for stage in (left.stage(row.n), right.stage(row.n))) if row.n else "-"
+        lines.append(
+            f"| {row.quantity} | {row.contrast} | {row.n} | {stages} | "
+            f"{_with_interval(row.left, row.contrast, signed)}, {row.left.count} | "
+            f"{_with_interval(row.right, row.contrast, signed)}, {row.right.count} | "
+            f"{_with_interval(row.difference, row.contrast, True)} | {row.verdict} |")
+    if not rows:
+        lines.append("| (the two studies share no quantity at any n) |" + " |" * 7)
+    return "\n".join(lines) + "\n"
+
+
+PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("frozen: network minus its base", ("BnB - base", "AnB - base")),
+    ("fine-tuned: network minus its base", ("BnB+ - base", "AnB+ - base")),
+    ("layer similarity of base A and base B", (CKA,)),
+)
+
+
+def figure(left: Study, right: Study) -> Figure:
+    """The two studies' transferability curves on shared axes: each contrast of ``PANELS`` with its 95 % interval
+    per n, ``left`` solid and ``right`` dashed (CKA panel only where both studies have one)."""
+    panels = [panel for panel in PANELS if panel[1] != (CKA,) or (left.cka and right.cka)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, contrasts) in zip(axes[:, 0], panels):
+        for study, linestyle, shift in ((left, "-", -0.06), (right, "--", 0.06)):
+            for contrast in contrasts:
+                family = contrast.split(" - ")[0]
+                color, marker = (CKA_COLOR, "s") if contrast == CKA else (STYLE[family]["color"],
+                                                                         STYLE[family]["marker"])
+                name = CKA if contrast == CKA else family
+                mean_with_interval(ax, unit_values(study, contrast), color, marker, f"{name}, {study.label}",
+                                   linestyle=linestyle, shift=shift)
+        if contrasts != (CKA,):
+            ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_title(title, fontsize=10)
+        finish(ax, "stage n (its position in each network's stage list)",
+               "linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference")
+    fig.suptitle(f"{left.label} (solid) against {right.label} (dashed): 95% t-intervals over units", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_comparison(folder: Path, left: Study, right: Study) -> list[Path]:
+    """Write ``compare.csv`` (fractions), ``compare.md`` and ``compare.png`` into ``folder``; return their paths."""
+    rows = compare(left, right)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_record(left, right, row) for row in rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / "compare.csv", buffer.getvalue())
+    write_atomic(folder / "compare.md", markdown(left, right, rows))
+    drawn = figure(left, right)
+    drawn.savefig(folder / "compare.png", dpi=150, bbox_inches="tight")
+    plt.close(drawn)
+    return [folder / "compare.csv", folder / "compare.md", folder / "compare.png"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``transferability-compare LEFT RIGHT``: compare two finished studies' folders; 0 on success, 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="transferability-compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("left", type=Path, help="a study's output_dir (with results.csv, and cka.csv if computed)")
+    parser.add_argument("right", type=Path, help="the other study's output_dir")
+    parser.add_argument("--labels", nargs=2, metavar=("LEFT", "RIGHT"), help="names for the two (default: folders)")
+    parser.add_argument("--output_dir", type=Path, help="write compare.csv, compare.md and compare.png here (default: print the table)")
+    args = parser.parse_args(argv)
+    labels = args.labels or (None, None)
+    try:
+        left, right = Study.read(args.left, labels[0]), Study.read(args.right, labels[1])
+    except (FileNotFoundError, TableError) as err:
+        print(f"transferability-compare: {err}", file=sys.stderr)
+        return 2
+    if args.output_dir is None:
+        print(markdown(left, right, compare(left, right)), end="")
+        return 0
+    for path in write_comparison(args.output_dir, left, right):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Two studies compared: planted differences recovered per n with Welch's interval, CKA and stage names, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.report.cka import PairCKA, write_cka_table
+from experiments.report.compare import Study, compare, main, markdown
+from experiments.report.intervals import welch_interval
+from experiments.report.table import write_table
+from tests.planted import TRANSFER, planted_rows
+
+EXTRA_LOSS = 0.04  # the right study's frozen transfer loses this much more at n = 7, nothing more elsewhere
+
+
+def right_rows() -> list[dict]:
+    rows = planted_rows(seeds=5)
+    for row in rows:
+        if row["family"] == "AnB" and row["split"] == "random0" and row["n"] == 7:
+            row["top1_best_k_mean"] -= EXTRA_LOSS
+    return rows
+
+
+def by_key(rows: list) -> dict[tuple[str, int], object]:
+    return {(row.contrast, row.n): row for row in rows}
+
+
+def test_a_planted_difference_is_found_where_it_is_and_nowhere_else() -> None:
+    left, right = Study("left", planted_rows(seeds=5), []), Study("right", right_rows(), [])
+    rows = by_key(compare(left, right))
+    at7 = rows["AnB - base", 7]
+    assert at7.left.estimate == pytest.approx(TRANSFER[7], abs=1e-12)
+    assert at7.right.estimate == pytest.approx(TRANSFER[7] - EXTRA_LOSS, abs=1e-12)
+    assert at7.difference.estimate == pytest.approx(EXTRA_LOSS, abs=1e-12)
+    assert (at7.left.count, at7.right.count, at7.verdict) == (5, 5, "differs")
+    assert rows["AnB - BnB", 7].verdict == "differs"
+    for n in range(1, 7):
+        assert rows["AnB - base", n].difference.estimate == pytest.approx(0.0, abs=1e-12)
+        assert rows["AnB - base", n].verdict == "no difference shown"
+    assert rows["BnB+ - base", 3].verdict == "no difference shown"
+    # every quantity of the planted study is compared, at n = 0 for the bases, 1..7 for the rest
+    assert {contrast for contrast, _ in rows} == {"base top-1", "BnB - base", "AnB - base", "AnB - BnB",
+                                                  "BnB+ - base", "AnB+ - base", "AnB+ - BnB+",
+                                                  "AnB, dissimilar split", "random features"}
+    assert rows["base top-1", 0].left.count == 5
+
+
+def test_the_difference_is_welchs_interval_over_the_two_studies_units() -> None:
+    left, right = Study("left", planted_rows(seeds=3), []), Study("right", planted_rows(seeds=4), [])
+    row = by_key(compare(left, right))["base top-1", 0]
+    bases = [[r["top1_best_k_mean"] for r in study.rows if r["family"] == "baseB"] for study in (left, right)]
+    expected = welch_interval(*bases)
+    assert (row.difference.low, row.difference.high) == pytest.approx((expected.low, expected.high))
+    assert row.left.count == 3 and row.right.count == 4
+
+
+def test_cka_and_stage_names_come_from_the_studies_cka_tables() -> None:
+    caffenet = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}},
+                {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}}]
+    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}}]
+    left, right = Study("CaffeNet", planted_rows(seeds=2), caffenet), Study("ViT", planted_rows(seeds=2), vit)
+    rows = by_key(compare(left, right))
+    assert rows["CKA(A, B)", 1].difference.estimate == pytest.approx(0.3)
+    assert ("CKA(A, B)", 2) not in rows  # only where both have the stage
+    table = markdown(left, right, list(rows.values()))
+    assert "| layer similarity | CKA(A, B) | 1 | conv1 / embed | 0.850 (" in table
+    assert "| frozen transfer | AnB - base | 7 | - / - |" in table  # no stage name beyond the ViT's table
+
+
+def test_one_seed_gives_no_interval_not_a_verdict() -> None:
+    rows = by_key(compare(Study("a", planted_rows(seeds=1), []), Study("b", planted_rows(seeds=3), [])))
+    assert rows["AnB - base", 7].verdict == "no interval"
+    assert "(one unit)" in markdown(Study("a", [], []), Study("b", [], []), list(rows.values()))
+
+
+def test_cli_writes_table_figure_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, rows in (("caffenet", planted_rows(seeds=3)), ("vit", right_rows())):
+        (tmp_path / name).mkdir()
+        write_table(tmp_path / name / "results.csv", rows)
+    write_cka_table(tmp_path / "vit" / "cka.csv", [PairCKA("random0_s0", {"embed": 0.9, "block1": 0.5})])
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "caffenet"), str(tmp_path / "vit"), "--labels", "CaffeNet", "ViT",
+                  "--output_dir", str(out)]) == 0
+    assert (out / "compare.png").stat().st_size > 10_000
+    header, *lines = (out / "compare.csv").read_text().splitlines()
+    assert header.startswith("quantity,contrast,n,left_stage,right_stage,left_mean")
+    assert any(line.startswith("frozen transfer,AnB - base,1,,embed,") for line in lines)
+    assert "# CaffeNet against ViT" in (out / "compare.md").read_text()
+    assert main([str(tmp_path / "caffenet"), str(tmp_path / "vit")]) == 0  # no output_dir: printed
+    assert "# caffenet against vit" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "good").mkdir()
+    write_table(tmp_path / "good" / "results.csv", planted_rows(seeds=2))
+    assert main([str(tmp_path / "empty"), str(tmp_path / "good")]) == 2
+    assert "empty' has no results.csv" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.csv").write_text("not,a,results,table\n1,2,3,4\n")
+    assert main([str(tmp_path / "good"), str(tmp_path / "bad")]) == 2
+    assert "bad/results.csv" in capsys.readouterr().err
