@@ -92,6 +92,15 @@ def test_cli_writes_table_figure_and_csv(tmp_path: Path, capsys: pytest.CaptureF
     assert "# caffenet against vit" in capsys.readouterr().out
 
 
+def test_a_results_table_copied_elsewhere_is_a_study_with_its_cka_table_beside_it(tmp_path: Path) -> None:
+    write_table(tmp_path / "vit_results.csv", planted_rows(seeds=2))
+    write_cka_table(tmp_path / "vit_cka.csv", [PairCKA("random0_s0", {"embed": 0.9})])
+    study = Study.read(tmp_path / "vit_results.csv")
+    assert (study.label, study.stage(1), len(study.rows)) == ("vit", "embed", len(planted_rows(seeds=2)))
+    write_table(tmp_path / "table.csv", planted_rows(seeds=2))
+    assert Study.read(tmp_path / "table.csv").cka == []  # no "results" in the name: no CKA table to find
+
+
 def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "good").mkdir()

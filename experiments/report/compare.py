@@ -72,19 +72,28 @@ class Study:
     cka: list[Row]
 
     @classmethod
-    def read(cls, folder: Path, label: str | None = None) -> Study:
-        """The study in ``folder`` (its ``results.csv`` and, if there, ``cka.csv``), labelled ``label`` or by name.
+    def read(cls, where: Path, label: str | None = None) -> Study:
+        """The study in ``where``, labelled ``label`` or by its name.
+
+        ``where`` is a study's output folder (its ``results.csv`` and, if there, ``cka.csv``) or a results table
+        itself, e.g. ``docs/fmnist_vit_results.csv``, whose CKA table is the file beside it named with ``cka``
+        for ``results`` (``docs/fmnist_vit_cka.csv``), if there.
 
         Raises:
-            FileNotFoundError: ``folder`` has no ``results.csv``.
+            FileNotFoundError: neither a results table nor a folder with one.
             TableError: a table is unreadable (as ``read_table`` and ``read_cka_table`` say).
         """
-        results = folder / "results.csv"
+        if where.is_file():
+            results, name = where, where.stem.removesuffix("results").rstrip("_") or where.parent.name
+            cka = where.with_name(where.name.replace("results", "cka")) if "results" in where.name else None
+        else:
+            results, name, cka = where / "results.csv", where.name, where / "cka.csv"
         if not results.is_file():
-            raise FileNotFoundError(f"study folder {str(folder)!r} has no results.csv: give the output_dir of a "
-                                    "study that has finished at least one cell (transferability-study writes it)")
-        cka = folder / "cka.csv"
-        return cls(label or folder.name, read_table(results), read_cka_table(cka) if cka.is_file() else [])
+            raise FileNotFoundError(f"study folder {str(where)!r} has no results.csv: give the output_dir of a "
+                                    "study that has finished at least one cell (transferability-study writes it), "
+                                    "or its results table")
+        similarity = read_cka_table(cka) if cka is not None and cka.is_file() else []
+        return cls(label or name, read_table(results), similarity)
 
     def stage(self, n: int) -> str:
         """The name of stage n where the CKA table gives it, else empty."""
@@ -242,8 +251,9 @@ def write_comparison(folder: Path, left: Study, right: Study) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``transferability-compare LEFT RIGHT``: compare two finished studies' folders; 0 on success, 2 on bad input."""
     parser = argparse.ArgumentParser(prog="transferability-compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("left", type=Path, help="a study's output_dir (with results.csv, and cka.csv if computed)")
-    parser.add_argument("right", type=Path, help="the other study's output_dir")
+    parser.add_argument("left", type=Path, help="a study's output_dir (with results.csv, and cka.csv if computed), "
+                                                "or a results table (its CKA table beside it: *cka* for *results*)")
+    parser.add_argument("right", type=Path, help="the other study, likewise")
     parser.add_argument("--labels", nargs=2, metavar=("LEFT", "RIGHT"), help="names for the two (default: folders)")
     parser.add_argument("--output_dir", type=Path, help="write compare.csv, compare.md and compare.png here (default: print the table)")
     args = parser.parse_args(argv)
