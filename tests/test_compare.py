@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,12 @@ def test_the_difference_is_welchs_interval_over_the_two_studies_units() -> None:
 def test_cka_and_stage_names_come_from_the_studies_cka_tables() -> None:
     caffenet = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}},
                 {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}}]
-    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}}]
+    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}},
+           {"n": 2, "stage": "block1", "values": {"s0": math.nan, "s1": None}}]  # undefined: not compared
     left, right = Study("CaffeNet", planted_rows(seeds=2), caffenet), Study("ViT", planted_rows(seeds=2), vit)
     rows = by_key(compare(left, right))
     assert rows["CKA(A, B)", 1].difference.estimate == pytest.approx(0.3)
-    assert ("CKA(A, B)", 2) not in rows  # only where both have the stage
+    assert ("CKA(A, B)", 2) not in rows  # only where both have a defined value
     table = markdown(left, right, list(rows.values()))
     assert "| layer similarity | CKA(A, B) | 1 | conv1 / embed | 0.850 (" in table
     assert "| frozen transfer | AnB - base | 7 | - / - |" in table  # no stage name beyond the ViT's table

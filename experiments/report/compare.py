@@ -126,8 +126,9 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
         bases = [value(row) for row in figure2_target_bases(rows) if value(row) is not None]
         return {0: bases} if bases else {}
     if contrast == CKA:
-        return {row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)]
-                for row in study.cka}
+        defined = {row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)]
+                   for row in study.cka}
+        return {n: values for n, values in defined.items() if values}
     if contrast in RELATIVE:
         curve = relative_values(rows).get(contrast, {})
         return {n: list(units.values()) for n, units in curve.items() if n > 0 and units}
