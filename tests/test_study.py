@@ -17,6 +17,7 @@ import yaml
 
 from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
 from experiments.report.table import COLUMNS, TableError, read_table, write_table
+from experiments.study.launchers import Subprocesses, cpu_slots
 from experiments.study.runner import StudyRunner, exclusive, main
 from experiments.study.config import build_parser, study_from_config
 
@@ -268,11 +269,34 @@ def test_gpu_pool_and_slurm_launchers_run_cells(tmp_path: Path, monkeypatch: pyt
                        gpus=[0, 1], wandb={"enabled": False})
     run_study(pool)
     assert [row["cell"] for row in read_table(output / "results.csv")] == ["whole_base-all_s0", "whole_random1-all_s0"]
-    slurm = write_study(tmp_path, output, {"n": [1, 2], "figure2": None, "random_features": {}}, launcher="slurm",
+    cpus = write_study(tmp_path, output, {"n": [1, 2], "figure2": None, "random_features": {}}, launcher="cpus",
+                       cpu_workers=2, wandb={"enabled": False})
+    run_study(cpus)
+    assert [row["cell"] for row in read_table(output / "results.csv")] == [
+        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0"]
+    slurm = write_study(tmp_path, output, {"n": [1, 2, 3], "figure2": None, "random_features": {}}, launcher="slurm",
                         slurm={"cluster": "debug"}, wandb={"enabled": False})
     run_study(slurm)
     assert [row["cell"] for row in read_table(output / "results.csv")] == [
-        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0"]
+        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0", "whole_random3-all_s0"]
+
+
+def test_cpu_slots_share_the_cores_and_hide_the_gpus(monkeypatch: pytest.MonkeyPatch):
+    """Each cpus job gets its share of the cores as torch's threads and no GPU; the environment reaches the job."""
+    assert cpu_slots(2, cores=2) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}] * 2
+    assert cpu_slots(3, cores=16)[0]["OMP_NUM_THREADS"] == "5"
+    assert cpu_slots(4, cores=2)[0]["OMP_NUM_THREADS"] == "1"
+    with pytest.raises(ValueError, match="study cpu_workers must be at least 1, got 0"):
+        cpu_slots(0)
+    seen = []
+    monkeypatch.setattr(subprocess, "run", lambda args, env, check: seen.append(env) or subprocess.CompletedProcess(
+        args, 0))
+    launcher = Subprocesses(cpu_slots(2, cores=4))
+    for future in launcher.start([Path("a"), Path("b"), Path("c")]):
+        future.result()
+    launcher.close()
+    assert launcher.capacity == 2 and [env["OMP_NUM_THREADS"] for env in seen] == ["2"] * 3
+    assert all(env["CUDA_VISIBLE_DEVICES"] == "" for env in seen)
 
 
 def test_second_runner_on_the_same_study_is_refused(tmp_path: Path):

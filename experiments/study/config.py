@@ -52,9 +52,12 @@ class Study:
         grid: Which cells to train (``experiments.grid.Grid``).
         checkpoint_every_n_steps: Save ``last.ckpt`` every this many steps (it is also saved at
             every validation and at the end). A killed study loses at most the steps since the last save.
-        launcher: ``inprocess`` (default), ``subprocess``, ``gpus`` (one job per GPU) or ``slurm``
+        launcher: ``inprocess`` (default), ``subprocess``, ``gpus`` (one job per GPU), ``cpus`` (``cpu_workers``
+            jobs at once on the CPU's cores) or ``slurm``
             (submitit job arrays). On each, a job starts as soon as the job training its base has finished.
         gpus: GPU indices for the ``gpus`` launcher (None: every visible GPU).
+        cpu_workers: Jobs at once for the ``cpus`` launcher, each in a subprocess with an equal share of the
+            cores as its threads and no GPU (2: on 2 cores, two 1-thread jobs).
         slurm: submitit ``AutoExecutor`` parameters for ``slurm`` (e.g. ``slurm_partition``,
             ``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``,
             ``slurm_array_parallelism``; ``cluster: local`` tries it on this machine).
@@ -75,6 +78,7 @@ class Study:
     checkpoint_every_n_steps: int = 1000
     launcher: LauncherName = "inprocess"
     gpus: list[int] | None = None
+    cpu_workers: int = 2
     slurm: dict[str, Any] = field(default_factory=dict)
     wandb: WandbSettings = field(default_factory=WandbSettings)
     paper_overlay: bool = False

@@ -1,11 +1,13 @@
-"""Where a job (a cell or a fused group) runs: in this process, a subprocess, one per GPU, or on SLURM.
+"""Where a job (a cell or a fused group) runs: in this process, a subprocess, one per GPU, several on the CPU's
+cores, or on SLURM.
 
 A launcher starts job folders whose configs are written and hands back one future per job, which
 completes (with the job's exception, if it failed) when the job ends. Every launcher ends in
 :func:`experiments.study.jobs.run_job`, so a job's result does not depend on where it ran.
 ``capacity`` says how many jobs it runs at once; the scheduler (``experiments.study.schedule``)
 starts a job as soon as its own dependencies are done and there is room. Parallelism comes from
-existing engines: a thread pool over subprocesses (one GPU each) and submitit's SLURM job arrays.
+existing engines: a thread pool over subprocesses (one GPU each, or a share of the CPU's cores each) and
+submitit's SLURM job arrays.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from experiments.study.jobs import CellError, run_job
 
-LauncherName = Literal["inprocess", "subprocess", "gpus", "slurm"]
+LauncherName = Literal["inprocess", "subprocess", "gpus", "cpus", "slurm"]
 
 
 class Launcher(Protocol):
@@ -61,38 +63,57 @@ class InProcess:
 
 
 class Subprocesses:
-    """Each job in a fresh ``python -m experiments.study.jobs`` (needed for a DDP cell); one per GPU with ``gpus``.
+    """Each job in a fresh ``python -m experiments.study.jobs`` (needed for a DDP cell), one per slot at a time.
 
     Args:
-        gpus: GPU indices, one job per GPU at a time with ``CUDA_VISIBLE_DEVICES`` set; None: one job at
-            a time on whatever the process sees.
+        slots: One environment change per job that may run at once (``{}``: one job at a time, as this process);
+            ``gpu_slots`` and ``cpu_slots`` make them.
     """
 
-    def __init__(self, gpus: Sequence[int] | None = None) -> None:
-        self.gpus: queue.Queue[int | None] = queue.Queue()
-        for gpu in gpus if gpus is not None else [None]:
-            self.gpus.put(gpu)
-        self.capacity = self.gpus.qsize()
+    def __init__(self, slots: Sequence[Mapping[str, str]] = ({},)) -> None:
+        self.slots: queue.Queue[dict[str, str]] = queue.Queue()
+        for slot in slots:
+            self.slots.put(dict(slot))
+        self.capacity = self.slots.qsize()
         self.pool = ThreadPoolExecutor(max_workers=self.capacity)
 
     def start(self, folders: Sequence[Path]) -> list[Future[None]]:
         return [self.pool.submit(self._run, folder) for folder in folders]
 
     def _run(self, folder: Path) -> None:
-        gpu = self.gpus.get()
+        slot = self.slots.get()
         try:
-            env = dict(os.environ)
-            if gpu is not None:
-                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-            process = subprocess.run([sys.executable, "-m", "experiments.study.jobs", str(folder)], env=env,
-                                     check=False)
+            process = subprocess.run([sys.executable, "-m", "experiments.study.jobs", str(folder)],
+                                     env={**os.environ, **slot}, check=False)
             if process.returncode:
                 raise CellError(f"job {folder} exited with status {process.returncode}; see {folder / 'error.txt'}")
         finally:
-            self.gpus.put(gpu)
+            self.slots.put(slot)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+def gpu_slots(gpus: Sequence[int]) -> list[dict[str, str]]:
+    """One job per GPU: each sees only its own (``CUDA_VISIBLE_DEVICES``)."""
+    return [{"CUDA_VISIBLE_DEVICES": str(gpu)} for gpu in gpus]
+
+
+def cpu_slots(workers: int, cores: int | None = None) -> list[dict[str, str]]:
+    """``workers`` jobs at once on the CPU, each with ``cores // workers`` (at least 1) threads and no GPU.
+
+    Small networks use one core's worth of threads better than several: on 2 cores, two 1-thread jobs
+    train more networks per hour than one 2-thread job (README, "Jobs and launchers").
+
+    Raises:
+        ValueError: ``workers`` below 1, naming the setting.
+    """
+    if workers < 1:
+        raise ValueError(f"study cpu_workers must be at least 1, got {workers}")
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = str(max(1, cores // workers))
+    return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}] * workers
 
 
 class Slurm:
@@ -153,22 +174,24 @@ def _wait_for(job: Any, future: Future[None]) -> None:
 
 
 def make_launcher(name: LauncherName, gpus: Sequence[int] | None = None, slurm: dict[str, Any] | None = None,
-                  log_folder: Path | None = None) -> Launcher:
+                  log_folder: Path | None = None, cpu_workers: int = 2) -> Launcher:
     """The named launcher.
 
     Raises:
         CellError: ``gpus`` on a machine without GPU, ``slurm`` without submitit.
-        ValueError: an unknown name.
+        ValueError: an unknown name, ``cpu_workers`` below 1.
     """
     if name == "inprocess":
         return InProcess()
     if name == "subprocess":
         return Subprocesses()
     if name == "gpus":
-        return Subprocesses(list(gpus) if gpus is not None else _visible_gpus())
+        return Subprocesses(gpu_slots(list(gpus) if gpus is not None else _visible_gpus()))
+    if name == "cpus":
+        return Subprocesses(cpu_slots(cpu_workers))
     if name == "slurm":
         return Slurm(dict(slurm or {}), log_folder or Path("submitit"))
-    raise ValueError(f"unknown launcher {name!r}; choose inprocess, subprocess, gpus or slurm")
+    raise ValueError(f"unknown launcher {name!r}; choose inprocess, subprocess, gpus, cpus or slurm")
 
 
 def _visible_gpus() -> list[int]:

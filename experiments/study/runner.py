@@ -185,7 +185,7 @@ class StudyRunner:
                 progress.start(by_name[job.cells[0]])
 
         launcher = make_launcher(self.study.launcher, gpus=self.study.gpus, slurm=self.study.slurm,
-                                 log_folder=self.root / "submitit")
+                                 log_folder=self.root / "submitit", cpu_workers=self.study.cpu_workers)
         run_jobs(jobs, launcher, ended, skipped, on_start=starting)
         return failures
 
