@@ -49,7 +49,7 @@ from typing_extensions import override
 from models import transfer as core
 from models.classifier import TransferClassifier, log_training_step
 from models.files import save_atomic, write_atomic
-from models.loading import import_path
+from models.loading import classifier_class
 from models.network import StagedNetwork
 
 NETWORK_CLASS = "models.CaffeNetClassifier"
@@ -103,7 +103,7 @@ class FusedTransfer(LightningModule):
         super().__init__()
         specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
         network = dict(network or {})
-        classifier = network_classifier(network_class)
+        classifier = classifier_class(network_class, "fused group network_class")
         self._check(specs, network, classifier, frozen_norm)
         self.save_hyperparameters({"base_checkpoint": str(base_checkpoint), "cells": [asdict(s) for s in specs],
                                    "num_classes": num_classes, "in_channels": in_channels,
@@ -337,18 +337,3 @@ class FusedTransfer(LightningModule):
             checkpoint["fused"] = {"group": names, "seed": spec.seed}
             save_atomic(checkpoint, Path(spec.root) / LAST_CHECKPOINT)
             write_atomic(Path(spec.root) / METRICS_FILE, json.dumps(row, indent=2) + "\n")
-
-
-def network_classifier(class_path: str) -> type[TransferClassifier]:
-    """The ``TransferClassifier`` subclass at ``class_path`` (``models.CaffeNetClassifier``).
-
-    Raises:
-        ValueError: the path names no such class.
-    """
-    try:
-        found = import_path(class_path)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"fused group network_class {class_path!r} cannot be imported ({err})") from err
-    if not (isinstance(found, type) and issubclass(found, TransferClassifier)):
-        raise ValueError(f"fused group network_class {class_path!r} is not a models.classifier.TransferClassifier")
-    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +19,37 @@ def load_classifier(path: str | Path) -> TransferClassifier:
 
     Its class is the one the checkpoint records (``_class_path``, see ``TransferClassifier.save_arguments``),
     which must be a ``TransferClassifier``; a checkpoint from before that record is a ``BackboneClassifier``'s
-    if its hyperparameters name a ``backbone``, else CaffeNet's. The file is read once.
+    if its hyperparameters name a ``backbone``, else CaffeNet's. The hyperparameters are read through a memory
+    map, so the tensors are loaded once, by ``load_from_checkpoint``.
 
     Raises:
         FileNotFoundError: if ``path`` is not a file.
-        TypeError: if the recorded class is not a ``TransferClassifier``.
+        ValueError: if the recorded class cannot be imported or is not a ``TransferClassifier``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    buffer = io.BytesIO(path.read_bytes())
-    hyperparameters = torch.load(buffer, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    classifier = recorded_class(hyperparameters, str(path))
-    buffer.seek(0)
-    return classifier.load_from_checkpoint(buffer, map_location="cpu", weights_only=True).eval()
+    hyperparameters = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
+    if "_class_path" in hyperparameters:
+        classifier = classifier_class(hyperparameters["_class_path"], f"checkpoint {str(path)!r} _class_path")
+    else:
+        classifier = BackboneClassifier if "backbone" in hyperparameters else CaffeNetClassifier
+    return classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
 
 
-def recorded_class(hyperparameters: dict[str, Any], where: str) -> type[TransferClassifier]:
-    """The classifier class a checkpoint's hyperparameters record (see ``load_classifier``)."""
-    if "_class_path" not in hyperparameters:
-        return BackboneClassifier if "backbone" in hyperparameters else CaffeNetClassifier
-    classifier = import_path(hyperparameters["_class_path"])
-    if not (isinstance(classifier, type) and issubclass(classifier, TransferClassifier)):
-        raise TypeError(
-            f"checkpoint {where!r} records _class_path={hyperparameters['_class_path']!r}, which is not a "
-            "models.classifier.TransferClassifier: load it with that class's own load_from_checkpoint"
-        )
-    return classifier
+def classifier_class(class_path: str, what: str) -> type[TransferClassifier]:
+    """The ``TransferClassifier`` subclass at ``class_path`` (``models.CaffeNetClassifier``).
+
+    Raises:
+        ValueError: the path cannot be imported or names no ``TransferClassifier``, naming ``what``.
+    """
+    try:
+        found = import_path(class_path)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{what} {class_path!r} cannot be imported ({err})") from err
+    if not (isinstance(found, type) and issubclass(found, TransferClassifier)):
+        raise ValueError(f"{what} {class_path!r} is not a models.classifier.TransferClassifier")
+    return found
 
 
 def load_network(path: str | Path) -> StagedNetwork:

@@ -188,7 +188,7 @@ def test_load_classifier_gives_back_the_recorded_class(tmp_path: Path) -> None:
     checkpoint = torch.load(tmp_path / "own.ckpt", weights_only=True)
     checkpoint["hyper_parameters"]["_class_path"] = "collections.OrderedDict"
     torch.save(checkpoint, tmp_path / "forged.ckpt")
-    with pytest.raises(TypeError, match="forged.ckpt.*collections.OrderedDict.*not a models.classifier"):
+    with pytest.raises(ValueError, match="forged.ckpt.*collections.OrderedDict.*not a models.classifier"):
         load_classifier(tmp_path / "forged.ckpt")
 
 

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from experiments.report.cka import read_cka_table  # noqa: E402
 from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval  # noqa: E402
 from experiments.report.curves import figure2_target_bases, relative_values, value  # noqa: E402
-from experiments.report.effects import Effect, unit_differences  # noqa: E402
+from experiments.report.effects import Effect, csv_number, unit_differences  # noqa: E402
 from experiments.report.intervals import Interval, mean_interval, welch_interval  # noqa: E402
 from experiments.report.table import Row, TableError, read_table  # noqa: E402
 from models.files import write_atomic  # noqa: E402
@@ -148,18 +148,15 @@ def compare(left: Study, right: Study) -> list[Comparison]:
     return comparisons
 
 
-def _round(number: float | None) -> float | str:
-    return "" if number is None else round(number, 6)
-
-
 def _record(left: Study, right: Study, row: Comparison) -> dict[str, object]:
     record: dict[str, object] = {"quantity": row.quantity, "contrast": row.contrast, "n": row.n,
                                  "left_stage": left.stage(row.n), "right_stage": right.stage(row.n)}
     for side, interval in (("left", row.left), ("right", row.right)):
-        record |= {f"{side}_mean": _round(interval.estimate), f"{side}_ci_low": _round(interval.low),
-                   f"{side}_ci_high": _round(interval.high), f"{side}_count": interval.count}
-    return record | {"difference": _round(row.difference.estimate), "difference_ci_low": _round(row.difference.low),
-                     "difference_ci_high": _round(row.difference.high), "verdict": row.verdict}
+        record |= {f"{side}_mean": csv_number(interval.estimate), f"{side}_ci_low": csv_number(interval.low),
+                   f"{side}_ci_high": csv_number(interval.high), f"{side}_count": interval.count}
+    difference = row.difference
+    return record | {"difference": csv_number(difference.estimate), "difference_ci_low": csv_number(difference.low),
+                     "difference_ci_high": csv_number(difference.high), "verdict": row.verdict}
 
 
 def _text(number: float | None, contrast: str, signed: bool) -> str:
@@ -256,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 "or a results table (its CKA table beside it: *cka* for *results*)")
     parser.add_argument("right", type=Path, help="the other study, likewise")
     parser.add_argument("--labels", nargs=2, metavar=("LEFT", "RIGHT"), help="names for the two (default: folders)")
-    parser.add_argument("--output_dir", type=Path, help="write compare.csv, compare.md and compare.png here (default: print the table)")
+    parser.add_argument("--output_dir", type=Path,
+                        help="write compare.csv, compare.md and compare.png here (default: print the table)")
     args = parser.parse_args(argv)
     labels = args.labels or (None, None)
     try:

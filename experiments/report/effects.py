@@ -235,11 +235,13 @@ def _record(row: EffectRow) -> dict[str, object]:
     interval = row.interval
     return {"claim": row.effect.claim, "contrast": row.effect.contrast, "layers": row.effect.label,
             "direction": "negative" if row.effect.sign < 0 else "positive",
-            "estimate": round(interval.estimate, 6), "ci_low": _round(interval.low), "ci_high": _round(interval.high),
-            "count": interval.count, "method": row.method, "verdict": row.verdict, "paper_estimate": _round(row.paper)}
+            "estimate": round(interval.estimate, 6), "ci_low": csv_number(interval.low),
+            "ci_high": csv_number(interval.high), "count": interval.count, "method": row.method,
+            "verdict": row.verdict, "paper_estimate": csv_number(row.paper)}
 
 
-def _round(number: float | None) -> float | str:
+def csv_number(number: float | None) -> float | str:
+    """A CSV cell: the number to 6 decimals, empty for None."""
     return "" if number is None else round(number, 6)
 
 

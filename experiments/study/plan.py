@@ -293,4 +293,3 @@ def _changes(old: Path, new_text: str, limit: int = 4) -> str:
              if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     shown = "; ".join(line.strip() for line in lines[:limit])
     return f"{old}: {shown}" + (" ..." if len(lines) > limit else "")
-
