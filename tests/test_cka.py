@@ -1,5 +1,6 @@
-"""The layer-similarity panel: linear CKA on inputs with a known answer, stage by stage on tiny networks, its table,
-the study step that computes it from finished base checkpoints, and the report that draws it."""
+"""The layer-similarity panel: debiased linear CKA on inputs with a known answer (against the biased estimator and a
+direct reference of the formula), its chance baseline, stage by stage on tiny networks, its table, the study step
+that computes it from finished base checkpoints, and the report that draws it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,7 +18,7 @@ from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from experiments.report import cka, figures
-from experiments.report.cka import PairCKA, linear_cka, stage_cka
+from experiments.report.cka import PairCKA, cka_and_chance, linear_cka, stage_cka, stage_cka_and_chance
 from experiments.report.intervals import mean_interval
 from experiments.report.table import TableError, write_table
 from experiments.report.write import write_report
@@ -26,6 +28,7 @@ from models.module import CaffeNetClassifier
 from tests.tiny_data import TINY_MODEL, TINY_NETWORK
 
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+CHANCE_BOUND = 0.08  # |chance| on 50 images, a mean of five permutations (measured: at most 0.031)
 
 
 def gaussian(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -37,30 +40,47 @@ def orthogonal(size: int, seed: int) -> torch.Tensor:
     return q
 
 
-def reference_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Kornblith et al.'s HSIC form with the centring matrix H, spelled out (float64)."""
+def biased_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Kornblith et al.'s biased estimator, the centred Grams' alignment ⟨HKH, HLH⟩ / (‖HKH‖ ‖HLH‖) (float64)."""
     x, y = x.reshape(len(x), -1).double(), y.reshape(len(y), -1).double()
-    n = len(x)
-    h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    h = torch.eye(len(x), dtype=torch.float64) - 1.0 / len(x)
     k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
     return float((k * l).sum() / (k.norm() * l.norm()))
+
+
+def reference_hsic(k: np.ndarray, l: np.ndarray) -> float:
+    """Song et al.'s unbiased HSIC_1, term by term as written, in numpy (no centring, no blocks)."""
+    n = len(k)
+    k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
+    ones = np.ones(n)
+    return float((np.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+                  - 2.0 / (n - 2) * ones @ k @ l @ ones) / (n * (n - 3)))
+
+
+def reference_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Debiased CKA from :func:`reference_hsic` of the raw (uncentred) linear Grams."""
+    x, y = x.reshape(len(x), -1).double().numpy(), y.reshape(len(y), -1).double().numpy()
+    k, l = x @ x.T, y @ y.T
+    return reference_hsic(k, l) / math.sqrt(reference_hsic(k, k) * reference_hsic(l, l))
 
 
 # ----- the measure ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(60, 12), (16, 3, 5, 5)], ids=["features", "more-features-than-examples"])
 def test_identical_features_give_one(shape: tuple[int, ...]):
-    """CKA(x, x) = 1, in the feature form (p <= n) and in the Gram form (p > n), for vectors and feature maps."""
+    """CKA(x, x) = 1, with fewer and with more features than examples, for vectors and feature maps."""
     x = gaussian(*shape)
     assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("examples, features", [(80, 10), (12, 40)], ids=["feature-form", "gram-form"])
+@pytest.mark.parametrize("examples, features", [(80, 10), (12, 40)], ids=["n>d", "d>n"])
 def test_invariant_to_orthogonal_transforms_isotropic_scaling_and_shifts(examples: int, features: int):
     """y = s·x·Q + c gives 1; CKA(x, y) is unchanged when either side is rotated, scaled or shifted."""
     x = gaussian(examples, features, seed=1).double()  # the transforms exact to float64's rounding
     y = x + 0.8 * gaussian(examples, features, seed=2).double()
     q = orthogonal(features, seed=3)
-    assert linear_cka(x, -2.5 * x @ q + 7.0) == pytest.approx(1.0, abs=1e-9)
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(x, 0.01 * x) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(x, -2.5 * x @ q + 7.0) == pytest.approx(1.0, abs=1e-6)
     before = linear_cka(x, y)
     assert 0.2 < before < 0.99
     assert linear_cka(x @ q, 0.01 * y) == pytest.approx(before, abs=1e-9)
@@ -68,35 +88,59 @@ def test_invariant_to_orthogonal_transforms_isotropic_scaling_and_shifts(example
     assert linear_cka(y, x) == pytest.approx(before, abs=1e-12)  # symmetric
 
 
-def test_matches_the_centring_matrix_form_in_both_forms():
-    """The feature form and the block-by-block Gram form equal tr(HKH·HLH) / (‖HKH‖ ‖HLH‖), also with a
-    Gram built from many small float64 blocks."""
-    x, y = gaussian(30, 20, seed=5), gaussian(30, 50, seed=6)
-    y[:, :20] += x
-    assert linear_cka(x, y[:, :20]) == pytest.approx(reference_cka(x, y[:, :20]), abs=1e-12)  # feature form
-    assert linear_cka(x, y) == pytest.approx(reference_cka(x, y), abs=1e-12)  # Gram form (50 > 30)
+def test_matches_a_direct_reference_of_the_unbiased_hsic_formula():
+    """On n = 20 examples, with a shared part: the blocked, centred computation equals Song et al.'s formula on the
+    raw Grams, also with a Gram built from many small float64 blocks; and it is not the biased estimator."""
+    x, y = gaussian(20, 30, seed=5), gaussian(20, 50, seed=6)
+    y[:, :30] += x
+    expected = reference_cka(x, y)
+    assert linear_cka(x, y) == pytest.approx(expected, abs=1e-10)
+    assert linear_cka(x, y[:, :8]) == pytest.approx(reference_cka(x, y[:, :8]), abs=1e-10)  # d < n
+    k = (x.double() @ x.double().T)
+    assert cka.unbiased_hsic(k, k) == pytest.approx(reference_hsic(k.numpy(), k.numpy()), rel=1e-10)
     blocks = cka.BLOCK_BYTES
     try:
-        cka.BLOCK_BYTES = 8 * 30 * 7  # 7 columns per block
-        assert linear_cka(x, y) == pytest.approx(reference_cka(x, y), abs=1e-12)
+        cka.BLOCK_BYTES = 8 * 20 * 7  # 7 columns per block
+        assert linear_cka(x, y) == pytest.approx(expected, abs=1e-10)
     finally:
         cka.BLOCK_BYTES = blocks
+    assert abs(biased_cka(x, y) - expected) > 0.05
 
 
-def test_independent_random_features_give_a_low_value():
-    """Independent Gaussian features of many examples (n >> d): CKA about d / n, far below 1."""
-    value = linear_cka(gaussian(2000, 8, seed=7), gaussian(2000, 8, seed=8))
-    assert 0 <= value < 0.05
-    assert linear_cka(gaussian(2000, 8, seed=7), gaussian(2000, 8, seed=7)) == pytest.approx(1.0)
+@pytest.mark.parametrize("features", [128, 2304])
+def test_independent_random_features_give_about_zero_at_any_width(features: int):
+    """Independent Gaussian features of n = 1000 examples: debiased CKA about 0 at 128 and at 2304 dimensions (as is
+    the chance baseline), where the biased estimator gives about 0.12 and 0.70 (its pull with width is gone)."""
+    x, y = gaussian(1000, features, seed=7), gaussian(1000, features, seed=8)
+    value, chance = cka_and_chance(x, y)
+    assert value == linear_cka(x, y)
+    assert abs(value) < 0.03 and abs(chance) < 0.03
+    assert biased_cka(x, y) > (0.5 if features == 2304 else 0.05)
+
+
+def test_chance_baseline_is_about_zero_for_identical_features_and_seeded():
+    """x against itself: CKA 1, chance (x against its permuted examples) about 0; the same permutations every call."""
+    x = gaussian(500, 64, seed=9)
+    value, chance = cka_and_chance(x, x)
+    assert value == pytest.approx(1.0, abs=1e-9) and abs(chance) < 0.03
+    assert cka_and_chance(x, x) == (value, chance)
+    assert cka_and_chance(x, x, seed=1)[1] != chance
+    with pytest.raises(ValueError, match="at least one permutation"):
+        cka_and_chance(x, x, permutations=0)
 
 
 def test_undefined_and_invalid_inputs():
-    """Constant features have no CKA (NaN); different or too few examples are refused."""
+    """Constant features have no CKA (NaN); different examples, or fewer than four, are refused naming the count."""
     assert math.isnan(linear_cka(torch.ones(10, 4), gaussian(10, 4)))
+    assert all(math.isnan(value) for value in cka_and_chance(torch.ones(10, 4), gaussian(10, 4)))
     with pytest.raises(ValueError, match="same examples"):
         linear_cka(gaussian(10, 4), gaussian(11, 4))
-    with pytest.raises(ValueError, match="at least two"):
-        linear_cka(gaussian(1, 4), gaussian(1, 4))
+    for n in (1, 3):
+        with pytest.raises(ValueError, match=f"at least 4 examples .*got {n}"):
+            linear_cka(gaussian(n, 4), gaussian(n, 4))
+        with pytest.raises(ValueError, match=f"at least 4 examples .*got {n}"):
+            cka_and_chance(gaussian(n, 4), gaussian(n, 4))
+    assert not math.isnan(linear_cka(gaussian(4, 4, seed=1), gaussian(4, 4, seed=2)))  # four is enough
 
 
 # ----- two networks, stage by stage -------------------------------------------------------------------------
@@ -114,11 +158,15 @@ def test_same_network_twice_gives_one_at_every_transferable_stage():
 
 
 def test_independently_initialised_networks_agree_less_and_less_with_depth():
-    """Two initialisations: below 1 at every stage, and lower at the later stages than at the first."""
-    values = stage_cka(tiny_net(1), tiny_net(2), gaussian(200, 1, 28, 28, seed=10))
-    assert all(0 <= value < 0.95 for value in values.values())
+    """Two initialisations: below 1 at every stage, and lower at the later stages than at the first; the chance
+    baseline, from the same features, about 0 at every stage."""
+    both = stage_cka_and_chance(tiny_net(1), tiny_net(2), gaussian(200, 1, 28, 28, seed=10))
+    values = {stage: value for stage, (value, _) in both.items()}
+    assert values == stage_cka(tiny_net(1), tiny_net(2), gaussian(200, 1, 28, 28, seed=10))
+    assert all(-0.05 < value < 0.95 for value in values.values())
     assert values["fc7"] < values["conv2"] < values["conv1"]
     assert max(values["fc6"], values["fc7"]) < 0.5 * values["conv1"]
+    assert all(abs(chance) < 0.03 for _, chance in both.values())
 
 
 def test_stage_cka_reads_a_loader_up_to_max_images_and_takes_b_inputs():
@@ -141,17 +189,18 @@ def test_stage_cka_reads_a_loader_up_to_max_images_and_takes_b_inputs():
         stage_cka(net_a, net_b, images, max_images=40, images_b=images[:30])
     with pytest.raises(ValueError, match="expects input"):
         stage_cka(net_a, net_b, gaussian(10, 3, 28, 28))
-    with pytest.raises(ValueError, match="at least 2"):
-        stage_cka(net_a, net_b, images, max_images=1)
+    with pytest.raises(ValueError, match="at least 4"):
+        stage_cka(net_a, net_b, images, max_images=3)
 
 
 # ----- the table ----------------------------------------------------------------------------------------------
-def pair(label: str, offset: float) -> PairCKA:
-    return PairCKA(label, {stage: 0.9 - 0.1 * n + offset for n, stage in enumerate(STAGES)})
+def pair(label: str, offset: float, chance: float | None = None) -> PairCKA:
+    return PairCKA(label, {stage: 0.9 - 0.1 * n + offset for n, stage in enumerate(STAGES)},
+                   None if chance is None else {stage: chance for stage in STAGES})
 
 
 def test_table_has_one_row_per_stage_with_the_mean_and_interval_over_pairs(tmp_path: Path):
-    pairs = [pair("random0_s0", 0.0), pair("random0_s1", 0.02), pair("random0_s2", -0.01)]
+    pairs = [pair("random0_s0", 0.0, 0.002), pair("random0_s1", 0.02, -0.001), pair("random0_s2", -0.01, 0.005)]
     rows = cka.write_cka_table(tmp_path / "cka.csv", pairs)
     back = cka.read_cka_table(tmp_path / "cka.csv")
     assert [row["stage"] for row in back] == list(STAGES) and [row["n"] for row in back] == list(range(1, 8))
@@ -163,14 +212,47 @@ def test_table_has_one_row_per_stage_with_the_mean_and_interval_over_pairs(tmp_p
                                                    pytest.approx(interval.high, abs=1e-6))
     assert third["values"] == {"random0_s0": pytest.approx(0.7), "random0_s1": pytest.approx(0.72),
                                "random0_s2": pytest.approx(0.69)}
+    assert third["chance"] == pytest.approx(0.002) and third["chance_values"] == {
+        "random0_s0": pytest.approx(0.002), "random0_s1": pytest.approx(-0.001), "random0_s2": pytest.approx(0.005)}
     with open(tmp_path / "cka.csv", newline="") as file:
         header = next(csv.reader(file))
-    assert header == [*cka.FIELDS, "random0_s0", "random0_s1", "random0_s2"]
+    labels = ["random0_s0", "random0_s1", "random0_s2"]
+    assert header == [*cka.FIELDS, "chance", *labels, *(f"chance_{label}" for label in labels)]
     points = cka.cka_points(back)
     assert sorted(points) == list(range(1, 8)) and len(points[1]) == 3
+    assert cka.chance_points(back) == {n: [pytest.approx(0.002), pytest.approx(-0.001), pytest.approx(0.005)]
+                                       for n in range(1, 8)}
     summary = cka.summary_rows(back)
-    assert {row["panel"] for row in summary} == {"cka"} and [row["n"] for row in summary] == list(range(1, 8))
-    assert "conv1 0.903" in cka.describe(back)
+    assert {row["panel"] for row in summary} == {"cka"}
+    assert [row["n"] for row in summary if row["curve"] == "CKA(A, B)"] == list(range(1, 8))
+    chance = [row for row in summary if row["curve"] == "chance (permuted examples)"]
+    assert [row["n"] for row in chance] == list(range(1, 8)) and chance[0]["count"] == 3
+    assert chance[0]["mean"] == pytest.approx(0.002) and chance[0]["ci_low"] < 0 < chance[0]["ci_high"]
+    assert "conv1 0.903 (chance 0.002)" in cka.describe(back)
+
+
+def test_a_table_written_before_the_chance_baseline_still_reads(tmp_path: Path):
+    """The old format (no chance columns): the same CKA rows, every chance None, no chance curve; pairs without a
+    chance baseline write empty chance cells."""
+    old = tmp_path / "old.csv"
+    old.write_text("n,stage,count,mean,ci_low,ci_high,std,min,max,random0_s0,random0_s1\n"
+                   "1,conv1,2,0.85,0.2,1.5,0.07,0.8,0.9,0.8,0.9\n"
+                   "2,conv2,1,0.5,,,,0.5,0.5,0.5,\n")
+    table = cka.read_cka_table(old)
+    assert [(row["n"], row["stage"], row["mean"], row["chance"]) for row in table] == [(1, "conv1", 0.85, None),
+                                                                                        (2, "conv2", 0.5, None)]
+    assert table[1]["values"] == {"random0_s0": 0.5, "random0_s1": None}
+    assert table[0]["chance_values"] == {"random0_s0": None, "random0_s1": None}
+    assert cka.chance_points(table) == {} and cka.cka_points(table) == {1: [0.8, 0.9], 2: [0.5]}
+    assert {row["curve"] for row in cka.summary_rows(table)} == {"CKA(A, B)"}
+    assert "chance" not in cka.describe(table)
+    rows = cka.write_cka_table(tmp_path / "new.csv", [pair("random0_s0", 0.0)])  # no chance measured
+    assert rows[0]["chance"] is None and cka.read_cka_table(tmp_path / "new.csv") == rows
+    (tmp_path / "bad.csv").write_text(old.read_text().replace("random0_s1\n", "random0_s1,chance\n", 1)
+                                      .replace("n,stage,count,mean,ci_low,ci_high,std,min,max,",
+                                               "n,stage,count,mean,ci_low,ci_high,std,min,max,chance,"))
+    with pytest.raises(TableError, match="bad.csv is corrupt"):  # chance columns that do not match the pairs
+        cka.read_cka_table(tmp_path / "bad.csv")
 
 
 def test_one_pair_has_no_interval_and_a_corrupt_table_is_named(tmp_path: Path):
@@ -231,10 +313,14 @@ def test_study_writes_one_row_per_stage_and_the_report_draws_it(study: tuple[Pat
     table = cka.read_cka_table(path)
     assert [row["stage"] for row in table] == list(STAGES)  # one row per transferable stage
     assert all(row["count"] == 2 and set(row["values"]) == {"random0_s0", "random0_s1"} for row in table)
-    assert all(0 <= value < 1 for row in table for value in row["values"].values())
+    assert all(-0.1 < value < 1 for row in table for value in row["values"].values())
     assert all(row["ci_low"] <= row["mean"] <= row["ci_high"] for row in table)
+    assert table[0]["mean"] > 0.3  # the first stage of two initialisations on the same images: far above chance
+    chances = [value for row in table for value in row["chance_values"].values()]  # from the same features
+    assert len(chances) == 2 * len(STAGES) and all(abs(value) < CHANCE_BOUND for value in chances)
     record = json.loads((root / "cka.json").read_text())["pairs"][0]
     assert (record["base_a"], record["base_b"], record["images"]) == ("random0_base-A_s0", "random0_base-B_s0", 50)
+    assert list(record["chance"]) == list(STAGES)
     output = capsys.readouterr().out
     assert "skipping random0 seed 2 (no finished base B)" in output and "CKA(A, B) by layer (2 seed pairs)" in output
 
@@ -247,8 +333,10 @@ def test_study_writes_one_row_per_stage_and_the_report_draws_it(study: tuple[Pat
     assert (root / "figures" / "figure2.png").stat().st_size > 1000
     with open(root / "summary.csv", newline="") as file:
         summary = [line for line in csv.DictReader(file) if line["panel"] == "cka"]
-    assert [int(line["n"]) for line in summary] == list(range(1, 8))
+    assert [(line["curve"], int(line["n"])) for line in summary] == [
+        *(("CKA(A, B)", n) for n in range(1, 8)), *(("chance (permuted examples)", n) for n in range(1, 8))]
     assert float(summary[0]["mean"]) == pytest.approx(table[0]["mean"])
+    assert float(summary[7]["mean"]) == pytest.approx(table[0]["chance"], abs=1e-6)
     figure = figures.figure2(rows, cka=cka.cka_points(table))
     assert len(figure.axes) == 3 and "CKA" in figure.axes[2].get_ylabel()
     assert len(figures.figure2(rows).axes) == 2  # without the panel, Figure 2 is as before
@@ -265,6 +353,14 @@ def test_study_reuses_unchanged_pairs_and_recomputes_changed_ones(study: tuple[P
     monkeypatch.setattr(similarity, "_compute", lambda *args: computed.append(args[1].label) or original(*args))
     assert cka.read_cka_table(write_similarity(root, rows, max_images=30)) == first
     assert computed == []
+    summary = json.loads((root / "cka.json").read_text())
+    old = {**summary, "pairs": [{key: value for key, value in record.items() if key != "chance"}
+                                for record in summary["pairs"]]}
+    del old["estimator"]
+    (root / "cka.json").write_text(json.dumps(old))  # written by the biased estimator: recomputed, not reused
+    assert cka.read_cka_table(write_similarity(root, rows, max_images=30)) == first
+    assert computed == ["random0_s0", "random0_s1"]
+    computed.clear()
     checkpoint = root / "cells" / "random0_base-B_s1" / "checkpoints" / "last.ckpt"
     save_base(root, "random0_base-B_s1", "B", seed=99)  # B of seed 1 retrained
     os.utime(checkpoint, ns=(1, 1))
@@ -308,7 +404,9 @@ def test_runner_computes_the_panel_after_the_jobs_and_names_a_corrupt_base(tmp_p
     table = cka.read_cka_table(output / "cka.csv")
     assert [row["stage"] for row in table] == list(STAGES) and all(row["count"] == 2 for row in table)
     assert (output / "figures" / "figure2.png").stat().st_size > 1000
-    assert sum(line.startswith("cka,") for line in (output / "summary.csv").read_text().splitlines()) == 7
+    with open(output / "summary.csv", newline="") as file:
+        curves = [line["curve"] for line in csv.DictReader(file) if line["panel"] == "cka"]
+    assert curves == ["CKA(A, B)"] * 7 + ["chance (permuted examples)"] * 7
     assert "CKA between random0_base-A_s1 and random0_base-B_s1" in capsys.readouterr().out
 
     run_study(config)

@@ -58,10 +58,10 @@ def test_the_difference_is_welchs_interval_over_the_two_studies_units() -> None:
 
 
 def test_cka_and_stage_names_come_from_the_studies_cka_tables() -> None:
-    caffenet = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}},
-                {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}}]
-    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}},
-           {"n": 2, "stage": "block1", "values": {"s0": math.nan, "s1": None}}]  # undefined: not compared
+    caffenet = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}, "chance": 0.01},
+                {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}, "chance": 0.0}]
+    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}, "chance": 0.0},
+           {"n": 2, "stage": "block1", "values": {"s0": math.nan, "s1": None}, "chance": None}]  # undefined
     left, right = Study("CaffeNet", planted_rows(seeds=2), caffenet), Study("ViT", planted_rows(seeds=2), vit)
     rows = by_key(compare(left, right))
     assert rows["CKA(A, B)", 1].difference.estimate == pytest.approx(0.3)
@@ -69,6 +69,31 @@ def test_cka_and_stage_names_come_from_the_studies_cka_tables() -> None:
     table = markdown(left, right, list(rows.values()))
     assert "| layer similarity | CKA(A, B) | 1 | conv1 / embed | 0.850 (" in table
     assert "| frozen transfer | AnB - base | 7 | - / - |" in table  # no stage name beyond the ViT's table
+
+
+def test_a_biased_cka_table_is_left_out_and_said() -> None:
+    """A CKA table without the chance column predates the debiased estimator: no CKA row, a note instead."""
+    old = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}, "chance": None}]
+    new = [{"n": 1, "stage": "conv1", "values": {"s0": 0.5, "s1": 0.6}, "chance": 0.0}]
+    left, right = Study("old", planted_rows(seeds=2), old), Study("new", planted_rows(seeds=2), new)
+    rows = compare(left, right)
+    assert not any(row.contrast == "CKA(A, B)" for row in rows)
+    assert "old's CKA table predates the debiased estimator" in markdown(left, right, rows)
+
+
+def test_holm_over_the_rows_and_the_convergence_status_in_the_header() -> None:
+    """Each row's p is Welch's; Holm's adjusted p is at least it, and 'differs' only where Holm rejects. Both
+    studies' convergence status heads the table."""
+    left, right = Study("left", planted_rows(seeds=5), []), Study("right", right_rows(), [])
+    rows = compare(left, right)
+    tested = [row for row in rows if row.p is not None]
+    assert tested and all(row.p_holm >= row.p for row in tested)
+    assert all((row.verdict == "differs") == (row.p_holm <= 0.05) for row in tested)
+    smallest = min(tested, key=lambda row: row.p)
+    assert smallest.p_holm == pytest.approx(min(1.0, len(tested) * smallest.p))
+    assert smallest.adjusted_level == pytest.approx(1 - 0.05 / len(tested))
+    assert f"Holm's step-down procedure over the {len(tested)} rows" in markdown(left, right, rows)
+    assert f"left **{left.convergence.status}**, right **{right.convergence.status}**" in markdown(left, right, rows)
 
 
 def test_one_seed_gives_no_interval_not_a_verdict() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report.effects import Effect, effects, estimate, plan, write_effects
-from experiments.report.intervals import t_quantile
+from experiments.report.convergence import Convergence
+from experiments.report.effects import Effect, effects, estimate, plan, pooled_difference, write_effects
+from experiments.report.intervals import holm, t_cdf, t_quantile
 from experiments.report.paper import DATA_DIR, paper_rows
 from tests.planted import BOOST, DIP, DISSIMILAR_EXTRA, RANDOM_FEATURES, TRANSFER, network, planted_rows
 
@@ -34,22 +35,24 @@ def by_name(rows: list) -> dict[tuple[str, str], object]:
 
 
 def test_planted_effects_are_recovered_with_covering_intervals_and_verdicts():
-    """Exact zero-mean noise: every estimate is the planted size, paired over the 5 seeds; all three verdicts."""
+    """Exact zero-mean noise: every estimate is the planted size, paired over the 5 seeds; Holm's verdicts."""
     table = effects(planted_rows(seeds=5))
     assert len(table) == 28
     for row in table:
         size = planted_size(row.effect)
         assert row.interval.estimate == pytest.approx(size, abs=1e-12), row.effect
         assert row.interval.low <= size + 1e-12 and size - 1e-12 <= row.interval.high
-        assert (row.interval.count, row.method) == (5, "paired, 5 seeds")
+        assert (row.interval.count, row.method) == (5, "paired t over 5 seeds; Holm over 28 row(s)")
+        assert row.adjusted.low <= row.interval.low and row.interval.high <= row.adjusted.high  # wider
         assert row.paper is None  # not an ImageNet study
+        assert row.verdict == row.test  # no convergence check given: nothing to read against
     rows = by_name(table)
-    assert rows["BnB - base", "3-5"].verdict == "shown"
-    assert rows["BnB - base", "3"].verdict == "not shown"  # planted 0
-    assert rows["AnB - BnB", "7"].verdict == "shown"
-    assert all(rows["AnB+ - base", span].verdict == "shown" for span in ("1-7", "3-7", "5-7"))
-    assert rows["dissimilar - random split (AnB - base)", "1-7"].verdict == "reversed"  # planted against the paper
-    assert rows["random features - AnB (each - base)", "1"].verdict == "shown"
+    assert rows["BnB - base", "3-5"].test == "shown"
+    assert rows["BnB - base", "3"].test == "not shown"  # planted 0
+    assert rows["AnB - BnB", "7"].test == "shown"
+    assert all(rows["AnB+ - base", span].test == "shown" for span in ("1-7", "3-7", "5-7"))
+    assert rows["dissimilar - random split (AnB - base)", "1-7"].test == "reversed"  # planted against the paper
+    assert rows["random features - AnB (each - base)", "1"].test == "shown"
 
 
 def test_pairing_by_seed_by_hand():
@@ -60,23 +63,65 @@ def test_pairing_by_seed_by_hand():
                  network("random0", "B", "B", 3, "frozen", seed, bnb)]
     [row] = effects(rows)
     half = t_quantile(0.975, 2) * 0.01 / math.sqrt(3)
-    assert (row.effect.contrast, row.effect.label, row.method) == ("BnB - base", "3", "paired, 3 seeds")
+    assert (row.effect.contrast, row.effect.label) == ("BnB - base", "3")
+    assert row.method == "paired t over 3 seeds; Holm over 1 row(s)"
     assert (row.interval.estimate, row.interval.low, row.interval.high) == pytest.approx((-0.03, -0.03 - half,
                                                                                           -0.03 + half))
-    assert row.verdict == "shown"
+    t = 0.03 / (0.01 / math.sqrt(3))
+    assert row.p == pytest.approx(2 * (1 - t_cdf(t, 2))) and row.p_holm == row.p  # one row: Holm is the test
+    assert row.adjusted == row.interval and row.test == row.verdict == "shown"
 
 
-def test_one_seed_falls_back_to_welch_and_one_network_has_no_interval():
-    """With one seed nothing pairs: Welch over networks; with one network a side, no interval at all."""
+def test_holm_adjusts_over_the_rows_of_one_report():
+    """Two rows with raw p 0.035 and 0.047: Holm multiplies the smaller by 2 (0.07): neither is shown, though
+    each alone would be; the adjusted interval of the first is its 97.5 % interval."""
+    assert [step.adjusted_p for step in holm([0.035, 0.047])] == pytest.approx([0.07, 0.07])
+    assert [step.level for step in holm([0.035, 0.047])] == pytest.approx([0.975, 0.95])
+    assert [step.adjusted_p for step in holm([0.01, 0.04, 0.03, 0.005])] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    rows = []
+    for seed, (base, bnb3, bnb5) in enumerate([(0.80, 0.77, 0.78), (0.81, 0.79, 0.80), (0.79, 0.75, 0.76)]):
+        rows += [network("random0", None, "B", 0, None, seed, base),
+                 network("random0", "B", "B", 3, "frozen", seed, bnb3),
+                 network("random0", "B", "B", 5, "frozen", seed, bnb5)]
+    table = effects(rows)
+    assert len(table) == 3 and all(row.method.endswith("Holm over 3 row(s)") for row in table)
+    ordered = sorted(table, key=lambda row: row.p)
+    assert ordered[0].p_holm == pytest.approx(3 * ordered[0].p)
+    assert ordered[0].adjusted_level == pytest.approx(1 - 0.05 / 3)
+    half = t_quantile(1 - 0.05 / 6, 2) * ordered[0].interval.std / math.sqrt(3)
+    assert ordered[0].adjusted.high - ordered[0].adjusted.estimate == pytest.approx(half)
+
+
+def test_one_seed_has_no_interval_and_unpaired_networks_are_counted():
+    """With one seed a row has no interval (and is left out of Holm's family); a network without its base is
+    counted in the method, not silently dropped."""
     one_seed = [row for row in planted_rows(seeds=5) if row["seed"] == 0]
     rows = by_name(effects(one_seed))
     pooled = rows["BnB - base", "3-5"]
-    assert pooled.method == "unpaired (Welch), 3 vs 1 networks" and pooled.verdict == "no interval"
-    assert not pooled.interval.defined
+    assert pooled.method == "paired t over 1 seed" and pooled.test == "no interval (1 seed)"
+    assert not pooled.interval.defined and pooled.p is None and pooled.adjusted is None
     two_splits = planted_rows(seeds=3) + [{**row, "split": "random1", "cell": row["cell"] + "r1"}
                                           for row in planted_rows(seeds=3) if row["split"] == "random0"]
     paired = by_name(effects(two_splits))["BnB - base", "3-5"]
-    assert paired.method == "paired, 6 replicates (split, half, seed)"
+    assert paired.method.startswith("paired t over 6 replicates (split, half, seed);")
+    orphaned = [row for row in planted_rows(seeds=3) if row["cell"] != "random0_base-B_s2"]
+    dip = by_name(effects(orphaned))["BnB - base", "3-5"]
+    assert dip.interval.count == 2 and "3 network(s) without a partner not used" in dip.method
+
+
+def test_verdicts_are_read_against_the_convergence_check():
+    """Not converged: the dip and the boost read 'not interpretable', specificity does not; converged: a shown
+    effect under twice tau is within the tolerance."""
+    rows = planted_rows(seeds=5, noise=0.001)
+    failed = by_name(effects(rows, convergence=Convergence("not converged", ["x"], settings={"tolerance": 0.005})))
+    assert failed["BnB - base", "3-5"].verdict == "not interpretable: not converged (shown)"
+    assert failed["AnB+ - base", "1-7"].verdict == "not interpretable: not converged (shown)"
+    assert failed["AnB - BnB", "7"].verdict == "shown"
+    unchecked = by_name(effects(rows, convergence=Convergence("unchecked", unchecked=["y"])))
+    assert unchecked["AnB+ - BnB+", "1-7"].verdict == "not interpretable: convergence unchecked (shown)"
+    passed = by_name(effects(rows, convergence=Convergence("converged", settings={"tolerance": 0.015})))
+    assert passed["AnB+ - base", "1-7"].verdict == "shown, within the convergence tolerance"  # 2 < 2 x 1.5 points
+    assert passed["AnB - BnB", "7"].verdict == "shown"  # -10 points
 
 
 def test_intervals_cover_planted_effects_95_percent_of_the_time():
@@ -91,16 +136,18 @@ def test_intervals_cover_planted_effects_95_percent_of_the_time():
     assert 0.93 < covered / total < 0.97
 
 
-def test_paper_rows_unpaired_reproduce_table1():
+def test_paper_pooling_reproduces_table1():
     """Pooled as the paper pooled, its own runs give Table 1 (AnB+ over the 8 bases and over BnB+)."""
     with (DATA_DIR / "table1_anbplus_boost.csv").open(newline="") as file:
         table1 = {row["layers"]: row for row in csv.DictReader(file)}
-    rows = by_name(effects(list(paper_rows()), pairing="unpaired"))
+    paper = list(paper_rows())
     for layers, expected in table1.items():
-        over_base, over_selffer = rows["AnB+ - base", layers], rows["AnB+ - BnB+", layers]
-        assert over_base.interval.estimate == pytest.approx(float(expected["boost_over_baseB_mean8"]), abs=5e-5)
-        assert over_selffer.interval.estimate == pytest.approx(float(expected["boost_over_BnBplus"]), abs=5e-5)
-        assert over_base.method == f"unpaired (Welch), {expected['n_AnBplus_nets']} vs 8 networks"
+        first, last = (int(n) for n in layers.split("-"))
+        span = tuple(range(first, last + 1))
+        over_base = pooled_difference(Effect("lasting boost", "AnB+ - base", span, 1), paper)
+        over_selffer = pooled_difference(Effect("lasting boost", "AnB+ - BnB+", span, 1), paper)
+        assert over_base == pytest.approx(float(expected["boost_over_baseB_mean8"]), abs=5e-5)
+        assert over_selffer == pytest.approx(float(expected["boost_over_BnBplus"]), abs=5e-5)
 
 
 def test_imagenet_study_gets_the_papers_value_beside_each_row():
@@ -126,14 +173,19 @@ def test_plan_follows_the_layers_present():
 
 
 def test_write_effects_files(tmp_path: Path):
-    """effects.csv holds fractions and the verdict; effects.md the same rows in percentage points."""
-    files = write_effects(tmp_path, effects(planted_rows(seeds=3)))
+    """effects.csv holds fractions, the adjusted interval, Holm's p, the verdict and the convergence status;
+    effects.md the same rows in percentage points under the status."""
+    verdict = Convergence("not converged", ["BnB+ - base, n=7: too far"], settings={"tolerance": 0.005})
+    files = write_effects(tmp_path, effects(planted_rows(seeds=3), convergence=verdict), verdict)
     assert [path.name for path in files] == ["effects.csv", "effects.md"]
     with files[0].open(newline="") as file:
         records = list(csv.DictReader(file))
     first = records[0]
-    assert (first["claim"], first["contrast"], first["layers"], first["verdict"]) == (
-        "co-adaptation dip", "BnB - base", "3-5", "shown")
-    assert float(first["ci_low"]) < float(first["estimate"]) < float(first["ci_high"]) and first["paper_estimate"] == ""
+    assert (first["claim"], first["contrast"], first["layers"], first["test"], first["verdict"]) == (
+        "co-adaptation dip", "BnB - base", "3-5", "shown", "not interpretable: not converged (shown)")
+    assert float(first["adj_ci_low"]) < float(first["ci_low"]) < float(first["estimate"]) < float(first["ci_high"])
+    assert first["paper_estimate"] == "" and first["units"] == "3" and float(first["p_holm"]) >= float(first["p_value"])
+    assert {record["convergence"] for record in records} == {"not converged"}
     text = files[1].read_text()
-    assert "| co-adaptation dip | BnB - base | 3-5 | - | -2.67 |" in text and "reversed" in text
+    assert "Convergence: **not converged** (NOT CONVERGED: BnB+ - base, n=7: too far" in text
+    assert "| co-adaptation dip | BnB - base | 3-5 | - | -2.67 |" in text and "| 3 seeds |" in text

@@ -43,7 +43,7 @@ def test_the_imagenet_preset_trains_reduced_cells_with_the_authors_solver(tmp_pa
     config = parser.parse_args(["--config", str(STUDIES / "imagenet_paper.yaml"), "--output_dir", str(tmp_path)])
     plan = StudyPlan(study_from_config(parser, config))
     cells = plan.cells()
-    assert len(cells) == 170 and sum(cell.family == "reduced" for cell in cells) == 12
+    assert len(cells) == 212 and sum(cell.family == "reduced" for cell in cells) == 12
     reduced = next(cell for cell in cells if cell.images_per_class == 250)
     base = next(cell for cell in cells if cell.family == "base")
     plan.prepare([reduced, base])

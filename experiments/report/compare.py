@@ -8,8 +8,13 @@ effects table (``experiments.report.effects``): for Figure 2, each network minus
 features, the bottom curves of Figure 3 (``experiments.report.curves.relative_values``); and the layer
 similarity, each seed pair's CKA(A, B) from the study's ``cka.csv``. Within a study the interval is a
 t-interval over its units; between studies the networks are independent, so the difference of the two means
-gets Welch's interval over the two studies' units. Verdict: ``differs`` (the interval excludes zero), ``no
-difference shown`` (it holds zero), or ``no interval`` (a side with a single unit).
+gets Welch's t-test and interval over the two studies' units. **Multiplicity**: Holm's step-down procedure over
+every row of the comparison with an interval; each row's adjusted interval is its Welch interval at the level Holm
+tested it at. Verdict: ``differs`` (Holm rejects a zero difference), ``no difference shown`` (it does not), or
+``no interval`` (a side with a single unit). Each study's convergence status
+(``experiments.report.convergence``) heads the table: a difference between studies that did not both converge may
+be a difference in how far they trained. A CKA table from before the debiased estimator (no chance column) is
+biased by width and left out of the comparison.
 
 n is a position in each network's stage list, so the same n can name different stages (CaffeNet's conv3,
 a ViT's block2); the stage names are listed where the studies' CKA tables give them.
@@ -33,10 +38,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from experiments.report.cka import read_cka_table  # noqa: E402
+from experiments.report.convergence import TOLERANCE, Convergence, check  # noqa: E402
 from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval  # noqa: E402
 from experiments.report.curves import figure2_target_bases, relative_values, value  # noqa: E402
 from experiments.report.effects import Effect, csv_number, unit_differences  # noqa: E402
-from experiments.report.intervals import Interval, mean_interval, welch_interval  # noqa: E402
+from experiments.report.intervals import LEVEL, Interval, holm, mean_interval, welch_interval, welch_p_value  # noqa: E402
 from experiments.report.table import Row, TableError, read_table  # noqa: E402
 from models.files import write_atomic  # noqa: E402
 
@@ -60,7 +66,9 @@ QUANTITIES: tuple[tuple[str, str], ...] = (
 FIELDS: tuple[str, ...] = ("quantity", "contrast", "n", "left_stage", "right_stage",
                            "left_mean", "left_ci_low", "left_ci_high", "left_count",
                            "right_mean", "right_ci_low", "right_ci_high", "right_count",
-                           "difference", "difference_ci_low", "difference_ci_high", "verdict")
+                           "difference", "difference_ci_low", "difference_ci_high", "p_value", "p_holm",
+                           "adjusted_level", "difference_adj_ci_low", "difference_adj_ci_high", "verdict",
+                           "left_convergence", "right_convergence")
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,20 @@ class Study:
     label: str
     rows: list[Row]
     cka: list[Row]
+    convergence: Convergence | None = None  # None: checked at the default tolerance
+
+    def __post_init__(self) -> None:
+        if self.convergence is None:
+            object.__setattr__(self, "convergence", check(self.rows))
+
+    @property
+    def debiased_cka(self) -> bool:
+        """Whether the CKA table was computed with the debiased estimator (it has the chance column)."""
+        return any(row.get("chance") is not None for row in self.cka)
 
     @classmethod
-    def read(cls, where: Path, label: str | None = None) -> Study:
-        """The study in ``where``, labelled ``label`` or by its name.
+    def read(cls, where: Path, label: str | None = None, tolerance: float = TOLERANCE) -> Study:
+        """The study in ``where``, labelled ``label`` or by its name, with its convergence check at ``tolerance``.
 
         ``where`` is a study's output folder (its ``results.csv`` and, if there, ``cka.csv``) or a results table
         itself, e.g. ``docs/fmnist_vit_results.csv``, whose CKA table is the file beside it named with ``cka``
@@ -93,7 +111,8 @@ class Study:
                                     "study that has finished at least one cell (transferability-study writes it), "
                                     "or its results table")
         similarity = read_cka_table(cka) if cka is not None and cka.is_file() else []
-        return cls(label or name, read_table(results), similarity)
+        rows = read_table(results)
+        return cls(label or name, rows, similarity, check(rows, tolerance))
 
     def stage(self, n: int) -> str:
         """The name of stage n where the CKA table gives it, else empty."""
@@ -110,13 +129,17 @@ class Comparison:
     left: Interval
     right: Interval
     difference: Interval
+    p: float | None = None
+    p_holm: float | None = None
+    adjusted: Interval | None = None
+    adjusted_level: float | None = None
 
     @property
     def verdict(self) -> str:
         """``differs``, ``no difference shown`` or ``no interval`` (module docstring)."""
-        if not self.difference.defined:
+        if self.p_holm is None:
             return "no interval"
-        return "differs" if self.difference.low > 0 or self.difference.high < 0 else "no difference shown"
+        return "differs" if self.p_holm <= 1.0 - LEVEL else "no difference shown"
 
 
 def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
@@ -126,6 +149,8 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
         bases = [value(row) for row in figure2_target_bases(rows) if value(row) is not None]
         return {0: bases} if bases else {}
     if contrast == CKA:
+        if not study.debiased_cka:
+            return {}
         defined = {row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)]
                    for row in study.cka}
         return {n: values for n, values in defined.items() if values}
@@ -138,13 +163,22 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
 
 
 def compare(left: Study, right: Study) -> list[Comparison]:
-    """Every quantity of ``QUANTITIES`` at every n that both studies have values for, in that order."""
-    comparisons = []
+    """Every quantity of ``QUANTITIES`` at every n that both studies have values for, in that order, with Holm's
+    adjustment over the rows (module docstring)."""
+    found = []
     for quantity, contrast in QUANTITIES:
         ours, theirs = unit_values(left, contrast), unit_values(right, contrast)
-        for n in sorted(set(ours) & set(theirs)):
-            comparisons.append(Comparison(quantity, contrast, n, mean_interval(ours[n]), mean_interval(theirs[n]),
-                                          welch_interval(ours[n], theirs[n])))
+        found += [(quantity, contrast, n, ours[n], theirs[n]) for n in sorted(set(ours) & set(theirs))]
+    p_values = [welch_p_value(ours, theirs) for *_, ours, theirs in found]
+    steps = iter(holm([p for p in p_values if p is not None]))
+    comparisons = []
+    for (quantity, contrast, n, ours, theirs), p in zip(found, p_values):
+        step = next(steps) if p is not None else None
+        comparisons.append(Comparison(
+            quantity, contrast, n, mean_interval(ours), mean_interval(theirs), welch_interval(ours, theirs), p,
+            None if step is None else step.adjusted_p,
+            None if step is None else welch_interval(ours, theirs, step.level),
+            None if step is None else step.level))
     return comparisons
 
 
@@ -154,9 +188,14 @@ def _record(left: Study, right: Study, row: Comparison) -> dict[str, object]:
     for side, interval in (("left", row.left), ("right", row.right)):
         record |= {f"{side}_mean": csv_number(interval.estimate), f"{side}_ci_low": csv_number(interval.low),
                    f"{side}_ci_high": csv_number(interval.high), f"{side}_count": interval.count}
-    difference = row.difference
+    difference, adjusted = row.difference, row.adjusted
     return record | {"difference": csv_number(difference.estimate), "difference_ci_low": csv_number(difference.low),
-                     "difference_ci_high": csv_number(difference.high), "verdict": row.verdict}
+                     "difference_ci_high": csv_number(difference.high), "p_value": csv_number(row.p),
+                     "p_holm": csv_number(row.p_holm), "adjusted_level": csv_number(row.adjusted_level),
+                     "difference_adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
+                     "difference_adj_ci_high": csv_number(None if adjusted is None else adjusted.high),
+                     "verdict": row.verdict, "left_convergence": left.convergence.status,
+                     "right_convergence": right.convergence.status}
 
 
 def _text(number: float | None, contrast: str, signed: bool) -> str:
@@ -176,15 +215,26 @@ def _with_interval(interval: Interval, contrast: str, signed: bool) -> str:
 
 def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
     """The comparison as a Markdown table: accuracies in percent, differences in points, CKA as is."""
+    family = sum(row.p is not None for row in rows)
     lines = [
         f"# {left.label} against {right.label}", "",
+        f"Convergence: {left.label} **{left.convergence.status}**, {right.label} **{right.convergence.status}** "
+        "(experiments.report.convergence; a difference between studies that did not both converge may be a "
+        "difference in how far they trained).", "",
         "Each study's mean over its units (networks minus the base of their replicate, Figure 3's paired "
         "differences, or seed pairs for CKA) with its 95 % t-interval and unit count, and the difference "
-        f"{left.label} - {right.label} with Welch's 95 % interval. Accuracy in percent (base) or percentage points; "
-        "CKA in its own units. differs: the difference's interval excludes zero.", "",
+        f"{left.label} - {right.label} with Welch's 95 % interval and, adjusted by Holm's step-down procedure over "
+        f"the {family} rows with an interval, its interval at Holm's level and Holm's p. Accuracy in percent (base) "
+        "or percentage points; debiased CKA in its own units. differs: Holm rejects a zero difference.", "",
+    ]
+    for study in (left, right):
+        if study.cka and not study.debiased_cka:
+            lines += [f"{study.label}'s CKA table predates the debiased estimator (biased by width): CKA left out.",
+                      ""]
+    lines += [
         f"| quantity | contrast | n | stages ({left.label} / {right.label}) | {left.label} | {right.label} | "
-        "difference | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "difference | adjusted (Holm) | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         signed = row.contrast != BASE and row.contrast != CKA
@@ -193,9 +243,11 @@ def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
             f"| {row.quantity} | {row.contrast} | {row.n} | {stages} | "
             f"{_with_interval(row.left, row.contrast, signed)}, {row.left.count} | "
             f"{_with_interval(row.right, row.contrast, signed)}, {row.right.count} | "
-            f"{_with_interval(row.difference, row.contrast, True)} | {row.verdict} |")
+            f"{_with_interval(row.difference, row.contrast, True)} | "
+            f"{'n/a' if row.adjusted is None else _with_interval(row.adjusted, row.contrast, True)} | "
+            f"{'n/a' if row.p_holm is None else f'{row.p_holm:.3g}'} | {row.verdict} |")
     if not rows:
-        lines.append("| (the two studies share no quantity at any n) |" + " |" * 7)
+        lines.append("| (the two studies share no quantity at any n) |" + " |" * 9)
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +261,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def figure(left: Study, right: Study) -> Figure:
     """The two studies' transferability curves on shared axes: each contrast of ``PANELS`` with its 95 % interval
     per n, ``left`` solid and ``right`` dashed (CKA panel only where both studies have one)."""
-    panels = [panel for panel in PANELS if panel[1] != (CKA,) or (left.cka and right.cka)]
+    panels = [panel for panel in PANELS if panel[1] != (CKA,) or (left.debiased_cka and right.debiased_cka)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.6 * len(panels)), sharex=True, squeeze=False)
     for ax, (title, contrasts) in zip(axes[:, 0], panels):
         for study, linestyle, shift in ((left, "-", -0.06), (right, "--", 0.06)):
@@ -224,8 +276,9 @@ def figure(left: Study, right: Study) -> Figure:
             ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(title, fontsize=10)
         finish(ax, "stage n (its position in each network's stage list)",
-               "linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference")
-    fig.suptitle(f"{left.label} (solid) against {right.label} (dashed): 95% t-intervals over units", fontsize=10)
+               "debiased linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference")
+    fig.suptitle(f"{left.label} (solid, {left.convergence.status}) against {right.label} (dashed, "
+                 f"{right.convergence.status}): 95% t-intervals over seeds", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -253,13 +306,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 "or a results table (its CKA table beside it: *cka* for *results*)")
     parser.add_argument("right", type=Path, help="the other study, likewise")
     parser.add_argument("--labels", nargs=2, metavar=("LEFT", "RIGHT"), help="names for the two (default: folders)")
+    parser.add_argument("--convergence_tolerance", type=float, default=TOLERANCE,
+                        help="tau of each study's convergence check, a fraction of top-1 (default 0.005: 0.5 points)")
     parser.add_argument("--output_dir", type=Path,
                         help="write compare.csv, compare.md and compare.png here (default: print the table)")
     args = parser.parse_args(argv)
     labels = args.labels or (None, None)
     try:
-        left, right = Study.read(args.left, labels[0]), Study.read(args.right, labels[1])
-    except (FileNotFoundError, TableError) as err:
+        if not 0 < args.convergence_tolerance < 1:
+            raise ValueError(f"--convergence_tolerance is a fraction of top-1 in (0, 1), got {args.convergence_tolerance}")
+        left = Study.read(args.left, labels[0], args.convergence_tolerance)
+        right = Study.read(args.right, labels[1], args.convergence_tolerance)
+    except (FileNotFoundError, TableError, ValueError) as err:
         print(f"transferability-compare: {err}", file=sys.stderr)
         return 2
     if args.output_dir is None:

@@ -1,35 +1,46 @@
 """The convergence check: did the study's networks train long enough for its comparisons to mean anything?
 
-Two rules over the results table alone (a pure function, :func:`check`):
+A check that can fail, over the results table alone (a pure function, :func:`check`); ``tolerance`` (tau,
+0.005 = 0.5 points of top-1 by default) is a named setting of the study's report (``report.tolerance``).
 
-1. **Plateau.** Every base network (n = 0, any split) ends on a plateau: the ``last`` final values of
-   its validation top-1 history (``val_top1_history``) span at most ``plateau_tolerance``
-   (``max - min <= 0.005`` over the last 3 validations by default). A base whose history is missing
-   or shorter than ``last`` is *unchecked*, not failed.
-2. **BnB+ at the largest n against its base.** With ``n*`` the largest n of the BnB+ networks on the
-   random splits, ``D`` is the mean over replicates ``(split, target half, seed)`` of
-   ``BnB+(n*) - base``. The rule passes when ``|D| <= max(min_gap, spread)``, where ``spread`` is the
-   sample standard deviation over seeds of those bases (0 with one base) and ``min_gap`` is 0.015:
-   a selffer fine-tuned from its own base for a whole schedule lands on the base's accuracy once the
-   base has converged, to within the seed spread. No BnB+ network, or none with its base: unchecked.
+1. **Selffer equivalence (the paper's own control).** A BnB+ network is its base trained again: layers 1..n
+   copied from the base, everything fine-tuned for a whole schedule. Once the base has converged, BnB+
+   equals the base (in the paper, to within noise). Per unit ``(split, target half, seed)`` the paired
+   difference ``BnB+(n) - base`` is taken; at every n run, and pooled (per unit, the mean over the n it
+   has), its 95 % t-interval over units must lie inside ``[-tau, +tau]``: the difference is shown to be
+   *equivalent to zero*, not merely not shown to differ. One unit gives no interval, so equivalence cannot
+   be shown: the rule fails (run at least 2 seeds). No BnB+ network with its base: unchecked.
+2. **Plateau.** Every base network (n = 0) ends on a plateau: over the last quarter of its validations
+   (at least ``min_window`` of them), the least-squares line's rise from the window's first validation to
+   its last is at most tau. The presets drop the learning rate at or before three quarters of training, so
+   the window is at the final rate; a drop inside the window shows as a rise and fails, as it should (too
+   short a tail at the final rate). A base without enough recorded validations is unchecked.
 
-The verdict is ``failed`` if a rule fails (one line per failing network), else ``unchecked`` if
-something could not be checked, else ``passed``.
+The status is ``not converged`` if a rule fails (one line per failing network or n), else ``unchecked``
+if something could not be checked, else ``converged``. Verdicts that need converged networks (the
+co-adaptation dip, the lasting boost) are read as not interpretable unless the status is ``converged``
+(``experiments.report.effects``), and an effect smaller than twice tau is within the check's tolerance.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from experiments.report.curves import replicate, value
+from experiments.report.intervals import Interval, mean_interval
 from experiments.report.table import Row, is_base, is_random_split
 from models.files import write_atomic
 
-Status = Literal["passed", "failed", "unchecked"]
+Status = Literal["converged", "not converged", "unchecked"]
+TOLERANCE = 0.005  # tau: 0.5 points of top-1
+MIN_WINDOW = 3  # validations in the plateau window at the least
 
 
 @dataclass(frozen=True)
@@ -37,11 +48,11 @@ class Convergence:
     """The check's verdict.
 
     Args:
-        status: ``passed``, ``failed`` or ``unchecked`` (module docstring).
-        failures: One line per failing network.
+        status: ``converged``, ``not converged`` or ``unchecked`` (module docstring).
+        failures: One line per failing network or n.
         unchecked: One line per network or rule that could not be checked, and why.
-        settings: The rules' parameters.
-        measured: One line per checked network or rule: what was measured, passing or not.
+        settings: The rules' parameters (``tolerance``, ``min_window``).
+        measured: One line per checked network or n: what was measured, passing or not.
     """
 
     status: Status
@@ -50,79 +61,143 @@ class Convergence:
     settings: dict[str, float] = field(default_factory=dict)
     measured: list[str] = field(default_factory=list)
 
-    def note(self) -> str | None:
-        """A one-line warning for the figures where the check failed; None otherwise."""
-        if self.status != "failed":
-            return None
-        more = f" (+{len(self.failures) - 1} more, see convergence.txt)" if len(self.failures) > 1 else ""
-        return f"Convergence check FAILED: {self.failures[0]}{more}"
+    @property
+    def converged(self) -> bool:
+        """Whether the check passed: only then do the dip and the boost mean anything."""
+        return self.status == "converged"
+
+    @property
+    def tolerance(self) -> float:
+        """tau: the largest BnB+ - base difference (and base rise) the check accepts, as a fraction."""
+        return float(self.settings.get("tolerance", TOLERANCE))
+
+    def note(self) -> str:
+        """The one-line status for figure captions and the README, e.g. ``NOT CONVERGED: ...``."""
+        tau = f"+-{100 * self.tolerance:.2f} points"
+        if self.status == "converged":
+            return (f"convergence check: converged (BnB+ - base inside {tau} at every n; "
+                    f"every base's rise over its last quarter <= {100 * self.tolerance:.2f} points)")
+        if self.status == "unchecked":
+            return f"convergence UNCHECKED: {self.unchecked[0]} (dip and boost not interpretable)"
+        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        return f"NOT CONVERGED: {self.failures[0]}{more}; dip and boost not interpretable"
 
     def text(self) -> str:
         """The verdict, the rules' settings and every line, as plain text."""
-        rules = (f"plateau: max - min of the last {self.settings['last']:g} validation top-1 values "
-                 f"<= {self.settings['plateau_tolerance']:g}; BnB+ at the largest n minus its base: "
-                 f"|mean| <= max({self.settings['min_gap']:g}, seed std of the bases)")
+        tau = 100 * self.tolerance
+        rules = (f"BnB+(n) - base, paired by (split, half, seed): its 95% t-interval over units inside "
+                 f"+-{tau:.2f} points at every n and pooled over n; every base: the least-squares rise over "
+                 f"its last quarter of validations (at least {self.settings.get('min_window', MIN_WINDOW):g}) "
+                 f"<= {tau:.2f} points")
         lines = [f"convergence check: {self.status}", f"rules: {rules}"]
         lines += [f"FAIL {line}" for line in self.failures] + [f"unchecked: {line}" for line in self.unchecked]
         lines += [f"measured: {line}" for line in self.measured]
         return "\n".join(lines) + "\n"
 
 
-def check(rows: list[Row], last: int = 3, plateau_tolerance: float = 0.005, min_gap: float = 0.015) -> Convergence:
+def check(rows: list[Row], tolerance: float = TOLERANCE, min_window: int = MIN_WINDOW) -> Convergence:
     """Check ``rows`` against the two rules of the module docstring.
 
     Args:
-        rows: The results table (``val_top1_history`` may be None: that base is unchecked).
-        last: How many final validations make the plateau.
-        plateau_tolerance: The largest span (max - min) of those validations.
-        min_gap: The smallest tolerance of ``|BnB+(n*) - base|``.
+        rows: The results table (``val_top1_history`` may be None: that base's plateau is unchecked).
+        tolerance: tau, as a fraction of top-1 (0.005: 0.5 points).
+        min_window: The fewest validations the plateau window holds.
+
+    Raises:
+        ValueError: ``tolerance`` not positive or ``min_window`` below 2.
     """
+    if not tolerance > 0 or min_window < 2:
+        raise ValueError(f"convergence tolerance must be > 0 and min_window >= 2, got {tolerance}, {min_window}")
     failures: list[str] = []
     unchecked: list[str] = []
     measured: list[str] = []
+    _selffer_rule(rows, tolerance, failures, unchecked, measured)
     for row in rows:
-        if row["n"] != 0:
-            continue
-        history = row.get("val_top1_history") or []
-        if len(history) < last:
-            unchecked.append(f"{row['cell']}: {len(history)} validations recorded, the plateau needs {last}")
-            continue
-        span = max(history[-last:]) - min(history[-last:])
-        tail = ", ".join(f"{v:.4f}" for v in history[-last:])
-        measured.append(f"{row['cell']}: last {last} validations span {span:.4f} ({tail})")
-        if span > plateau_tolerance:
-            failures.append(f"{row['cell']}: not on a plateau, its last {last} validations span {span:.4f} "
-                            f"> {plateau_tolerance:g} ({tail})")
-    _selffer_rule(rows, min_gap, failures, unchecked, measured)
-    status: Status = "failed" if failures else "unchecked" if unchecked else "passed"
-    settings = {"last": last, "plateau_tolerance": plateau_tolerance, "min_gap": min_gap}
-    return Convergence(status, failures, unchecked, settings, measured)
+        if is_base(row):
+            _plateau_rule(row, tolerance, min_window, failures, unchecked, measured)
+    status: Status = "not converged" if failures else "unchecked" if unchecked else "converged"
+    return Convergence(status, failures, unchecked, {"tolerance": tolerance, "min_window": min_window}, measured)
 
 
-def _selffer_rule(rows: list[Row], min_gap: float, failures: list[str], unchecked: list[str],
+def selffer_differences(rows: Sequence[Row]) -> dict[int, dict[Hashable, float]]:
+    """n -> unit ``(split, target half, seed)`` -> BnB+(n) - its base, over the random splits' BnB+ networks."""
+    bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
+    differences: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    for row in rows:
+        if row["family"] == "BnB+" and is_random_split(row["split"]) and value(row) is not None:
+            base = bases.get(replicate(row))
+            if base is not None:
+                differences[row["n"]][replicate(row)] = value(row) - base
+    return dict(sorted(differences.items()))
+
+
+def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchecked: list[str],
                   measured: list[str]) -> None:
-    selffers = [row for row in rows if row["family"] == "BnB+" and is_random_split(row["split"])
-                and value(row) is not None]
-    if not selffers:
-        unchecked.append("BnB+ against its base: no BnB+ network in the table")
+    per_n = selffer_differences(rows)
+    if not per_n:
+        unchecked.append("BnB+ against its base: no BnB+ network with its base in the table")
         return
-    top = max(row["n"] for row in selffers)
-    bases = {replicate(row): row for row in rows if is_base(row) and value(row) is not None}
-    pairs = [(row, bases[replicate(row)]) for row in selffers if row["n"] == top and replicate(row) in bases]
-    if not pairs:
-        unchecked.append(f"BnB+ against its base: no BnB+ n={top} network has its base in the table")
+    pooled: dict[Hashable, list[float]] = defaultdict(list)
+    for units in per_n.values():
+        for unit, difference in units.items():
+            pooled[unit].append(difference)
+    checks = [(f"n={n}", list(units.values())) for n, units in per_n.items()]
+    if len(per_n) > 1:
+        checks.append((f"pooled over n={','.join(map(str, per_n))}", [statistics.fmean(v) for v in pooled.values()]))
+    for where, differences in checks:
+        interval = mean_interval(differences)
+        each = ", ".join(f"{100 * d:+.2f}" for d in differences)
+        line = f"BnB+ - base, {where}: {_describe(interval)} over {len(differences)} unit(s) ({each})"
+        measured.append(line)
+        if not interval.defined:
+            failures.append(f"{line}: one unit gives no interval, so equivalence to zero cannot be shown "
+                            f"(run at least 2 seeds)")
+        elif interval.low < -tolerance or interval.high > tolerance:
+            failures.append(f"{line}: the interval is not inside +-{100 * tolerance:.2f} points")
+
+
+def plateau_rise(history: Sequence[float], min_window: int = MIN_WINDOW) -> tuple[float, int] | None:
+    """The least-squares rise over the last quarter of ``history`` (at least ``min_window`` values), and the
+    window's length; None where the history is shorter than ``min_window``."""
+    window = max(min_window, math.ceil(len(history) / 4))
+    if len(history) < window:
+        return None
+    values = list(history[-window:])
+    steps = range(window)
+    mean_step, mean_value = statistics.fmean(steps), statistics.fmean(values)
+    slope = (sum((s - mean_step) * (v - mean_value) for s, v in zip(steps, values))
+             / sum((s - mean_step) ** 2 for s in steps))
+    return slope * (window - 1), window
+
+
+def _plateau_rule(row: Row, tolerance: float, min_window: int, failures: list[str], unchecked: list[str],
+                  measured: list[str]) -> None:
+    history = row.get("val_top1_history") or []
+    found = plateau_rise(history, min_window)
+    if found is None:
+        unchecked.append(f"{row['cell']}: {len(history)} validations recorded, the plateau needs {min_window}")
         return
-    differences = [value(selffer) - value(base) for selffer, base in pairs]
-    mean = statistics.fmean(differences)
-    spread = statistics.stdev([value(base) for _, base in pairs]) if len(pairs) > 1 else 0.0
-    tolerance = max(min_gap, spread)
-    measured.append(f"BnB+ n={top} minus its base: mean {mean:+.4f} over {len(pairs)} replicate(s) "
-                    f"({', '.join(f'{d:+.4f}' for d in differences)}); tolerance +-{tolerance:.4f}")
-    if abs(mean) > tolerance:
-        for (selffer, base), difference in zip(pairs, differences):
-            failures.append(f"{selffer['cell']}: BnB+ n={top} minus its base {base['cell']} is {difference:+.4f}; "
-                            f"the mean over {len(pairs)} is {mean:+.4f}, beyond +-{tolerance:.4f} "
-                            f"(max({min_gap:g}, seed std {spread:.4f}))")
+    rise, window = found
+    tail = ", ".join(f"{v:.4f}" for v in history[-window:])
+    line = f"{row['cell']}: rise over its last {window} validations {100 * rise:+.2f} points ({tail})"
+    measured.append(line)
+    if rise > tolerance:
+        failures.append(f"{line}: still rising, more than {100 * tolerance:.2f} points")
+
+
+def _describe(interval: Interval) -> str:
+    estimate = f"{100 * interval.estimate:+.2f}"
+    if not interval.defined:
+        return f"{estimate} points (no interval)"
+    return f"{estimate} points (95% CI {100 * interval.low:+.2f} to {100 * interval.high:+.2f})"
+
+
+def read_convergence(folder: Path) -> Convergence | None:
+    """The verdict a study's ``convergence.json`` holds, or None where there is none."""
+    path = folder / "convergence.json"
+    if not path.is_file():
+        return None
+    return Convergence(**json.loads(path.read_text()))
 
 
 def write_convergence(folder: Path, verdict: Convergence) -> list[Path]:

@@ -1,7 +1,8 @@
 """The curves the figures draw, from a results table: the networks of every panel, grouped by n.
 
-Figure 2 (random A/B splits), the dissimilar split, random frozen features, and the bottom panel of
-the combined figure (each curve minus its own n=0 reference, network by network).
+Figure 2 (random A/B splits: the networks, and each network minus the base of its replicate), the
+dissimilar split, random frozen features, and the bottom panel of the combined figure (each curve minus
+its own n=0 reference, network by network).
 
 A network is paired with its base through its *replicate* ``(split, target half, seed)``: the base
 network trained on the same half of the same split with the same seed.
@@ -62,17 +63,43 @@ def base_label(rows: list[Row]) -> str:
 def figure2_points(rows: list[Row]) -> dict[str, Points]:
     """Figure 2's networks on the random splits: ``base`` (:func:`figure2_target_bases`) and BnB, AnB, BnB+, AnB+.
 
-    A family's n=0 point is its own reference: the base networks of its networks' replicates (the
-    halves and seeds they are trained on).
+    ``base`` is the one n=0 point of every family; a family's own points start at n=1 (empty: none in the table).
     """
-    bases = figure2_target_bases(rows)
-    curves = {"base": _points(bases)}
+    curves = {"base": _points(figure2_target_bases(rows))}
     for family in FIGURE2_FAMILIES:
-        members = [row for row in rows if is_random_split(row["split"]) and row["family"] == family]
-        replicates = {replicate(row) for row in members}
-        reference = [row for row in bases if replicate(row) in replicates]
-        curves[family] = _points(reference + members) if members else {}
+        curves[family] = _points(row for row in rows if is_random_split(row["split"]) and row["family"] == family)
     return curves
+
+
+def figure2_differences(rows: list[Row]) -> dict[str, Points]:
+    """Figure 2's bottom panel, unit by unit: per family, n -> each replicate's network minus the base of its replicate.
+
+    The unit is the replicate ``(split, target half, seed)``, as in :mod:`experiments.report.effects`; a network
+    whose replicate has no base is left out, and so is a family with no paired network. n=0 is not a point: the
+    base minus itself is the panel's zero line. Several networks of one replicate at one n (not in the study's
+    design) count once, as their mean.
+    """
+    minus_base = _minus_base(rows)
+    curves: dict[str, Points] = {}
+    for family in FIGURE2_FAMILIES:
+        units: dict[int, dict[Replicate, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            difference = minus_base(row)
+            if is_random_split(row["split"]) and row["family"] == family and difference is not None:
+                units[row["n"]][replicate(row)].append(difference)
+        if units:
+            curves[family] = {n: [statistics.fmean(values) for values in units[n].values()] for n in sorted(units)}
+    return curves
+
+
+def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
+    """A row's metric minus that of the base of its replicate; None where either is missing."""
+    bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
+
+    def minus_base(row: Row) -> float | None:
+        reference = bases.get(replicate(row))
+        return None if reference is None or value(row) is None else value(row) - reference
+    return minus_base
 
 
 def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
@@ -113,12 +140,7 @@ def relative_values(rows: list[Row]) -> Relative:
     ``random features``: per (split, seed), random(n) minus the base on the same labels.
     Every unit's n=0 value is 0 (its base minus itself). Networks without their base are left out.
     """
-    bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
-
-    def minus_base(row: Row) -> float | None:
-        reference = bases.get(replicate(row))
-        return None if reference is None or value(row) is None else value(row) - reference
-
+    minus_base = _minus_base(rows)
     random_anb: dict[int, dict[Hashable, float]] = defaultdict(dict)
     for row in rows:
         if is_random_split(row["split"]) and row["family"] == "AnB" and minus_base(row) is not None:

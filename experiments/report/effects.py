@@ -1,35 +1,37 @@
-"""The effects table: the paper's claims as estimates with 95 % intervals and verdicts, from a results table.
+"""The effects table: the paper's claims as estimates with intervals and verdicts, from a results table.
 
 Every row is a difference of top-1 accuracy (the paper's metric), left minus right:
 
 - **co-adaptation dip**: BnB(n) - base, n = 3..5 pooled and each n; the paper: negative.
 - **specificity**: AnB(n) - BnB(n) at n = 6 and 7; the paper: negative.
-- **lasting boost**: AnB+ - base and AnB+ - BnB+, pooled over n = 1..7, 3..7 and 5..7 (Table 1);
-  the paper: positive.
+- **lasting boost**: AnB+ - base and AnB+ - BnB+, pooled over the n run within 1..7, 3..7 and 5..7 (Table 1's
+  ranges; the label lists the n actually pooled); the paper: positive.
 - **dissimilar split**: (AnB - its base) on the dissimilar split minus (AnB - its base) on the random
-  splits, pooled over their shared n and each n (the combined figure's top-left against Figure 2);
-  the paper: negative (a dissimilar base task transfers worse).
+  splits, pooled over their shared n and each n; the paper: negative (a dissimilar base task transfers worse).
 - **random features**: (random frozen features - their base) minus (AnB - its base) on the random
   splits, pooled and each n; the paper: negative.
 
-"base" is the base network of the same replicate ``(split, target half, seed)``; the unpaired
-estimate uses every Figure-2 target base (:func:`experiments.report.curves.figure2_target_bases`),
-as the paper's 0.6251. A row is estimated (``pairing="auto"``):
+**One estimator, fixed by the design: the paired t-interval over units.** The unit is the replicate
+``(split, target half, seed)`` for the Figure-2 rows ("base" is the base network of the same replicate) and
+the seed for the two cross-panel rows (each side's network-minus-its-base averaged over that seed's splits
+and directions). Per unit, the mean over the row's n (where both sides have that n) of left - right; the
+estimate is the mean of these per-unit differences and the interval a t-interval over units (df = units - 1).
+n is never a replicate: averaging over n happens inside a unit. A row with one unit has no interval
+(``no interval (1 seed)``); networks of the row without a partner are counted in its ``method``, never
+silently dropped.
 
-- **paired** where at least two units have both sides. Per unit, the mean over the row's n (where both
-  sides have that n) of left - right; the estimate is the mean of these per-unit differences, the
-  interval a t-interval over units (df = units - 1). The unit is the replicate for the Figure-2 rows
-  (e.g. BnB(n, seed s) - base(target half, seed s)) and the seed for the two cross-panel rows (each
-  side's network-minus-its-base averaged over that seed's splits and directions). Averaging over n
-  inside a unit first keeps networks that share one base from counting as independent.
-- **unpaired** otherwise: the pooled mean of every left network minus the pooled mean of every right
-  network, with Welch's interval (networks as independent; pooled over several n, the spread across
-  n counts as noise, so the interval is wide). This is how the paper pooled Table 1;
-  ``pairing="unpaired"`` reproduces Table 1 from the paper's own runs. In a balanced study (every
-  replicate at every n) both estimates are the same number.
+**Multiplicity**: Holm's step-down procedure over every row of one report that has an interval (the
+family): each row's two-sided t-test of zero gets Holm's adjusted p-value, and its *adjusted interval* is
+its t-interval at the level Holm tested it at (``1 - 0.05 / (m - rank + 1)``). Verdict: ``shown`` (Holm
+rejects zero and the estimate has the paper's sign), ``reversed`` (rejects, the other sign), ``not shown``
+(Holm does not reject), ``no interval (1 seed)``. Then, as read against the convergence check
+(``experiments.report.convergence``): the dip and the boost need converged networks, and read
+``not interpretable: not converged (...)`` (or ``... convergence unchecked``) unless the study passed; a
+shown or reversed effect smaller than twice the check's tolerance tau is marked ``within the convergence
+tolerance``.
 
-Verdict: ``shown`` (the interval excludes zero in the paper's direction), ``not shown`` (it holds
-zero), ``reversed`` (it excludes zero in the other direction), ``no interval`` (one unit only).
+The paper's value beside a row (ImageNet studies) is the paper's own pooling: the mean of every left network
+minus the mean of every right network at the row's n (:func:`pooled_difference`), as Table 1 was computed.
 """
 
 from __future__ import annotations
@@ -39,21 +41,24 @@ import io
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from experiments.report.convergence import Convergence
 from experiments.report.curves import figure2_target_bases, relative_values, replicate, value
-from experiments.report.intervals import Interval, mean_interval, welch_interval
+from experiments.report.intervals import LEVEL, Interval, holm, mean_interval, p_value
 from experiments.report.table import Row, is_random_split
 from models.files import write_atomic
 
-Pairing = Literal["auto", "unpaired"]
-Verdict = Literal["shown", "not shown", "reversed", "no interval"]
+Test = Literal["shown", "not shown", "reversed", "no interval (1 seed)"]
 # (unit, n) -> values; n None: a reference that holds at every n (a base network)
 Side = dict[tuple[Hashable, int | None], list[float]]
-FIELDS: tuple[str, ...] = ("claim", "contrast", "layers", "direction", "estimate", "ci_low", "ci_high", "count",
-                           "method", "verdict", "paper_estimate")
+ALPHA = 1.0 - LEVEL  # the family-wise error rate Holm controls over one report's rows
+NEEDS_CONVERGENCE: tuple[str, ...] = ("co-adaptation dip", "lasting boost")
+FIELDS: tuple[str, ...] = ("claim", "contrast", "layers", "direction", "estimate", "ci_low", "ci_high", "units",
+                           "method", "p_value", "p_holm", "adjusted_level", "adj_ci_low", "adj_ci_high", "test",
+                           "verdict", "convergence", "paper_estimate")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Effect:
     Args:
         claim: The paper's claim, e.g. ``co-adaptation dip``.
         contrast: Left minus right, one of ``CONTRASTS``.
-        layers: The n pooled over.
+        layers: The n pooled over (within each unit).
         sign: The paper's direction: -1 (left below right) or +1.
     """
 
@@ -74,7 +79,7 @@ class Effect:
 
     @property
     def label(self) -> str:
-        """The layers as text: ``3-5``, ``7`` or ``1,3,5,7``."""
+        """The n actually pooled, as text: ``3-5`` for a run of consecutive n, else ``1,3,5,7``."""
         first, last = self.layers[0], self.layers[-1]
         if len(self.layers) > 1 and self.layers == tuple(range(first, last + 1)):
             return f"{first}-{last}"
@@ -83,12 +88,30 @@ class Effect:
 
 @dataclass(frozen=True)
 class EffectRow:
-    """An estimated effect: its interval, how it was computed, the verdict and the paper's value."""
+    """An estimated effect.
+
+    Args:
+        effect: What was estimated.
+        interval: The estimate and its unadjusted 95 % t-interval over ``interval.count`` units.
+        method: How: the estimator, its units and any network left without a partner.
+        test: Holm's verdict on the interval alone (module docstring).
+        verdict: ``test`` as read against the convergence check and its tolerance.
+        p: The unadjusted two-sided p-value (None: one unit).
+        p_holm: Holm's adjusted p-value over the report's rows (None: one unit).
+        adjusted: The interval at Holm's level (None: one unit).
+        adjusted_level: That level, ``1 - 0.05 / (m - rank + 1)``.
+        paper: The paper's value at the same n (its own pooling), or None.
+    """
 
     effect: Effect
     interval: Interval
     method: str
-    verdict: Verdict
+    test: Test
+    verdict: str
+    p: float | None = None
+    p_holm: float | None = None
+    adjusted: Interval | None = None
+    adjusted_level: float | None = None
     paper: float | None = None
 
 
@@ -172,33 +195,59 @@ def unit_differences(effect: Effect, rows: list[Row]) -> dict[Hashable, float]:
     return differences
 
 
-def estimate(effect: Effect, rows: list[Row], pairing: Pairing = "auto") -> tuple[Interval, str] | None:
-    """The effect's estimate and interval from ``rows``, and how it was computed (module docstring); None: no data."""
-    differences = unit_differences(effect, rows)
-    if pairing == "auto" and len(differences) >= 2:
-        units = "seeds" if len({_context(unit) for unit in differences}) == 1 else "replicates (split, half, seed)"
-        return mean_interval(list(differences.values())), f"paired, {len(differences)} {units}"
+def unpaired_count(effect: Effect, rows: list[Row]) -> int:
+    """How many of the row's left-side networks (at its n) have no right-side partner in their unit."""
     left_side, right_side = (side(rows) for side in CONTRASTS[effect.contrast])
+    return sum(len(values) for (unit, n), values in left_side.items()
+               if n in effect.layers and not (right_side.get((unit, n)) or right_side.get((unit, None))))
+
+
+def estimate(effect: Effect, rows: list[Row]) -> tuple[list[float], str] | None:
+    """The per-unit differences of ``effect`` in ``rows`` and the method line; None: no unit has both sides."""
+    differences = unit_differences(effect, rows)
+    if not differences:
+        return None
+    count = len(differences)
+    units = ("seed" if count == 1 else "seeds") if len({_context(unit) for unit in differences}) == 1 \
+        else "replicates (split, half, seed)"
+    method = f"paired t over {count} {units}"
+    missing = unpaired_count(effect, rows)
+    if missing:
+        method += f"; {missing} network(s) without a partner not used"
+    return list(differences.values()), method
+
+
+def pooled_difference(effect: Effect, rows: Sequence[Row]) -> float | None:
+    """The paper's pooling: the mean of every left network minus the mean of every right network at the row's n."""
+    left_side, right_side = (side(list(rows)) for side in CONTRASTS[effect.contrast])
     left = [v for (_, n), values in left_side.items() if n in effect.layers for v in values]
     right = [v for (_, n), values in right_side.items() if n is None or n in effect.layers for v in values]
-    if not left or not right:
-        return None
-    return welch_interval(left, right), f"unpaired (Welch), {len(left)} vs {len(right)} networks"
+    return statistics.fmean(left) - statistics.fmean(right) if left and right else None
 
 
 def _context(unit: Hashable) -> Hashable:
     return unit[:-1] if isinstance(unit, tuple) else None
 
 
-def verdict(interval: Interval, sign: int) -> Verdict:
-    """``shown``, ``not shown``, ``reversed`` or ``no interval`` (module docstring)."""
+def test(interval: Interval, rejected: bool, sign: int) -> Test:
+    """``shown``, ``reversed``, ``not shown`` or ``no interval (1 seed)`` (module docstring)."""
     if not interval.defined:
-        return "no interval"
-    if sign * interval.low > 0 and sign * interval.high > 0:
-        return "shown"
-    if sign * interval.low < 0 and sign * interval.high < 0:
-        return "reversed"
-    return "not shown"
+        return "no interval (1 seed)"
+    if not rejected:
+        return "not shown"
+    return "shown" if sign * interval.estimate > 0 else "reversed"
+
+
+def reading(effect: Effect, interval: Interval, outcome: Test, convergence: Convergence | None) -> str:
+    """The verdict as read against the convergence check: not interpretable where the claim needs converged
+    networks and the study did not pass; within the tolerance where a shown effect is under twice tau."""
+    if convergence is not None and effect.claim in NEEDS_CONVERGENCE and not convergence.converged:
+        why = "not converged" if convergence.status == "not converged" else "convergence unchecked"
+        return f"not interpretable: {why} ({outcome})"
+    small = abs(interval.estimate) < 2 * convergence.tolerance if convergence is not None else False
+    if outcome in ("shown", "reversed") and small:
+        return f"{outcome}, within the convergence tolerance"
+    return outcome
 
 
 def is_imagenet(rows: Sequence[Row]) -> bool:
@@ -206,38 +255,50 @@ def is_imagenet(rows: Sequence[Row]) -> bool:
     return any(row["split"] == "natman" for row in rows)
 
 
-def effects(rows: list[Row], paper: Sequence[Row] | None = None, pairing: Pairing = "auto") -> list[EffectRow]:
-    """Every effect of :func:`plan`, estimated from ``rows``, with the paper's value beside it.
+def effects(rows: list[Row], paper: Sequence[Row] | None = None,
+            convergence: Convergence | None = None) -> list[EffectRow]:
+    """Every effect of :func:`plan`, estimated from ``rows`` with Holm over the rows, with the paper's value.
 
     Args:
         rows: The study's results table.
-        paper: The paper's rows (``experiments.report.paper.paper_rows()``), estimated unpaired as the paper
-            pooled; None: the paper's rows for an ImageNet study (:func:`is_imagenet`), no paper column otherwise.
-        pairing: ``auto`` (paired where two units have both sides) or ``unpaired`` (the paper's pooling).
+        paper: The paper's rows (``experiments.report.paper.paper_rows()``), pooled as the paper pooled; None:
+            the paper's rows for an ImageNet study (:func:`is_imagenet`), no paper column otherwise.
+        convergence: The study's convergence check; None: verdicts are not read against it.
     """
     if paper is None and is_imagenet(rows):
         from experiments.report.paper import paper_rows
 
         paper = paper_rows()
+    found = [(effect, estimate(effect, rows)) for effect in plan(rows)]
+    found = [(effect, result) for effect, result in found if result is not None]
+    p_values = [p_value(differences) for _, (differences, _) in found]
+    family = [p for p in p_values if p is not None]
+    steps = iter(holm(family))
     out = []
-    for effect in plan(rows):
-        found = estimate(effect, rows, pairing)
-        if found is None:
-            continue
-        interval, method = found
-        reference = estimate(effect, list(paper), "unpaired") if paper else None
-        out.append(EffectRow(effect, interval, method, verdict(interval, effect.sign),
-                             None if reference is None else reference[0].estimate))
+    for (effect, (differences, method)), p in zip(found, p_values):
+        interval = mean_interval(differences)
+        step = next(steps) if p is not None else None
+        adjusted = mean_interval(differences, step.level) if step is not None else None
+        outcome = test(interval, step is not None and step.adjusted_p <= ALPHA, effect.sign)
+        reference = pooled_difference(effect, paper) if paper else None
+        out.append(EffectRow(effect, interval, method + (f"; Holm over {len(family)} row(s)" if p is not None else ""),
+                             outcome, reading(effect, interval, outcome, convergence), p,
+                             None if step is None else step.adjusted_p, adjusted,
+                             None if step is None else step.level, reference))
     return out
 
 
-def _record(row: EffectRow) -> dict[str, object]:
-    interval = row.interval
+def _record(row: EffectRow, status: str) -> dict[str, object]:
+    interval, adjusted = row.interval, row.adjusted
     return {"claim": row.effect.claim, "contrast": row.effect.contrast, "layers": row.effect.label,
             "direction": "negative" if row.effect.sign < 0 else "positive",
             "estimate": round(interval.estimate, 6), "ci_low": csv_number(interval.low),
-            "ci_high": csv_number(interval.high), "count": interval.count, "method": row.method,
-            "verdict": row.verdict, "paper_estimate": csv_number(row.paper)}
+            "ci_high": csv_number(interval.high), "units": interval.count, "method": row.method,
+            "p_value": csv_number(row.p), "p_holm": csv_number(row.p_holm),
+            "adjusted_level": csv_number(row.adjusted_level),
+            "adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
+            "adj_ci_high": csv_number(None if adjusted is None else adjusted.high), "test": row.test,
+            "verdict": row.verdict, "convergence": status, "paper_estimate": csv_number(row.paper)}
 
 
 def csv_number(number: float | None) -> float | str:
@@ -245,39 +306,51 @@ def csv_number(number: float | None) -> float | str:
     return "" if number is None else round(number, 6)
 
 
-def write_effects(folder: Path, rows: list[EffectRow]) -> list[Path]:
+def write_effects(folder: Path, rows: list[EffectRow], convergence: Convergence | None = None) -> list[Path]:
     """Write ``effects.csv`` (``FIELDS``, accuracy as fractions) and ``effects.md`` (in points) into ``folder``."""
+    status = "not checked" if convergence is None else convergence.status
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_record(row) for row in rows)
+    writer.writerows(_record(row, status) for row in rows)
     write_atomic(folder / "effects.csv", buffer.getvalue())
-    write_atomic(folder / "effects.md", markdown(rows))
+    write_atomic(folder / "effects.md", markdown(rows, convergence))
     return [folder / "effects.csv", folder / "effects.md"]
 
 
-def markdown(rows: list[EffectRow]) -> str:
+def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> str:
     """The effects as a Markdown table, differences in percentage points of top-1 accuracy."""
     with_paper = any(row.paper is not None for row in rows)
+    status = ("Convergence: not checked." if convergence is None
+              else f"Convergence: **{convergence.status}** ({convergence.note()}).")
+    family = sum(row.p is not None for row in rows)
     lines = [
-        "# Effects", "",
-        "Differences of top-1 accuracy in percentage points, left minus right. 95 % t-intervals over paired "
-        "units (networks minus the base of the same half and seed, pooled over n within a unit) or, where fewer "
-        "than two units pair, Welch's interval over networks. shown: the interval excludes zero in the paper's "
-        "direction; not shown: it holds zero; reversed: it excludes zero the other way.", "",
-        "| claim | contrast | n | paper's sign | estimate | 95 % CI | count | method | verdict |"
+        "# Effects", "", status, "",
+        "Differences of top-1 accuracy in percentage points, left minus right. One estimator for every row: the "
+        "paired t-interval over units (a network minus the base of its half and seed, or the partner of its unit; "
+        "the n of a row averaged within each unit first, never counted as replicates). 95 % CI: unadjusted; "
+        f"adjusted CI and p (Holm): Holm's step-down procedure over the {family} rows with an interval, each "
+        "interval at the level Holm tested it at. shown / reversed: Holm rejects zero, in the paper's direction "
+        "or the other; not shown: it does not. The dip and the boost need converged networks: unless the "
+        "convergence check passed they read 'not interpretable'. An effect under twice the check's tolerance is "
+        "'within the convergence tolerance'.", "",
+        "| claim | contrast | n | paper's sign | estimate | 95 % CI | units | adjusted CI | p (Holm) | verdict |"
         + (" paper |" if with_paper else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_paper else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_paper else ""),
     ]
     for row in rows:
-        interval = row.interval
-        ci = f"{_points(interval.low)} to {_points(interval.high)}" if interval.defined else "n/a (n=1)"
+        interval, adjusted = row.interval, row.adjusted
+        ci = f"{_points(interval.low)} to {_points(interval.high)}" if interval.defined else "no interval"
+        adj = (f"{_points(adjusted.low)} to {_points(adjusted.high)}" if adjusted is not None and adjusted.defined
+               else "no interval")
+        p = "n/a" if row.p_holm is None else f"{row.p_holm:.3g}"
+        units = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
         line = (f"| {row.effect.claim} | {row.effect.contrast} | {row.effect.label} | "
-                f"{'-' if row.effect.sign < 0 else '+'} | {_points(interval.estimate)} | {ci} | {interval.count} | "
-                f"{row.method} | {row.verdict} |")
+                f"{'-' if row.effect.sign < 0 else '+'} | {_points(interval.estimate)} | {ci} | {units} | {adj} | "
+                f"{p} | {row.verdict} |")
         lines.append(line + (f" {_points(row.paper)} |" if with_paper else ""))
     if not rows:
-        lines.append("| (no effect has networks on both sides yet) |" + " |" * (8 + with_paper))
+        lines.append("| (no effect has networks on both sides yet) |" + " |" * (9 + with_paper))
     return "\n".join(lines) + "\n"
 
 

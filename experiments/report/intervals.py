@@ -136,3 +136,57 @@ def welch_interval(left: Sequence[float], right: Sequence[float], level: float =
     df = (a + b) ** 2 / (a * a / (len(left) - 1) + b * b / (len(right) - 1))
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(a + b)
     return Interval(difference, difference - half, difference + half, count)
+
+
+def p_value(values: Sequence[float]) -> float | None:
+    """The two-sided p-value of Student's one-sample t-test of mean zero over ``values``; None for one value.
+
+    Values without spread give 0 where their mean is not zero and 1 where it is.
+    """
+    if len(values) < 2:
+        return None
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    if std == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    t = abs(mean) / (std / math.sqrt(len(values)))
+    return min(1.0, 2.0 * (1.0 - t_cdf(t, len(values) - 1)))
+
+
+@dataclass(frozen=True)
+class HolmStep:
+    """One hypothesis of Holm's step-down procedure (Holm 1979).
+
+    Args:
+        adjusted_p: Holm's adjusted p-value: the running maximum of ``(m - rank + 1) * p`` in ascending order
+            of p, capped at 1; rejected at family-wise level alpha exactly when it is at most alpha.
+        level: The confidence level the procedure tested this hypothesis at, ``1 - alpha / (m - rank + 1)``:
+            the adjusted interval is the t-interval at this level.
+    """
+
+    adjusted_p: float
+    level: float
+
+
+def holm(p_values: Sequence[float], alpha: float = 1.0 - LEVEL) -> list[HolmStep]:
+    """Holm's step-down adjustment of ``p_values`` (one family, e.g. the rows of one report), in their order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda index: p_values[index])
+    steps: list[HolmStep | None] = [None] * m
+    running = 0.0
+    for rank, index in enumerate(order, start=1):
+        running = max(running, min(1.0, (m - rank + 1) * p_values[index]))
+        steps[index] = HolmStep(running, 1.0 - alpha / (m - rank + 1))
+    return [step for step in steps if step is not None]
+
+
+def welch_p_value(left: Sequence[float], right: Sequence[float]) -> float | None:
+    """The two-sided p-value of Welch's t-test of ``mean(left) == mean(right)``; None unless each side has two
+    values (no spread on either side: 0 where the means differ, 1 where they do not)."""
+    if len(left) < 2 or len(right) < 2:
+        return None
+    difference = statistics.fmean(left) - statistics.fmean(right)
+    a, b = statistics.variance(left) / len(left), statistics.variance(right) / len(right)
+    if a + b == 0.0:
+        return 1.0 if difference == 0.0 else 0.0
+    df = (a + b) ** 2 / (a * a / (len(left) - 1) + b * b / (len(right) - 1))
+    return min(1.0, 2.0 * (1.0 - t_cdf(abs(difference) / math.sqrt(a + b), df)))

@@ -8,45 +8,50 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.report import cka, figures
-from experiments.report.convergence import check, write_convergence
+from experiments.report.convergence import TOLERANCE, check, write_convergence
 from experiments.report.effects import effects, write_effects
 from experiments.report.table import SUMMARY_FIELDS, Row, write_summary
 from models.files import write_atomic
 
 
-def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None) -> list[Path]:
+def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None,
+                 tolerance: float = TOLERANCE) -> list[Path]:
     """Write the report of ``rows`` into ``folder``; return the files written.
 
     ``summary.csv`` (every plotted point with its 95 % interval), ``effects.csv`` and ``effects.md``
     (the paper's claims with intervals and verdicts, the paper's value beside each for an ImageNet
     study or where ``paper`` is given), ``convergence.json`` and ``convergence.txt``, and
-    ``figures/figure2.{png,svg}``, ``figures/figure3.{png,svg}`` (noted where the convergence check failed).
+    ``figures/figure2.{png,svg}``, ``figures/figure3.{png,svg}`` (each captioned with the convergence status).
     Where the study folder holds the layer-similarity panel (``cka.csv``, ``experiments.study.similarity``),
-    Figure 2 draws it as a third panel and ``summary.csv`` gets its rows (panel ``cka``, one per layer n).
+    Figure 2 draws it as a third panel with its chance baseline, and ``summary.csv`` gets its rows (panel ``cka``,
+    one per layer n for CKA(A, B) and, where the table has it, one per layer n for the chance baseline).
 
     Args:
         rows: The study's results table (``experiments.report.table.read_table``).
         folder: The study's folder.
         paper: The paper's rows to overlay and compare with (``experiments.report.paper.paper_rows()``), or None.
+        tolerance: The convergence check's tau (a fraction of top-1), against which the verdicts are read.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    convergence = check(rows)
+    convergence = check(rows, tolerance)
     similarity = cka.read_cka_table(folder / "cka.csv") if (folder / "cka.csv").is_file() else None
     written = figures.draw(rows, folder / "figures", paper, convergence.note(),
-                           cka.cka_points(similarity) if similarity else None)
-    write_summary(folder / "summary.csv", rows)
+                           cka.cka_points(similarity) if similarity else None,
+                           cka_chance=(cka.chance_points(similarity) or None) if similarity else None)
+    write_summary(folder / "summary.csv", rows, convergence.status)
     if similarity:
-        _append_summary(folder / "summary.csv", cka.summary_rows(similarity))
+        _append_summary(folder / "summary.csv", cka.summary_rows(similarity), convergence.status)
         written.append(folder / "cka.csv")
     written.append(folder / "summary.csv")
-    written += write_effects(folder, effects(rows, paper))
+    written += write_effects(folder, effects(rows, paper, convergence), convergence)
     written += write_convergence(folder, convergence)
     return written
 
 
-def _append_summary(path: Path, rows: list[Row]) -> None:
-    """Add ``rows`` (``SUMMARY_FIELDS``; None as empty) to the summary ``path``, atomically."""
+def _append_summary(path: Path, rows: list[Row], convergence: str) -> None:
+    """Add ``rows`` (``SUMMARY_FIELDS``; None as empty; the study's convergence status) to the summary ``path``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS} for row in rows)
+    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS}
+                     | {"convergence": convergence} for row in rows)
     write_atomic(path, path.read_text() + buffer.getvalue())

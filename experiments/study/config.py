@@ -63,6 +63,10 @@ class Study:
             ``slurm_array_parallelism``; ``cluster: local`` tries it on this machine).
         wandb: Weights & Biases settings.
         paper_overlay: Overlay the paper's ImageNet numbers on the figures (for ImageNet studies).
+        convergence_tolerance: tau of the report's convergence check, as a fraction of top-1 (0.005: 0.5
+            points): BnB+ - base must be shown equivalent to zero within it, every base's final rise must stay
+            under it, and an effect under twice it is read as within the tolerance
+            (``experiments.report.convergence``).
         fused: Train the frozen transfer cells that share a base network, a target half and a seed
             together in one fit (``models.fused.FusedTransfer``: the base's frozen layers once per batch),
             a job with its own ``config.yaml`` under ``fused/``; each cell keeps its own folder, checkpoint
@@ -82,7 +86,13 @@ class Study:
     slurm: dict[str, Any] = field(default_factory=dict)
     wandb: WandbSettings = field(default_factory=WandbSettings)
     paper_overlay: bool = False
+    convergence_tolerance: float = 0.005
     fused: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.convergence_tolerance < 1:
+            raise ValueError(f"convergence_tolerance is a fraction of top-1 accuracy in (0, 1) (0.005: 0.5 points), "
+                             f"got {self.convergence_tolerance!r}")
 
 
 def build_parser() -> ArgumentParser:

@@ -64,7 +64,8 @@ class StudyRunner:
         from experiments.report.paper import paper_rows
         from experiments.report.write import write_report
 
-        return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None)
+        return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None,
+                            self.study.convergence_tolerance)
 
     def similarity(self) -> str | None:
         """The layer-similarity panel (``cka.csv``, ``experiments.study.similarity``) from the finished bases.
@@ -256,7 +257,10 @@ def main(args: Sequence[str] | None = None) -> None:
     """Console-script entry point (``transferability-study``)."""
     parser = build_parser()
     config = parser.parse_args(args)
-    study = study_from_config(parser, config)
+    try:
+        study = study_from_config(parser, config)
+    except ValueError as err:  # a setting out of range (Study.__post_init__), named in the message
+        sys.exit(f"transferability-study: error: {err}")
     if study.wandb.offline:
         os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -1,19 +1,22 @@
-"""The layer-similarity panel of a finished study: linear CKA between base A and base B at each stage, per seed.
+"""The layer-similarity panel of a finished study: debiased linear CKA between base A and base B at each stage, per
+seed, with its chance baseline (the same measure on permuted examples).
 
 For every random split and seed whose two Figure 2 base networks (on halves A and B) have finished,
 both networks are loaded from their cells' ``checkpoints/last.ckpt`` (``models.loading.load_network``)
-and compared stage by stage (``experiments.report.cka.stage_cka``) on the target half's validation
-images: the data section of base B's ``config.yaml`` (its data module built from ``class_path`` and
+and compared stage by stage (``experiments.report.cka.stage_cka_and_chance``) on the target half's
+validation images: the data section of base B's ``config.yaml`` (its data module built from ``class_path`` and
 ``init_args``, ``prepare_data`` and ``setup("validate")``, no Trainer), at most ``MAX_IMAGES`` of them
 spread evenly over the validation set. Base B reads them as it was trained; base A reads the same
 images with its own half's mean image subtracted (``mean_half: A``, as the AnB transfers read them),
 where the data module takes a ``mean_half``. No network is trained.
 
 Writes ``cka.csv`` (one row per stage, see ``experiments.report.cka``) and ``cka.json`` (every pair's
-cells, images and values, and what they were computed from) in the study folder. A later run reuses
-them while the bases' checkpoints and data are unchanged. The panel is optional: without a pair of
-finished bases it is skipped with a printed line (and stale files removed); a base that cannot be
-loaded or whose data cannot be built raises :class:`SimilarityError` naming the file.
+cells, images, values and chance values, and what they were computed from) in the study folder. A later
+run reuses them while the bases' checkpoints and data and the estimator (``ESTIMATOR``) are unchanged;
+a ``cka.json`` of another estimator (e.g. the biased CKA, without a chance baseline) is recomputed. The
+panel is optional: without a pair of finished bases it is skipped with a printed line (and stale files
+removed); a base that cannot be loaded or whose data cannot be built raises :class:`SimilarityError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from experiments.report.cka import MAX_IMAGES, PairCKA, collect_images, describe, stage_cka, write_cka_table
+from experiments.report.cka import (CHANCE_PERMUTATIONS, CHANCE_SEED, MAX_IMAGES, PairCKA, collect_images, describe,
+                                    stage_cka_and_chance, write_cka_table)
 from experiments.report.table import Row, is_base, is_random_split
 from experiments.study.jobs import CellFolder
 from models.files import write_atomic
@@ -37,6 +41,9 @@ from models.network import StagedNetwork
 
 CSV_NAME, JSON_NAME = "cka.csv", "cka.json"
 HALVES = ("A", "B")  # the Figure 2 bases compared: A's and B's, on B's validation images
+# what the values are; a cka.json with another is recomputed, not reused
+ESTIMATOR = (f"debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021), chance: mean over "
+             f"{CHANCE_PERMUTATIONS} permutations of the examples (torch.Generator seed {CHANCE_SEED})")
 
 
 class SimilarityError(RuntimeError):
@@ -105,30 +112,33 @@ def write_similarity(root: Path, rows: Sequence[Row], max_images: int = MAX_IMAG
             record = previous.get(pair.label)
             if record is None or record.get("inputs") != inputs:
                 print(f"layer similarity: CKA between {pair.cell_a} and {pair.cell_b} ...", flush=True)
-                values, count = _compute(root, pair, max_images)
+                values, chance, count = _compute(root, pair, max_images)
                 record = {"label": pair.label, "split": pair.split, "seed": pair.seed, "base_a": pair.cell_a,
-                          "base_b": pair.cell_b, "images": count, "inputs": inputs, "cka": values}
+                          "base_b": pair.cell_b, "images": count, "inputs": inputs, "cka": values,
+                          "chance": chance}
             records.append(record)
-            results.append(PairCKA(pair.label, {stage: float(value) for stage, value in record["cka"].items()}))
+            results.append(PairCKA(pair.label, {stage: float(value) for stage, value in record["cka"].items()},
+                                   {stage: float(value) for stage, value in record["chance"].items()}))
     except SimilarityError:  # no stale panel in the report
         csv_path.unlink(missing_ok=True)
         json_path.unlink(missing_ok=True)
         raise
     table = write_cka_table(csv_path, results)
-    summary = {"measure": "linear CKA (Kornblith et al. 2019) between base A and base B at each stage, on the "
-                          "validation images of half B", "max_images": max_images, "pairs": records}
+    summary = {"measure": "debiased linear CKA between base A and base B at each stage, on the validation images "
+                          "of half B, and its chance baseline (B's features of permuted images)",
+               "estimator": ESTIMATOR, "max_images": max_images, "pairs": records}
     write_atomic(json_path, json.dumps(summary, indent=2, allow_nan=True) + "\n")
     print(f"layer similarity: {describe(table)} -> {csv_path}", flush=True)
     return csv_path
 
 
 def _previous(path: Path, max_images: int) -> dict[str, dict[str, Any]]:
-    """The pairs of an earlier ``cka.json`` computed with the same settings (none if unreadable)."""
+    """The pairs of an earlier ``cka.json`` computed with the same settings and estimator (none if unreadable)."""
     try:
         previous = json.loads(path.read_text())
-        if previous.get("max_images") != max_images:
+        if previous.get("max_images") != max_images or previous.get("estimator") != ESTIMATOR:
             return {}
-        return {record["label"]: record for record in previous["pairs"]}
+        return {record["label"]: record for record in previous["pairs"] if "chance" in record}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
@@ -156,19 +166,20 @@ def _data_section(root: Path, cell: str) -> dict[str, Any]:
     return {"class_path": data["class_path"], "init_args": dict(data.get("init_args") or {})}
 
 
-def _compute(root: Path, pair: BasePair, max_images: int) -> tuple[dict[str, float], int]:
-    """The pair's CKA per stage and the number of images it rests on."""
+def _compute(root: Path, pair: BasePair, max_images: int) -> tuple[dict[str, float], dict[str, float], int]:
+    """The pair's CKA and chance baseline per stage (from the same features) and the number of images they rest on."""
     net_a, net_b = (_load(root, cell) for cell in (pair.cell_a, pair.cell_b))
     data = _data_section(root, pair.cell_b)
     images_b = validation_images(data, max_images, f"base {pair.cell_b}")
     mean_a = _with_mean_half(data, "A")
     images_a = images_b if mean_a is None else validation_images(mean_a, max_images, f"base {pair.cell_b}")
     try:
-        values = stage_cka(net_a, net_b, images_a, max_images, images_b=images_b)
+        both = stage_cka_and_chance(net_a, net_b, images_a, max_images, images_b=images_b)
     except (ValueError, RuntimeError) as err:
         raise SimilarityError(f"cannot compare {pair.cell_a} and {pair.cell_b} on the validation images of "
                               f"{pair.cell_b}: {err}") from err
-    return values, len(images_b)
+    values = {stage: value for stage, (value, _) in both.items()}
+    return values, {stage: chance for stage, (_, chance) in both.items()}, len(images_b)
 
 
 def _load(root: Path, cell: str) -> StagedNetwork:

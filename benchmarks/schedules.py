@@ -1,0 +1,75 @@
+"""Convergence schedules: which training schedule makes a study's networks pass the convergence check.
+
+Each schedule is a study of the bases and the BnB+ networks alone (``experiments/configs/studies/schedule_search/``:
+the converged preset's bases A and B and BnB+ on B at a few n, 3 seeds), run like any study. This reads their
+folders and prints one Markdown row per schedule and n: the schedule (steps, learning rate, step of its drop),
+``BnB+(n) - base`` with its 95 % t-interval over seeds, whether it lies inside +-tau (the check's primary rule,
+``experiments.report.convergence``), the bases' largest rise over their last quarter of validations, and the
+mean wall time of one network.
+
+    python -m benchmarks.schedules studies/search_high studies/search_long [--tolerance 0.005]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import machine
+from experiments.report.convergence import TOLERANCE, check, plateau_rise, selffer_differences
+from experiments.report.intervals import mean_interval
+from experiments.report.table import Row, is_base, read_table
+
+
+def schedule(folder: Path) -> str:
+    """The schedule of a study's cells, from its first cell's config: ``8000 steps, lr 0.01, x0.1 at 6000``."""
+    config = yaml.safe_load(next((folder / "cells").glob("*/config.yaml")).read_text())
+    model = config["model"].get("init_args", config["model"])
+    return (f"{config['trainer']['max_steps']} steps, lr {model.get('lr', 0.01):g}, "
+            f"x0.1 at {model.get('lr_step_iters')}")
+
+
+def rows_of(folder: Path, rows: list[Row], tolerance: float) -> list[str]:
+    """The Markdown rows of one schedule's study."""
+    name = schedule(folder)
+    rises = [plateau_rise(row["val_top1_history"] or []) for row in rows if is_base(row)]
+    rise = max((found[0] for found in rises if found is not None), default=float("nan"))
+    seconds = statistics.fmean(float(row["wall_time_s"]) for row in rows if row.get("wall_time_s"))
+    status = check(rows, tolerance).status
+    out = []
+    for n, units in selffer_differences(rows).items():
+        interval = mean_interval(list(units.values()))
+        inside = interval.defined and -tolerance <= interval.low and interval.high <= tolerance
+        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}" if interval.defined else "no interval")
+        out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {interval.count} seeds | "
+                   f"{'yes' if inside else 'no'} | {100 * rise:+.2f} | {seconds:.0f} | {status} |")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.schedules", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="the output_dir of each schedule's study")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="tau, a fraction of top-1 (0.005)")
+    args = parser.parse_args(argv)
+    print(f"{datetime.date.today()}, {machine()}; tau = {100 * args.tolerance:.2f} points\n")
+    print("| study | schedule | n | BnB+ - base, points (95% CI), seeds | inside +-tau | largest base rise over "
+          "its last quarter, points | s per network | check (these cells) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for folder in args.folders:
+        table = folder / "results.csv"
+        if not table.is_file():
+            print(f"python -m benchmarks.schedules: {folder} has no results.csv (run its study first)", file=sys.stderr)
+            return 2
+        for line in rows_of(folder, read_table(table), args.tolerance):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
