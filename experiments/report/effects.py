@@ -41,7 +41,7 @@ import io
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -229,7 +229,7 @@ def _context(unit: Hashable) -> Hashable:
     return unit[:-1] if isinstance(unit, tuple) else None
 
 
-def test(interval: Interval, rejected: bool, sign: int) -> Test:
+def decide(interval: Interval, rejected: bool, sign: int) -> Test:
     """``shown``, ``reversed``, ``not shown`` or ``no interval (1 seed)`` (module docstring)."""
     if not interval.defined:
         return "no interval (1 seed)"
@@ -279,7 +279,7 @@ def effects(rows: list[Row], paper: Sequence[Row] | None = None,
         interval = mean_interval(differences)
         step = next(steps) if p is not None else None
         adjusted = mean_interval(differences, step.level) if step is not None else None
-        outcome = test(interval, step is not None and step.adjusted_p <= ALPHA, effect.sign)
+        outcome = decide(interval, step is not None and step.adjusted_p <= ALPHA, effect.sign)
         reference = pooled_difference(effect, paper) if paper else None
         out.append(EffectRow(effect, interval, method + (f"; Holm over {len(family)} row(s)" if p is not None else ""),
                              outcome, reading(effect, interval, outcome, convergence), p,

@@ -115,6 +115,10 @@ class Figure2Cells:
         selffer_targets: Halves BnB and BnB+ are trained on (None: both). The paper: ``[A]``.
         transfer_targets: Target halves of AnB and AnB+ (None: both directions, as the paper).
         finetune_splits: Splits that get the "+" families (None: all). The paper: random0, random1.
+        bases: Halves whose base networks the panel trains even where no network of the panel copies them
+            (None: both halves, as the paper). A base that a transfer copies is always trained; ``[B]`` with
+            ``families: [BnB+]`` and ``selffer_targets: [B]`` trains base B and its selffers alone (a schedule
+            search, ``experiments/configs/studies/schedule_search/``).
         n: Layer counts of this panel (None: the grid's ``n``).
         seeds: Seeds of this panel (None: the grid's ``seeds``).
     """
@@ -124,6 +128,7 @@ class Figure2Cells:
     selffer_targets: list[str] | None = None
     transfer_targets: list[str] | None = None
     finetune_splits: list[str] | None = None
+    bases: list[str] | None = None
     n: list[int] | None = None
     seeds: list[int] | None = None
 
@@ -273,7 +278,7 @@ def _figure2(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
     finetune_splits = spec.splits if spec.finetune_splits is None else spec.finetune_splits
     for split in spec.splits:
         pair = _two_halves(split, halves, "Figure 2")
-        for half in pair:
+        for half in _subset(spec.bases, pair, "bases", split):
             yield Cell(split, None, half, 0, None, seed)
         selffer = _subset(spec.selffer_targets, pair, "selffer_targets", split)
         transfer = _subset(spec.transfer_targets, pair, "transfer_targets", split)
