@@ -189,3 +189,24 @@ def test_write_effects_files(tmp_path: Path):
     text = files[1].read_text()
     assert "Convergence: **not converged** (NOT CONVERGED: BnB+ - base, n=7: too far" in text
     assert "| co-adaptation dip | BnB - base | 3-5 | - | -2.67 |" in text and "| 3 seeds |" in text
+
+
+def test_the_imagenet_preset_pairs_every_network_with_replicates_for_every_claim():
+    """Every network of the ImageNet preset's grid (a table of its cells with made-up accuracies) has its partner in
+    every Figure-2 claim, and every claim rests on at least 2 replicates (AnB+ - BnB+: 4, df = 3)."""
+    from datamodules.splits import IMAGENET_SPLITS
+    from experiments.study.config import build_parser
+    from experiments.study.grid import expand
+
+    parser = build_parser()
+    study = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "studies" / "imagenet_paper.yaml"
+    cells = expand(parser.instantiate(parser.parse_args(["--config", str(study)])).grid, IMAGENET_SPLITS.halves)
+    rng = random.Random(0)
+    rows = [network(cell.split, cell.base, cell.target, cell.n, cell.mode, cell.seed, 0.6 + rng.uniform(-0.02, 0.02))
+            for cell in cells if cell.images_per_class is None]
+    table = by_name(effects(rows))
+    figure2 = [row for (contrast, _), row in table.items() if not contrast.startswith(("dissimilar", "random"))]
+    assert figure2 and not any("without a partner" in row.method for row in figure2)
+    assert all(row.interval.count >= 2 for row in figure2)
+    assert table["AnB+ - BnB+", "1-7"].interval.count == 4
+    assert table["AnB - BnB", "7"].interval.count == 8

@@ -372,6 +372,16 @@ def test_a_schedule_search_grid_trains_base_b_and_its_selffers_alone():
         expand(Grid(figure2=Figure2Cells(bases=["C"])), halves)
 
 
+@pytest.mark.parametrize("tolerance", ["0", "-0.01", "1.5"])
+def test_a_convergence_tolerance_out_of_range_is_refused_before_anything_runs(tolerance: str, tmp_path: Path):
+    """tau is a fraction of top-1 in (0, 1): anything else stops the study with the setting named, nothing written."""
+    with pytest.raises(SystemExit) as error:
+        main(["--config", str(STUDIES / "fmnist_default.yaml"), "--output_dir", str(tmp_path / "out"),
+              "--convergence_tolerance", tolerance, "--plan"])
+    assert "convergence_tolerance is a fraction of top-1" in str(error.value.code)
+    assert not (tmp_path / "out").exists()
+
+
 def test_grid_rejects_unknown_halves_and_layers():
     with pytest.raises(ValueError, match="halves of split"):
         expand(Grid(figure2=Figure2Cells(selffer_targets=["C"])), halves)
