@@ -87,7 +87,8 @@ def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
     assert {row["n"] for row in rows} == {0, 1, 2}
     for row in rows:
         assert 0 <= row["top1_best_k_mean"] <= 1 and 0 <= row["top1"] <= 1 and row["steps"] == 4
-        assert Path(row["checkpoint"]).is_file() and row["epochs"] >= 1
+        assert not Path(row["checkpoint"]).is_absolute() and (finished / row["checkpoint"]).is_file()
+        assert row["epochs"] >= 1
     for name in ("figure2.png", "figure2.svg", "figure3.png", "figure3.svg"):
         assert (finished / "figures" / name).stat().st_size > 1000
     assert (finished / "summary.csv").is_file()

@@ -49,13 +49,18 @@ class StudyRunner:
 
     # ----- results --------------------------------------------------------------------------------
     def write_table(self, cells: list[Cell]) -> int:
-        """Rebuild ``results.csv`` from the finished cells' results (grid order); return its row count."""
+        """Rebuild ``results.csv`` from the finished cells' results (grid order); return its row count.
+
+        Each row's checkpoint is a path relative to the study's folder (``cells/<cell>/checkpoints/last.ckpt``), so
+        the table names nothing of the machine that made it and stays right when the folder moves.
+        """
         rows = []
         for cell in cells:
             folder = self.plan.folder(cell)
             if folder.finished():
                 result = folder.read_result()
-                rows.append({**result, "checkpoint": str(folder.path / result["checkpoint"])})
+                checkpoint = (folder.path / result["checkpoint"]).resolve().relative_to(self.root.resolve())
+                rows.append({**result, "checkpoint": checkpoint.as_posix()})
         write_table(self.table, rows)
         return len(rows)
 
