@@ -7,7 +7,7 @@ folders and prints one Markdown row per schedule and n: the schedule (steps, lea
 ``experiments.report.convergence``), the bases' largest rise over their last quarter of validations, and the
 mean wall time of one network.
 
-    python -m benchmarks.schedules studies/search_high studies/search_long [--tolerance 0.005]
+    python -m benchmarks.schedules docs/fmnist_4000_steps_results.csv studies/search_high studies/search_long
 """
 
 from __future__ import annotations
@@ -28,8 +28,13 @@ from experiments.report.table import Row, is_base, read_table
 
 
 def schedule(folder: Path) -> str:
-    """The schedule of a study's cells, from its first cell's config: ``8000 steps, lr 0.01, x0.1 at 6000``."""
-    config = yaml.safe_load(next((folder / "cells").glob("*/config.yaml")).read_text())
+    """The schedule of a study's cells, from its first cell's config: ``8000 steps, lr 0.01, x0.1 at 6000``
+    (a results table given alone: the steps its rows record)."""
+    configs = sorted((folder / "cells").glob("*/config.yaml")) if folder.is_dir() else []
+    if not configs:
+        steps = sorted({int(row["steps"]) for row in read_table(folder)})
+        return f"{'/'.join(map(str, steps))} steps (from {folder.name})"
+    config = yaml.safe_load(configs[0].read_text())
     model = config["model"].get("init_args", config["model"])
     return (f"{config['trainer']['max_steps']} steps, lr {model.get('lr', 0.01):g}, "
             f"x0.1 at {model.get('lr_step_iters')}")
@@ -47,14 +52,16 @@ def rows_of(folder: Path, rows: list[Row], tolerance: float) -> list[str]:
         interval = mean_interval(list(units.values()))
         inside = interval.defined and -tolerance <= interval.low and interval.high <= tolerance
         ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}" if interval.defined else "no interval")
-        out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {interval.count} seeds | "
+        seeds = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
+        out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {seeds} | "
                    f"{'yes' if inside else 'no'} | {100 * rise:+.2f} | {seconds:.0f} | {status} |")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.schedules", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="the output_dir of each schedule's study")
+    parser.add_argument("folders", nargs="+", type=Path,
+                        help="the output_dir of each schedule's study, or a results table (e.g. a docs/ one)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="tau, a fraction of top-1 (0.005)")
     args = parser.parse_args(argv)
     print(f"{datetime.date.today()}, {machine()}; tau = {100 * args.tolerance:.2f} points\n")
@@ -62,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "its last quarter, points | s per network | check (these cells) |")
     print("|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
-        table = folder / "results.csv"
+        table = folder if folder.is_file() else folder / "results.csv"
         if not table.is_file():
             print(f"python -m benchmarks.schedules: {folder} has no results.csv (run its study first)", file=sys.stderr)
             return 2

@@ -41,7 +41,7 @@ def orthogonal(size: int, seed: int) -> torch.Tensor:
 
 
 def biased_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Kornblith et al.'s biased estimator, the centred Grams' alignment ⟨HKH, HLH⟩ / (‖HKH‖ ‖HLH‖) (float64)."""
+    """Kornblith et al.'s biased estimator: the centred Grams' alignment <HKH, HLH> / (|HKH| |HLH|), float64."""
     x, y = x.reshape(len(x), -1).double(), y.reshape(len(y), -1).double()
     h = torch.eye(len(x), dtype=torch.float64) - 1.0 / len(x)
     k, l = h @ x @ x.T @ h, h @ y @ y.T @ h

@@ -42,7 +42,14 @@ from experiments.report.convergence import TOLERANCE, Convergence, check  # noqa
 from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval  # noqa: E402
 from experiments.report.curves import figure2_target_bases, relative_values, value  # noqa: E402
 from experiments.report.effects import Effect, csv_number, unit_differences  # noqa: E402
-from experiments.report.intervals import LEVEL, Interval, holm, mean_interval, welch_interval, welch_p_value  # noqa: E402
+from experiments.report.intervals import (  # noqa: E402
+    LEVEL,
+    Interval,
+    holm,
+    mean_interval,
+    welch_interval,
+    welch_p_value,
+)
 from experiments.report.table import Row, TableError, read_table  # noqa: E402
 from models.files import write_atomic  # noqa: E402
 
@@ -314,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = args.labels or (None, None)
     try:
         if not 0 < args.convergence_tolerance < 1:
-            raise ValueError(f"--convergence_tolerance is a fraction of top-1 in (0, 1), got {args.convergence_tolerance}")
+            raise ValueError("--convergence_tolerance is a fraction of top-1 in (0, 1), "
+                             f"got {args.convergence_tolerance}")
         left = Study.read(args.left, labels[0], args.convergence_tolerance)
         right = Study.read(args.right, labels[1], args.convergence_tolerance)
     except (FileNotFoundError, TableError, ValueError) as err:
