@@ -275,7 +275,7 @@ def main(args: Sequence[str] | None = None) -> None:
             for path in runner.draw():
                 print(path)
             return
-        if study.launcher == "inprocess":
+        if study.launcher == "inprocess" or config.plan:  # --plan renders every cell's config in this process
             _quiet_lightning()
         runner.run(plan_only=config.plan)
     except (StudyError, TableError, CellError) as err:
