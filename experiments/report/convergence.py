@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from experiments.report.curves import replicate, value
+from experiments.report.curves import figure2_unit_differences
 from experiments.report.intervals import Interval, mean_interval
-from experiments.report.table import Row, is_base, is_random_split
+from experiments.report.table import Row, is_base
 from models.files import write_atomic
 
 Status = Literal["converged", "not converged", "unchecked"]
@@ -119,16 +119,9 @@ def check(rows: list[Row], tolerance: float = TOLERANCE, min_window: int = MIN_W
     return Convergence(status, failures, unchecked, {"tolerance": tolerance, "min_window": min_window}, measured)
 
 
-def selffer_differences(rows: Sequence[Row]) -> dict[int, dict[Hashable, float]]:
+def selffer_differences(rows: list[Row]) -> dict[int, dict[Hashable, float]]:
     """n -> unit ``(split, target half, seed)`` -> BnB+(n) - its base, over the random splits' BnB+ networks."""
-    bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
-    differences: dict[int, dict[Hashable, float]] = defaultdict(dict)
-    for row in rows:
-        if row["family"] == "BnB+" and is_random_split(row["split"]) and value(row) is not None:
-            base = bases.get(replicate(row))
-            if base is not None:
-                differences[row["n"]][replicate(row)] = value(row) - base
-    return dict(sorted(differences.items()))
+    return dict(figure2_unit_differences(rows).get("BnB+", {}))
 
 
 def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchecked: list[str],

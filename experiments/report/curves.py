@@ -71,16 +71,15 @@ def figure2_points(rows: list[Row]) -> dict[str, Points]:
     return curves
 
 
-def figure2_differences(rows: list[Row]) -> dict[str, Points]:
-    """Figure 2's bottom panel, unit by unit: per family, n -> each replicate's network minus the base of its replicate.
+def figure2_unit_differences(rows: list[Row]) -> dict[str, dict[int, dict[Replicate, float]]]:
+    """Per family, n -> replicate ``(split, target half, seed)`` -> its network minus the base of its replicate.
 
-    The unit is the replicate ``(split, target half, seed)``, as in :mod:`experiments.report.effects`; a network
-    whose replicate has no base is left out, and so is a family with no paired network. n=0 is not a point: the
-    base minus itself is the panel's zero line. Several networks of one replicate at one n (not in the study's
-    design) count once, as their mean.
+    The unit is the replicate, as in :mod:`experiments.report.effects`; a network whose replicate has no base is
+    left out, and so is a family with no paired network. n=0 is not a point: the base minus itself is zero.
+    Several networks of one replicate at one n (not in the study's design) count once, as their mean.
     """
     minus_base = _minus_base(rows)
-    curves: dict[str, Points] = {}
+    curves: dict[str, dict[int, dict[Replicate, float]]] = {}
     for family in FIGURE2_FAMILIES:
         units: dict[int, dict[Replicate, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
@@ -88,8 +87,15 @@ def figure2_differences(rows: list[Row]) -> dict[str, Points]:
             if is_random_split(row["split"]) and row["family"] == family and difference is not None:
                 units[row["n"]][replicate(row)].append(difference)
         if units:
-            curves[family] = {n: [statistics.fmean(values) for values in units[n].values()] for n in sorted(units)}
+            curves[family] = {n: {unit: statistics.fmean(values) for unit, values in units[n].items()}
+                              for n in sorted(units)}
     return curves
+
+
+def figure2_differences(rows: list[Row]) -> dict[str, Points]:
+    """Figure 2's bottom panel: per family, n -> the replicates' differences of :func:`figure2_unit_differences`."""
+    return {family: {n: list(units.values()) for n, units in curve.items()}
+            for family, curve in figure2_unit_differences(rows).items()}
 
 
 def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
