@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import machine
-from experiments.report.convergence import TOLERANCE, check, plateau_rise, selffer_differences
+from experiments.report.convergence import TOLERANCE, check, equivalent, plateau_rise, selffer_differences
 from experiments.report.intervals import mean_interval
 from experiments.report.table import Row, is_base, read_table
 
@@ -50,7 +50,7 @@ def rows_of(folder: Path, rows: list[Row], tolerance: float) -> list[str]:
     out = []
     for n, units in selffer_differences(rows).items():
         interval = mean_interval(list(units.values()))
-        inside = interval.defined and -tolerance <= interval.low and interval.high <= tolerance
+        inside = equivalent(interval, tolerance)
         ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}" if interval.defined else "no interval")
         seeds = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
         out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {seeds} | "

@@ -177,10 +177,8 @@ def compare(left: Study, right: Study) -> list[Comparison]:
         ours, theirs = unit_values(left, contrast), unit_values(right, contrast)
         found += [(quantity, contrast, n, ours[n], theirs[n]) for n in sorted(set(ours) & set(theirs))]
     p_values = [welch_p_value(ours, theirs) for *_, ours, theirs in found]
-    steps = iter(holm([p for p in p_values if p is not None]))
     comparisons = []
-    for (quantity, contrast, n, ours, theirs), p in zip(found, p_values):
-        step = next(steps) if p is not None else None
+    for (quantity, contrast, n, ours, theirs), p, step in zip(found, p_values, holm(p_values)):
         comparisons.append(Comparison(
             quantity, contrast, n, mean_interval(ours), mean_interval(theirs), welch_interval(ours, theirs), p,
             None if step is None else step.adjusted_p,

@@ -145,8 +145,13 @@ def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchec
         if not interval.defined:
             failures.append(f"{line}: one unit gives no interval, so equivalence to zero cannot be shown "
                             f"(run at least 2 seeds)")
-        elif interval.low < -tolerance or interval.high > tolerance:
+        elif not equivalent(interval, tolerance):
             failures.append(f"{line}: the interval is not inside +-{100 * tolerance:.2f} points")
+
+
+def equivalent(interval: Interval, tolerance: float) -> bool:
+    """Whether ``interval`` shows its difference equivalent to zero: defined and inside ``[-tolerance, +tolerance]``."""
+    return interval.defined and -tolerance <= interval.low and interval.high <= tolerance
 
 
 def plateau_rise(history: Sequence[float], min_window: int = MIN_WINDOW) -> tuple[float, int] | None:

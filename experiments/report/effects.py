@@ -272,16 +272,14 @@ def effects(rows: list[Row], paper: Sequence[Row] | None = None,
     found = [(effect, estimate(effect, rows)) for effect in plan(rows)]
     found = [(effect, result) for effect, result in found if result is not None]
     p_values = [p_value(differences) for _, (differences, _) in found]
-    family = [p for p in p_values if p is not None]
-    steps = iter(holm(family))
+    family = sum(p is not None for p in p_values)
     out = []
-    for (effect, (differences, method)), p in zip(found, p_values):
+    for (effect, (differences, method)), p, step in zip(found, p_values, holm(p_values)):
         interval = mean_interval(differences)
-        step = next(steps) if p is not None else None
         adjusted = mean_interval(differences, step.level) if step is not None else None
         outcome = decide(interval, step is not None and step.adjusted_p <= ALPHA, effect.sign)
         reference = pooled_difference(effect, paper) if paper else None
-        out.append(EffectRow(effect, interval, method + (f"; Holm over {len(family)} row(s)" if p is not None else ""),
+        out.append(EffectRow(effect, interval, method + (f"; Holm over {family} row(s)" if p is not None else ""),
                              outcome, reading(effect, interval, outcome, convergence), p,
                              None if step is None else step.adjusted_p, adjusted,
                              None if step is None else step.level, reference))

@@ -130,12 +130,20 @@ def welch_interval(left: Sequence[float], right: Sequence[float], level: float =
     count = len(left) + len(right)
     if len(left) < 2 or len(right) < 2:
         return Interval(difference, None, None, count)
-    a, b = statistics.variance(left) / len(left), statistics.variance(right) / len(right)
-    if a + b == 0.0:  # no spread on either side: the difference is exact
+    variance, df = _welch(left, right)
+    if variance == 0.0:  # no spread on either side: the difference is exact
         return Interval(difference, difference, difference, count)
-    df = (a + b) ** 2 / (a * a / (len(left) - 1) + b * b / (len(right) - 1))
-    half = t_quantile(0.5 + level / 2, df) * math.sqrt(a + b)
+    half = t_quantile(0.5 + level / 2, df) * math.sqrt(variance)
     return Interval(difference, difference - half, difference + half, count)
+
+
+def _welch(left: Sequence[float], right: Sequence[float]) -> tuple[float, float]:
+    """The variance of ``mean(left) - mean(right)`` and its Welch-Satterthwaite degrees of freedom (each side >= 2
+    values; the degrees of freedom are NaN where neither side has spread)."""
+    a, b = statistics.variance(left) / len(left), statistics.variance(right) / len(right)
+    if a + b == 0.0:
+        return 0.0, math.nan
+    return a + b, (a + b) ** 2 / (a * a / (len(left) - 1) + b * b / (len(right) - 1))
 
 
 def p_value(values: Sequence[float]) -> float | None:
@@ -167,16 +175,19 @@ class HolmStep:
     level: float
 
 
-def holm(p_values: Sequence[float], alpha: float = 1.0 - LEVEL) -> list[HolmStep]:
-    """Holm's step-down adjustment of ``p_values`` (one family, e.g. the rows of one report), in their order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda index: p_values[index])
-    steps: list[HolmStep | None] = [None] * m
+def holm(p_values: Sequence[float | None], alpha: float = 1.0 - LEVEL) -> list[HolmStep | None]:
+    """Holm's step-down adjustment of ``p_values`` (one family, e.g. the rows of one report), in their order.
+
+    A None (a row without an interval, so without a test) stays None and is not counted in the family.
+    """
+    tested = [index for index, p in enumerate(p_values) if p is not None]
+    m = len(tested)
+    steps: list[HolmStep | None] = [None] * len(p_values)
     running = 0.0
-    for rank, index in enumerate(order, start=1):
+    for rank, index in enumerate(sorted(tested, key=lambda index: p_values[index]), start=1):
         running = max(running, min(1.0, (m - rank + 1) * p_values[index]))
         steps[index] = HolmStep(running, 1.0 - alpha / (m - rank + 1))
-    return [step for step in steps if step is not None]
+    return steps
 
 
 def welch_p_value(left: Sequence[float], right: Sequence[float]) -> float | None:
@@ -185,8 +196,7 @@ def welch_p_value(left: Sequence[float], right: Sequence[float]) -> float | None
     if len(left) < 2 or len(right) < 2:
         return None
     difference = statistics.fmean(left) - statistics.fmean(right)
-    a, b = statistics.variance(left) / len(left), statistics.variance(right) / len(right)
-    if a + b == 0.0:
+    variance, df = _welch(left, right)
+    if variance == 0.0:
         return 1.0 if difference == 0.0 else 0.0
-    df = (a + b) ** 2 / (a * a / (len(left) - 1) + b * b / (len(right) - 1))
-    return min(1.0, 2.0 * (1.0 - t_cdf(abs(difference) / math.sqrt(a + b), df)))
+    return min(1.0, 2.0 * (1.0 - t_cdf(abs(difference) / math.sqrt(variance), df)))
