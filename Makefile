@@ -4,8 +4,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
+# Where torch and torchvision come from. Empty: the default index (on Linux, PyPI's CUDA wheels). A CPU-only or
+# another CUDA build: PyTorch's index for it, e.g. make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
-.PHONY: setup study test lock clean
+.PHONY: setup demo study test lock clean
 
 setup: $(STAMP)
 
@@ -17,8 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 	fi
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@if [ -n "$(TORCH_INDEX)" ]; then set -x; \
+		$(PY) -m pip install -q -c constraints.txt --extra-index-url $(TORCH_INDEX) torch torchvision; fi
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/transferability-study --config experiments/configs/studies/fmnist_demo.yaml
 
 study: $(STAMP)
 	$(VENV)/bin/transferability-study --config experiments/configs/studies/fmnist_default.yaml
@@ -27,13 +35,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # After changing pyproject.toml's dependencies: `make lock` installs what the venv lacks, unpinned, and
-# rewrites constraints.txt from the venv; run `make test` before committing the new pins.
+# rewrites constraints.txt with the versions of the project's requirements and what they require (no torch-build
+# packages: python -m experiments.lock); run `make test` before committing the new pins.
 lock:
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev,cluster]'
-	(echo "# The tested versions of every dependency (\`make lock\` rewrote it); \`make setup\` installs with"; \
-	 echo "# pip install -c constraints.txt, so a fresh machine gets the same environment."; \
-	 $(PY) -m pip freeze --exclude-editable) > constraints.txt
+	$(PY) -m experiments.lock
 	touch $(STAMP)
 
 clean:

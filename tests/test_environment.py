@@ -65,3 +65,23 @@ def test_every_declared_package_is_pinned() -> None:
             pins[name.strip().lower().replace("_", "-")] = version.strip()
     unpinned = sorted(name for name in set().union(*declared().values()) if not pins.get(name))
     assert not unpinned, f"declared but not pinned in constraints.txt: {unpinned}"
+
+
+def test_constraints_pin_only_what_the_project_needs() -> None:
+    """constraints.txt is what `make lock` writes: the closure of the declared requirements, no torch-build wheels."""
+    from experiments import lock
+
+    pins = {line.partition("==")[0] for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")}
+    assert not {name for name in pins if lock.TORCH_BUILD.match(name)}, "a torch-build package is pinned"
+    needed = lock.closure(lock.project_requirements())
+    assert pins <= set(needed), f"pinned but not required by the project: {sorted(pins - set(needed))}"
+    assert set(lock.portable(needed)) <= pins, f"required but not pinned: {sorted(set(lock.portable(needed)) - pins)}"
+
+
+def test_lock_refuses_an_uninstalled_requirement(tmp_path: Path) -> None:
+    """A requirement the venv lacks stops `lock` with a message naming it and `make setup`."""
+    from experiments import lock
+
+    with pytest.raises(SystemExit, match="no-such-distribution-xyz.*make setup"):
+        lock.closure(["no-such-distribution-xyz>=1"])
