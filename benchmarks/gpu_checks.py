@@ -103,18 +103,23 @@ def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str
     run(f"plain loop, {FAST}", lambda: plain(True, {"channels_last": True}, True))
 
 
+def write_base(model: dict[str, Any], path: Path) -> Path:
+    """A base checkpoint to transfer from: the weights of a fresh ``CaffeNetClassifier(**model)``; returns ``path``."""
+    from models.module import CaffeNetClassifier
+
+    torch.save({"state_dict": CaffeNetClassifier(**model).state_dict()}, path)
+    return path
+
+
 def fused_row(settings: Settings) -> dict[str, Any]:
     """The seven frozen AnB cells of one base, fused, bf16 + channels_last, data on the device."""
     from models.fused import FusedCell, FusedTransfer
     from models.transfer import depths
 
     seed_everything(0, verbose=False)
-    from models.module import CaffeNetClassifier
-
     loader = Batches(settings.model, settings.batch, count=4, device=settings.device).loader()
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base.ckpt"
-        torch.save({"state_dict": CaffeNetClassifier(**settings.model).state_dict()}, base)
+        base = write_base(settings.model, Path(tmp) / "base.ckpt")
         cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in depths()]
         module = FusedTransfer.from_network_arguments(str(base), cells, {**settings.model, "channels_last": True})
         timer = StepTimer(settings.warmup)

@@ -1,7 +1,8 @@
-"""The global random generators' states in every checkpoint, in force again when a resumed fit trains on."""
+"""Every rank's random streams: its own under DDP, in every checkpoint, in force again when a resumed fit trains on."""
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -9,7 +10,12 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
 from typing_extensions import override
+
+from models.dropout import SavedStates, SeededDropout, rank_seed, stream_key
+
+RANKS_KEY = "ranks"  # under DDP: every rank's states, by global rank (the top level keeps rank 0's)
 
 
 def collect_rng_states() -> dict[str, Any]:
@@ -50,34 +56,95 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(states["torch.cuda"])
 
 
+def run_seed() -> int:
+    """The run's seed: ``seed_everything``'s (the CLI's ``seed_everything`` key), else torch's initial seed."""
+    return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+
+
+def seed_rank_stream(rank: int) -> None:
+    """Give rank ``rank`` its own torch stream (CPU and every GPU), seeded with ``rank_seed(run_seed(), rank)``."""
+    torch.manual_seed(rank_seed(run_seed(), rank))
+
+
+def all_gather(value: Any, world_size: int) -> list[Any]:
+    """Every rank's ``value``, by global rank (a collective: every rank calls it); ``[value]`` on one process."""
+    if world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def gather_dropout_states(module: nn.Module, state_dict: dict[str, Any], world_size: int) -> None:
+    """Put every rank's ``SeededDropout`` streams into ``state_dict`` (rank 0's module state, which a checkpoint holds).
+
+    A collective: every rank calls it. Each rank's own streams come from that rank; streams of ranks beyond this
+    world (a checkpoint of a larger run) are kept as rank 0 held them.
+    """
+    names = [name for name, layer in module.named_modules() if isinstance(layer, SeededDropout)]
+    local = {name: module.get_submodule(name).get_extra_state() for name in names}
+    everyone: list[dict[str, SavedStates]] = all_gather(local, world_size)
+    for name in names:
+        key = f"{name}._extra_state"
+        if key not in state_dict:
+            continue
+        merged = dict(everyone[0][name])
+        for rank, states in enumerate(everyone):
+            own = stream_key(rank, "")
+            merged.update({stream: value for stream, value in states[name].items() if stream.startswith(own)})
+        state_dict[key] = merged
+
+
 class GlobalRNGState(Callback):
-    """Checkpoints the global random generators and restores them when a fit resumes from the checkpoint.
+    """Gives every DDP rank its own random streams, checkpoints them, and restores them when a fit resumes.
 
     Dropout (and anything else that draws from torch's global generator in the main process) then draws after a
-    resume what the uninterrupted run drew after the same step. The states are put back in ``on_train_start``,
-    after the restored checkpoint has set up the model, optimizer and loops and just before training goes on
-    (sanity validation, skipped on a resume, would otherwise run in between). Under DDP every rank takes the
-    saved state of rank 0: ranks seeded alike by ``seed_everything`` draw alike.
+    resume what the uninterrupted run drew after the same step. ``seed_everything`` seeds every rank alike, so a
+    fresh fit reseeds torch on each rank ``r >= 1`` with ``rank_seed(seed, r)`` (rank 0, a single process
+    included, keeps its stream): the ranks draw different masks for their different examples. A checkpoint holds
+    rank 0's states at its top level (a single process's checkpoint is as before) and, under DDP, every rank's
+    under ``ranks``, with every rank's ``SeededDropout`` streams in the module state (:func:`gather_dropout_states`).
+    The states are put back in ``on_train_start``, after the restored checkpoint has set up the model, optimizer
+    and loops and just before training goes on (sanity validation, skipped on a resume, would otherwise run in
+    between). A rank the checkpoint has no state for (saved by fewer ranks) starts its own stream afresh.
     """
 
     def __init__(self) -> None:
         self._loaded: dict[str, Any] | None = None
+        self._world_size = 1  # the trainer's, read at setup (state_dict has no trainer)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._world_size = trainer.world_size
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return collect_rng_states()
+        states = collect_rng_states()
+        if self._world_size > 1:
+            states[RANKS_KEY] = all_gather(states, self._world_size)
+        return states
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = state_dict
 
     @override
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.world_size > 1:
+            gather_dropout_states(pl_module, checkpoint["state_dict"], trainer.world_size)
+
+    @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._loaded is not None:
-            set_rng_states(self._loaded)
-            self._loaded = None
-        elif trainer.ckpt_path is not None:
+        rank, loaded, self._loaded = trainer.global_rank, self._loaded, None
+        if loaded is None and trainer.ckpt_path is not None:
             rank_zero_warn(
                 f"{trainer.ckpt_path} holds no random generator states (saved without "
                 f"{type(self).__name__}): from here on, dropout draws differ from an uninterrupted run's"
             )
+        ranks = (loaded or {}).get(RANKS_KEY, [])
+        if rank < len(ranks):
+            set_rng_states(ranks[rank])
+        elif loaded is not None and rank == 0:
+            set_rng_states(loaded)
+        elif rank > 0:
+            seed_rank_stream(rank)

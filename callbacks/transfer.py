@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import nn
+from torch import Tensor, nn
 from typing_extensions import override
 
+from experiments.errors import InputFileError, SettingError
+from experiments.runs import versioned_hint
 from models import transfer as core
 from models.transfer import FrozenNorm, TransferMode, TransferRecord
 
@@ -35,24 +38,29 @@ class TransferCallback(Callback):
             which their running statistics follow; their parameters stay frozen).
 
     Raises:
-        ValueError: if ``n``, ``mode`` or ``frozen_norm`` is invalid, or ``finetune`` has no base checkpoint.
-        FileNotFoundError: if ``base_checkpoint`` is not an existing file.
+        SettingError: if ``n``, ``mode`` or ``frozen_norm`` is invalid, or ``finetune`` has no base checkpoint.
+        InputFileError: if ``base_checkpoint`` is not an existing file.
     """
 
     def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen",
                  frozen_norm: FrozenNorm = "eval") -> None:
         super().__init__()
-        core.check_count(n, "transfer n")
-        core.check_mode(mode)
-        core.check_frozen_norm(frozen_norm)
+        try:
+            core.check_count(n, "transfer n")
+            core.check_mode(mode)
+            core.check_frozen_norm(frozen_norm)
+        except ValueError as err:
+            raise SettingError(str(err)) from err
         if mode == "finetune" and base_checkpoint is None:
-            raise ValueError(
+            raise SettingError(
                 "transfer mode 'finetune' needs a base checkpoint to start from: set transfer.base_checkpoint, "
                 "or use mode 'frozen' (with no base and n > 0 that freezes random features)"
             )
         if base_checkpoint is not None and not os.path.isfile(base_checkpoint):
-            raise FileNotFoundError(
-                f"transfer base_checkpoint {base_checkpoint!r} does not exist or is not a file"
+            raise InputFileError(
+                f"transfer base_checkpoint {base_checkpoint!r} does not exist or is not a file (looked for in "
+                f"{os.path.abspath(os.path.dirname(base_checkpoint) or '.')}): give the last.ckpt of a finished "
+                f"base fit{versioned_hint(base_checkpoint)}"
             )
         self.base_checkpoint = None if base_checkpoint is None else str(base_checkpoint)
         self.n = n
@@ -60,11 +68,42 @@ class TransferCallback(Callback):
         self.frozen_norm = frozen_norm
         self.record = TransferRecord(self.base_checkpoint, None, n, mode, frozen_norm=frozen_norm)
         self._stage: str | None = None
+        self._base: tuple[dict[str, Tensor], str] | None = None  # read by `check`, used once by `setup`
 
     @property
     def provenance(self) -> dict[str, Any]:
         """The transfer record as plain values (what the checkpoint and the loggers carry)."""
         return self.record.as_dict()
+
+    def check(self, pl_module: LightningModule) -> None:
+        """Check n against the module's network and the base's layers against it, before anything starts.
+
+        A dry run of the copy (on the meta device: nothing is copied); the base it read is kept for ``setup``.
+        A module that builds its network later (no ``net`` yet) is checked at ``setup``.
+
+        Raises:
+            SettingError: n beyond the network's stages, or a base that lacks or mis-shapes a layer to copy
+                (a base of another architecture or other settings), or a file that is not a readable checkpoint.
+        """
+        if getattr(pl_module, "net", None) is None or (self.n == 0 and self.base_checkpoint is None):
+            return
+        net = self.network(pl_module)
+        names = core.layer_names_of(net)
+        try:
+            core.check_depth(self.n, "--transfer.n", layer_names=names)
+        except ValueError as err:
+            raise SettingError(f"{err} for {type(net).__name__}") from err
+        if not self.n or self.base_checkpoint is None:
+            return
+        try:
+            self._base = core.load_base(self.base_checkpoint)
+            core.copy_layers(self._base[0], _MetaShapes(net), core.transferable_layers(names)[: self.n])
+        except ValueError as err:
+            self._base = None
+            raise SettingError(
+                f"--transfer.base_checkpoint {self.base_checkpoint!r} cannot give layers 1..{self.n} to this "
+                f"{type(net).__name__} ({err}); give a base trained with the same model class and settings"
+            ) from err
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -74,7 +113,8 @@ class TransferCallback(Callback):
         net = self.network(pl_module)
         base, sha256 = None, None
         if self.n and self.base_checkpoint is not None:
-            base, sha256 = core.load_base(self.base_checkpoint)
+            base, sha256 = self._base or core.load_base(self.base_checkpoint)
+            self._base = None
         elif self.base_checkpoint is not None:
             rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
         self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256, self.frozen_norm)
@@ -107,7 +147,8 @@ class TransferCallback(Callback):
         saved_settings = (saved.get("n"), saved.get("mode"), saved.get("frozen_norm", "eval"))
         if saved_settings != (self.n, self.mode, self.frozen_norm):
             raise ValueError(
-                f"the checkpoint being resumed was trained with transfer n={saved.get('n')} mode={saved.get('mode')!r}, "
+                f"the checkpoint being resumed was trained with transfer n={saved.get('n')} "
+                f"mode={saved.get('mode')!r}, "
                 f"but this run has n={self.n} mode={self.mode!r} (frozen_norm {saved_settings[2]!r} then, "
                 f"{self.frozen_norm!r} now): resume with the transfer settings it was started with"
             )
@@ -132,3 +173,15 @@ class TransferCallback(Callback):
                             f"{type(pl_module).__name__} has none")
         core.layer_names_of(net)
         return net
+
+
+class _MetaShapes(nn.Module):
+    """Stands for a network in a dry run of ``models.transfer.copy_layers``: its tensors, on the meta device."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self._tensors = {key: torch.empty_like(value, device="meta")
+                         for key, value in net.state_dict().items() if isinstance(value, Tensor)}
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
+        return dict(self._tensors)

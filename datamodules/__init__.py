@@ -1,8 +1,10 @@
-"""Datasets, the paper's class splits and preprocessing: ``ImageNetHalf`` and the ``FashionMNISTHalf`` default."""
+"""Datasets, the class splits and preprocessing: ``ImageNetHalf``, ``ImageFolderHalves`` (any image folder) and the
+``FashionMNISTHalf`` default."""
 
 from datamodules.base import HalfDataModule
 from datamodules.corrupt import SkippedImagesLogger, UnreadableImageWarning
 from datamodules.fashion_mnist import FashionMNISTHalf
+from datamodules.folder import ImageFolderHalves
 from datamodules.imagenet import ImageNetHalf
 from datamodules.splits import FASHION_MNIST_SPLITS, IMAGENET_SPLITS, ClassSplits, random_halves
 
@@ -12,6 +14,7 @@ __all__ = [
     "ClassSplits",
     "FashionMNISTHalf",
     "HalfDataModule",
+    "ImageFolderHalves",
     "ImageNetHalf",
     "SkippedImagesLogger",
     "UnreadableImageWarning",

@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningDataModule
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 from typing_extensions import override
 
 from datamodules.resumable import ResumableLoader, ResumableSampler
 from datamodules.splits import ClassSplits
+
+Workers = int | Literal["auto"]  # a loader's worker processes per rank; "auto": sized from the CPUs per rank
+MAX_AUTO_WORKERS = 8  # "auto" training workers at most (see auto_workers)
+MAX_AUTO_VAL_WORKERS = 2  # "auto" validation workers: modest, they sit idle (and persistent) while training runs
+
+
+def cpus_per_rank(trainer: Trainer | None) -> int:
+    """The CPUs one rank may use: SLURM's ``--cpus-per-task`` when SLURM started the ranks (one a task), else
+    the CPUs this process may run on, shared by the ranks of this machine (``trainer.num_devices``)."""
+    environment = getattr(trainer.strategy, "cluster_environment", None) if trainer is not None else None
+    if isinstance(environment, SLURMEnvironment) and "SLURM_CPUS_PER_TASK" in os.environ:
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    local_ranks = trainer.num_devices if trainer is not None else 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, local_ranks))
+
+
+def auto_workers(cpus: int) -> int:
+    """``auto`` training workers of a rank with ``cpus`` CPUs: one CPU left to the rank, 1 to ``MAX_AUTO_WORKERS``."""
+    return max(1, min(MAX_AUTO_WORKERS, cpus - 1))
 
 
 class HalfDataModule(LightningDataModule):
@@ -29,12 +50,14 @@ class HalfDataModule(LightningDataModule):
         split: ``random<seed>``, a named split of the dataset, or ``whole``.
         half: A half of ``split`` (``A``/``B``, a named half, or ``all`` for ``whole``).
         batch_size: Global batch size, divided by the trainer's world size.
-        num_workers: DataLoader worker processes per rank.
+        num_workers: Training loader worker processes per rank; ``auto``: one fewer than the CPUs per rank
+            (:func:`cpus_per_rank`), at most 8.
         pin_memory: Pin host memory (when an accelerator is present).
         persistent_workers: Keep workers alive between epochs (when ``num_workers > 0``).
         images_per_class: Keep the first N training images of each class (None: all).
         mean_half: Half of the same split whose training mean image is subtracted (None: own half).
         pixel_scale: Factor on the mean-subtracted 0-255 pixels (Caffe's ``transform_param.scale``).
+        val_num_workers: Validation (and test) loader workers per rank; ``auto``: as ``num_workers``, at most 2.
 
     Raises:
         ValueError: An unknown split or half, or a non-positive size.
@@ -49,12 +72,13 @@ class HalfDataModule(LightningDataModule):
         split: str,
         half: str,
         batch_size: int,
-        num_workers: int,
+        num_workers: Workers,
         pin_memory: bool,
         persistent_workers: bool,
         images_per_class: int | None,
         mean_half: str | None,
         pixel_scale: float,
+        val_num_workers: Workers = "auto",
     ) -> None:
         super().__init__()
         self.classes = self.splits.classes(split, half)
@@ -65,11 +89,12 @@ class HalfDataModule(LightningDataModule):
                 raise ValueError(f"{name} must be positive, got {value}")
         if pixel_scale <= 0:
             raise ValueError(f"pixel_scale must be positive, got {pixel_scale}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        for name, workers in (("num_workers", num_workers), ("val_num_workers", val_num_workers)):
+            if workers != "auto" and (not isinstance(workers, int) or workers < 0):
+                raise ValueError(f"{name} must be an integer >= 0 or 'auto', got {workers!r}")
         self.num_classes = len(self.classes)
         self.split, self.half, self.mean_half = split, half, mean_half
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.workers, self.val_workers = batch_size, num_workers, val_num_workers
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.images_per_class = images_per_class
         self.pixel_scale = pixel_scale
@@ -78,6 +103,17 @@ class HalfDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.collate_fn: Callable[[Any], Any] | None = None  # None: torch's default_collate
+
+    @property
+    def num_workers(self) -> int:
+        """Training loader workers per rank: the ``num_workers`` setting, ``auto`` resolved for the attached trainer."""
+        return self.workers if isinstance(self.workers, int) else auto_workers(cpus_per_rank(self.trainer))
+
+    @property
+    def val_num_workers(self) -> int:
+        """Validation and test loader workers per rank: the ``val_num_workers`` setting; ``auto``: the training
+        loader's, at most ``MAX_AUTO_VAL_WORKERS``."""
+        return self.val_workers if isinstance(self.val_workers, int) else min(MAX_AUTO_VAL_WORKERS, self.num_workers)
 
     @classmethod
     def split_halves(cls, split: str) -> tuple[str, ...]:
@@ -129,7 +165,7 @@ class HalfDataModule(LightningDataModule):
                                    seed=seed)
         # keyword arguments: Lightning re-instantiates a loader from them when it swaps the sampler (overfit_batches)
         return ResumableLoader(self.train_set, sampler=sampler, batch_size=self.per_device_batch_size,
-                               **self._loader_settings())
+                               **self._loader_settings(self.num_workers))
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -158,12 +194,12 @@ class HalfDataModule(LightningDataModule):
             raise RuntimeError(f"call setup() before asking for the {name} dataloader")
         # Its own generator: iterating draws nothing from the global one, which dropout draws from.
         return DataLoader(dataset, batch_size=self.per_device_batch_size, sampler=sampler,
-                          generator=torch.Generator().manual_seed(0), **self._loader_settings())
+                          generator=torch.Generator().manual_seed(0), **self._loader_settings(self.val_num_workers))
 
-    def _loader_settings(self) -> dict[str, Any]:
+    def _loader_settings(self, workers: int) -> dict[str, Any]:
         return dict(
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=self.collate_fn,
             pin_memory=self.pin_memory and torch.accelerator.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers > 0,
         )

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import FashionMNIST
 from typing_extensions import override
 
-from datamodules.base import HalfDataModule
+from datamodules.base import HalfDataModule, Workers
 from datamodules.resumable import SampleKey
 from datamodules.splits import FASHION_MNIST_SPLITS, first_per_class
 from datamodules.transforms import subtract_mean_and_mirror
@@ -133,13 +133,15 @@ class FashionMNISTHalf(HalfDataModule):
             Sneaker, Bag, Ankle boot) or ``whole`` (half ``all``).
         half: The half to train and validate on.
         batch_size: Global batch size, divided across DDP processes.
-        num_workers: DataLoader worker processes per rank (0: the data is in memory already).
+        num_workers: DataLoader worker processes per rank (0: the data is in memory already; ``auto``: sized
+            from the CPUs per rank, see ``datamodules.base.auto_workers``).
         pin_memory: Pin host memory (when an accelerator is present).
         persistent_workers: Keep workers alive between epochs (when ``num_workers > 0``).
         images_per_class: Keep the first N training images of each class.
         mean_half: Half of the same split whose mean image to subtract; None: the trained half.
         pixel_scale: Factor on the mean-subtracted 0-255 pixels (Caffe's ``transform_param.scale``): 1 is
             the paper's scale; e.g. 1/128 suits a network initialised for inputs of about unit scale.
+        val_num_workers: Validation loader workers per rank; ``auto``: ``num_workers``, at most 2.
     """
 
     splits = FASHION_MNIST_SPLITS
@@ -152,16 +154,17 @@ class FashionMNISTHalf(HalfDataModule):
         split: str = "random0",
         half: str = "A",
         batch_size: int = 256,
-        num_workers: int = 0,
+        num_workers: Workers = 0,
         pin_memory: bool = True,
         persistent_workers: bool = False,
         images_per_class: int | None = None,
         mean_half: str | None = None,
         pixel_scale: float = 1.0,
+        val_num_workers: Workers = "auto",
     ) -> None:
         super().__init__(
             split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
-            pixel_scale,
+            pixel_scale, val_num_workers,
         )
         self.save_hyperparameters()
         self.root = root

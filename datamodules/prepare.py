@@ -34,6 +34,7 @@ from torchvision.io import encode_jpeg
 from tqdm import tqdm
 
 from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
+from experiments.errors import InputFileError
 from datamodules.transforms import DECODE_ERRORS, encode_ppm, read_rgb, warp
 from models.files import write_atomic
 
@@ -214,8 +215,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_inputs(root: Path, train: Path | None, val: Path | None, val_labels: Path | None) -> None:
+    """Check every input before anything is written: each named archive, folder or list must exist.
+
+    Raises:
+        InputFileError: the missing ones, each with the folder it was looked for in (a relative name is read
+            from the current folder), or ``root`` when there is nothing to make it from.
+    """
+    missing = [f"{flag} {path} (looked for in {path.absolute().parent})"
+               for flag, path in (("--train", train), ("--val", val), ("--val-labels", val_labels))
+               if path is not None and not path.exists()]
+    if missing:
+        raise InputFileError("not found: " + "; ".join(missing) + ". Give each archive's path (relative to the "
+                             "current folder or absolute); nothing was created")
+    if not (train or val or root.is_dir()):
+        raise InputFileError(f"{root} does not exist (looked for in {root.absolute().parent}): give --train "
+                             "ILSVRC2012_img_train.tar and --val ILSVRC2012_img_val.tar to make it")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the prepare command; returns the exit status (0 = complete and every image decodes)."""
+    """Run the prepare command; returns the exit status (0 = complete and every image decodes).
+
+    Raises:
+        InputFileError: an input is missing (:func:`check_inputs`); nothing was created.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.no_verify and args.resized:
@@ -223,8 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resized_format != "jpeg" and not args.resized:
         parser.error("--resized-format applies to the --resized copy: give --resized DIR")
     root: Path = args.root
-    if not (args.train or args.val or root.is_dir()):
-        parser.error(f"{root} does not exist: give --train and --val to make it")
+    check_inputs(root, args.train, args.val, args.val_labels)
     if args.train:
         print(f"wrote {extract_train(args.train, root / 'train')} train classes to {root / 'train'}")
     if args.val:
@@ -253,4 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.entry import prepare_imagenet
+
+    sys.exit(prepare_imagenet())

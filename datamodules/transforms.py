@@ -46,6 +46,37 @@ def read_rgb(path: str) -> Tensor:
     return decode_rgb(read_file(path))
 
 
+# The read mode of each channel count an image folder may hold (grey, grey + alpha, RGB, RGBA).
+READ_MODES = {1: ImageReadMode.GRAY, 2: ImageReadMode.GRAY_ALPHA, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
+# The channels torchvision decodes a file of each PIL mode to (a palette is expanded; CMYK JPEGs read as RGB).
+_MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "LA": 2, "La": 2, "P": 3,
+                  "RGB": 3, "YCbCr": 3, "CMYK": 3, "LAB": 3, "HSV": 3, "PA": 4, "RGBA": 4, "RGBa": 4}
+
+
+def read_image(path: str, channels: int = 3) -> Tensor:
+    """Read and decode an image file to uint8 ``[channels, H, W]`` (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA).
+
+    A file of other channels is converted (RGB to grey, grey to RGB, ...); 16-bit images are scaled to 8 bits.
+
+    Raises:
+        RuntimeError: The file does not decode.
+        OSError: The file cannot be read.
+    """
+    image = read_rgb(path) if channels == 3 else decode_image(read_file(path), mode=READ_MODES[channels])
+    return image if image.dtype == torch.uint8 else F.to_dtype(image, torch.uint8, scale=True)
+
+
+def image_channels(path: str) -> int | None:
+    """The channels an image file decodes to, from its header alone; None if the file is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return _MODE_CHANNELS.get(image.mode, len(image.getbands()))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
 def decode_rgb(data: Tensor) -> Tensor:
     """Decode an image file's bytes (uint8 ``[N]``) to uint8 RGB ``[3, H, W]``; a binary PPM is only viewed.
 
@@ -121,6 +152,25 @@ def subtract_mean_and_mirror(pixels: Tensor, mean: Tensor, mirror: Tensor | bool
     if isinstance(mirror, bool):
         return centred.flip(-1) if mirror else centred
     return torch.where(mirror, centred.flip(-1), centred)
+
+
+# The caffe geometry's presets: (side of the warped image, side of the crop). ``large``: the paper's 256 and 227;
+# ``small``: the same ratio for images of about 32 pixels (CIFAR-sized), 32 and 28.
+GEOMETRY_PRESETS = {"large": (256, 227), "small": (32, 28)}
+
+
+def subtracted_mean(mean_image: Tensor, kind: str) -> Tensor:
+    """The mean a batch has subtracted: the per-pixel mean image (``pixel``, the paper's) or its per-channel average
+    at every pixel (``channel``), float ``[C, S, S]`` either way.
+
+    Raises:
+        ValueError: Another kind.
+    """
+    if kind == "pixel":
+        return mean_image
+    if kind == "channel":
+        return mean_image.mean((1, 2), keepdim=True).expand_as(mean_image).contiguous()
+    raise ValueError(f"unknown mean {kind!r}; valid: pixel (the per-pixel mean image), channel (per-channel means)")
 
 
 class Warp:

@@ -9,37 +9,68 @@ arguments may be given without ``class_path``; ``models.fused.FusedTransfer`` tr
 from __future__ import annotations
 
 import os
+import re
+import sys
+import types
 import warnings
 from typing import Any
 
+import torch
+import yaml
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
+import datamodules  # noqa: F401 -- registers the data modules, so `--help` and `--data.help` list them by name
+import models  # noqa: F401 -- likewise the classifiers
 from callbacks.checkpoint import BestAndLastCheckpoint, LearningRateMonitorWhenLogging
 from callbacks.lineage import WandbLineage
+from callbacks.progress import PlainProgress
 from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
+from experiments import runs
+from experiments.entry import silence_noise
+from experiments.errors import InputFileError, SettingError, ShortParseErrors, UserError
+from experiments.wandb_setup import prepare_wandb
 from models.fused import FusedCell, FusedTransfer
 from models.loading import import_path
-
-# Lightning 2.6 on torch 2.14 warns at every fit about its own use of a deprecated pytree API.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# The epoch's training accuracy is summed over the ranks by models.module.TrainAccuracy before it is logged,
-# and validation metrics by torchmetrics: Lightning's advice to add sync_dist does not apply.
-warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
-# On a machine with SLURM installed Lightning suggests `srun` at every fit; study jobs reach SLURM through submitit.
-warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 
 DEFAULT_ROOT_DIR = "runs/fit"
 # Model arguments the data module supplies (linked, never stated twice).
 LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 MODEL = "models.CaffeNetClassifier"
+# The config groups of one class each (the others, model and data, name theirs in class_path).
+CLASS_GROUPS: dict[str, type] = {"transfer": TransferCallback, "checkpoint": BestAndLastCheckpoint,
+                                 "lr_monitor": LearningRateMonitorWhenLogging, "trainer": Trainer}
+
+
+class TransferArgumentParser(ShortParseErrors, LightningArgumentParser):
+    """Lightning's parser whose parse errors are the setting's line and a hint (``experiments.errors``)."""
 
 
 class LoggedConfigCallback(SaveConfigCallback):
-    """Saves ``config.yaml`` next to the run (Lightning's default) and logs the full config to every logger."""
+    """Saves ``config.yaml`` in the run's folder and logs the full config to every logger."""
+
+    run_dir: str | None = None  # the fit's run folder (``experiments.runs``), set by the CLI
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """A fit writes its run's ``config.yaml`` into the run folder (whatever its loggers' folders); ``validate``
+        and ``test`` only log theirs (the run's file stays the fit's)."""
+        if stage != "fit":
+            self.save_config(trainer, pl_module, stage)
+        elif self.run_dir is None:
+            super().setup(trainer, pl_module, stage)
+        elif not self.already_saved:
+            if trainer.is_global_zero:
+                os.makedirs(self.run_dir, exist_ok=True)
+                self.parser.save(self.config, os.path.join(self.run_dir, self.config_filename), skip_none=False,
+                                 overwrite=True, multifile=self.multifile)
+                self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         for logger in trainer.loggers:
@@ -50,6 +81,8 @@ class TransferCLI(LightningCLI):
     """LightningCLI with the paper's defaults: W&B offline, best and last checkpoints, LR logging."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        silence_noise()  # every fit comes through here: the console, a study in-process, a study job
+        kwargs.setdefault("parser_class", TransferArgumentParser)
         kwargs.setdefault("save_config_callback", LoggedConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("subclass_mode_model", True)
@@ -65,6 +98,16 @@ class TransferCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitorWhenLogging, "lr_monitor")
         for key in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+        parser.add_argument("--run_version", type=int | None, default=None,
+                            help="The run (version_N under trainer.default_root_dir) a fit starts, or resumes with "
+                                 "--ckpt_path last; null: a new run takes the next free N (experiments.runs)")
+        parser.add_argument("--run_folders", type=bool, default=True,
+                            help="Each fit in a version_N folder of its own; false: trainer.default_root_dir is the "
+                                 "run's folder (a study's cells)")
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+            # Lightning's Union[int, float] reaches jsonargparse as float | int, which reads "1" as 1.0 (every
+            # batch); int first reads it as one batch, and "0.5" still as a fraction.
+            parser._option_string_actions[f"--trainer.{name}"]._typehint = int | float | None
         parser.set_defaults({
             "model": {"class_path": MODEL},
             "checkpoint.monitor": "val/top1",
@@ -84,33 +127,103 @@ class TransferCLI(LightningCLI):
             config.weights_only = True  # resume checkpoints are read safely too
         if issubclass(import_path(config.model.class_path), FusedTransfer):
             check_fused_config(config)
+        if self.subcommand is not None:  # a run, not a study rendering a cell's config on a login node
+            check_accelerator(config)
         root = config.trainer.default_root_dir or DEFAULT_ROOT_DIR
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = os.path.join(root, "checkpoints")
-        logger = config.trainer.logger
-        if isinstance(logger, list) or not logger or logger is True:
-            return
-        if logger.class_path == WANDB_LOGGER and logger.init_args.get("save_dir") in (None, "."):
-            logger.init_args.save_dir = root
+        run = root
+        if self.subcommand == "fit" and config.run_folders:
+            run = choose_run_folder(self._parser(self.subcommand), config, root)
+        elif self.subcommand is not None and config.run_folders and str(config.ckpt_path).lower() == "last":
+            config.ckpt_path = str(runs.last_checkpoint(root, config.run_version))
+        self.run_dir = run if self.subcommand == "fit" else None
+        if runs.derived(config.checkpoint.dirpath, root):
+            config.checkpoint.dirpath = os.path.join(run, "checkpoints")
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        for logger in loggers:  # each logger's files in the run folder, unless the config puts them elsewhere
+            if not isinstance(logger, Namespace) or not logger.get("init_args"):
+                continue
+            save_dir = logger.init_args.get("save_dir")
+            if (save_dir is not None or logger.class_path == WANDB_LOGGER) and runs.derived(save_dir, root,
+                                                                                              logger_dir=True):
+                logger.init_args.save_dir = run
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a class that refuses its settings is a ``SettingError`` naming the setting.
+
+        Raises:
+            SettingError, InputFileError: a constructor raised a ``ValueError`` or ``FileNotFoundError``.
+        """
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            refused = user_error(err, self.config[self.subcommand] if self.subcommand else self.config)
+            if refused is None:
+                raise
+            raise refused from err
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer; with plain progress lines instead of tqdm's bar when stderr is not a terminal."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if plain_progress_wanted(config.trainer):
+            kwargs["callbacks"] = [*(config.trainer.get("callbacks") or []), PlainProgress()]
+        trainer = super().instantiate_trainer(**kwargs)
+        for callback in trainer.callbacks:
+            if isinstance(callback, LoggedConfigCallback):
+                callback.run_dir = getattr(self, "run_dir", None)
+        return trainer
 
     def before_fit(self) -> None:
-        """Name a missing ``--ckpt_path`` file before the loggers start a run (W&B would keep it, failed)."""
-        check_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"))
+        """Check what the user gave before the loggers start a run (W&B would keep it, failed): ``--ckpt_path``,
+        the transfer against the network and its base; then make W&B ready (``experiments.wandb_setup``)."""
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        check_ckpt_path(ckpt_path)
+        if self.subcommand == "fit":
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, TransferCallback):
+                    callback.check(self.model)
+        if ckpt_path is not None and self.trainer.checkpoint_callback is not None:
+            # Resuming into its own folder: Lightning's "exists and is not empty" is what a resume expects.
+            folder = getattr(self.trainer.checkpoint_callback, "dirpath", None) or ""
+            warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(folder)} exists and is not")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                prepare_wandb(logger)
 
     before_validate = before_test = before_predict = before_fit
+
+
+def choose_run_folder(parser: LightningArgumentParser, config: Namespace, root: str) -> str:
+    """The run folder of a fit (``experiments.runs``): a new ``version_N``, or the run ``--ckpt_path`` resumes,
+    checked to be started with this command's seed and settings; records its version and W&B id in ``config``.
+
+    Raises:
+        RunFolderError: a fit that would overwrite a run, or resume another run than the command describes.
+    """
+    version, resume = runs.choose_run(root, config.run_version, config.ckpt_path)
+    folder = runs.run_folder(root, version)
+    saved = runs.saved_config(folder) if resume else None
+    if saved is not None:
+        current = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True))
+        runs.check_same_run(saved, current, folder)
+    config.run_version = version
+    logger = config.trainer.logger
+    if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
+        logger.init_args.id = (runs.saved_wandb_id(saved) if resume else None) or runs.new_wandb_id()
+        logger.init_args.resume = "allow"
+    return str(folder)
 
 
 def check_ckpt_path(path: str | None) -> None:
     """Refuse a ``--ckpt_path`` that names no file (``last``, ``best``, ``hpc``, registry names and URLs pass).
 
     Raises:
-        FileNotFoundError: the path is neither a special name nor an existing file.
+        InputFileError: the path is neither a special name nor an existing file.
     """
     name = str(path).lower()
     if path is None or name in ("last", "best", "hpc", "registry") or name.startswith("registry:") or "://" in name:
         return
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise InputFileError(
             f"--ckpt_path {str(path)!r} is not a file: give an existing checkpoint, or `last` to resume from "
             "the newest last.ckpt under trainer.default_root_dir (a fresh start when there is none)"
         )
@@ -120,12 +233,12 @@ def check_fused_config(config: Any) -> None:
     """Refuse, by name, the settings of a config that cannot apply to a fused group, before anything is built.
 
     Raises:
-        ValueError: transfer settings (a group takes its base and each cell's n from ``model.init_args``), a
+        SettingError: transfer settings (a group takes its base and each cell's n from ``model.init_args``), a
             checkpoint monitor that no cell logs, or a trainer setting the group refuses.
     """
     transfer, cells = config.transfer, config.model.init_args.cells or []
     if transfer.n or transfer.base_checkpoint is not None:
-        raise ValueError(
+        raise SettingError(
             "transfer.n and transfer.base_checkpoint apply to one network; a fused group (model "
             "models.fused.FusedTransfer) takes its base from model.init_args.base_checkpoint and each cell's n from "
             "model.init_args.cells: leave the transfer group unset"
@@ -133,12 +246,108 @@ def check_fused_config(config: Any) -> None:
     labels = [FusedCell(n=cell["n"], root=cell["root"], name=cell.get("name")).label for cell in cells]
     monitor = config.checkpoint.monitor
     if monitor is not None and not any(monitor.startswith(f"{label}/") for label in labels):
-        raise ValueError(
+        raise SettingError(
             f"checkpoint.monitor={monitor!r} is not logged by a fused group, whose metrics are per cell "
             f"(<cell>/val/top1, cells {', '.join(labels)}): set checkpoint.monitor null (keep last.ckpt "
             "only, with checkpoint.save_top_k 0) or a cell's metric"
         )
-    FusedTransfer.check_trainer_settings(config.trainer)
+    try:
+        FusedTransfer.check_trainer_settings(config.trainer)
+    except ValueError as err:
+        raise SettingError(str(err)) from err
+
+
+def check_accelerator(config: Any) -> None:
+    """Refuse a GPU accelerator on a machine without one, saying how to run the config on the CPU.
+
+    Raises:
+        SettingError: ``trainer.accelerator`` is ``gpu`` or ``cuda`` and torch sees no CUDA device.
+    """
+    accelerator = str(config.trainer.accelerator).lower()
+    if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    data = config.get("data")
+    root = data.init_args.get("root") if isinstance(data, Namespace) and data.get("init_args") else None
+    where = f" (now {root!r})" if root else ""
+    raise SettingError(
+        f"--trainer.accelerator {accelerator}: this config expects a GPU and torch sees none. To run it on the CPU "
+        "add `--trainer.accelerator cpu --trainer.devices 1 --trainer.strategy auto` (and a smaller "
+        f"--data.init_args.batch_size), and point --data.init_args.root at your dataset{where}"
+    )
+
+
+def user_error(err: BaseException, config: Namespace) -> UserError | None:
+    """The error a class raised while being built from the config, as a ``UserError`` naming its setting.
+
+    jsonargparse wraps a constructor's exception in its own ``ValueError`` ("Does not validate against any of
+    the Union subtypes ..."); the constructor's is at the end of the ``__cause__`` chain. A ``ValueError`` or
+    ``FileNotFoundError`` there is the class refusing its settings; anything else is a bug (None: re-raise).
+    """
+    cause = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if not isinstance(cause, (UserError, ValueError, FileNotFoundError)):
+        return None
+    message = str(cause)
+    group, setting = _refusing_setting(cause, config)
+    if setting and f"--{setting}" not in message:
+        # "images_per_class must be ..." reads "--data.init_args.images_per_class must be ..."
+        head = re.match(rf"(?:\w+ )?{re.escape(setting.rsplit('.', 1)[-1])}(:?)\s+", message)
+        rest = message[head.end():] if head else message
+        message = f"--{setting}{':' if not head or head[1] else ''} {rest}"
+    elif group:
+        message = f"{group}: {message}"
+    kind = InputFileError if isinstance(cause, FileNotFoundError) else SettingError
+    return kind(message)
+
+
+def _refusing_setting(err: BaseException, config: Namespace) -> tuple[str | None, str | None]:
+    """The config group whose class raised ``err`` (``data (datamodules.FashionMNISTHalf)``) and, when the
+    message names exactly one of its arguments, that setting's dotted key (``data.init_args.images_per_class``)."""
+    raised = None
+    for frame, _ in _frames(err.__traceback__):
+        instance = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
+        if instance is not None and not type(instance).__module__.startswith(("jsonargparse", "lightning.pytorch.cli")):
+            raised = type(instance)
+            break
+    for group in ("model", "data", *CLASS_GROUPS):
+        value = config.get(group)
+        if not isinstance(value, Namespace):
+            continue
+        if group in CLASS_GROUPS:
+            owner, arguments, prefix = CLASS_GROUPS[group], value, f"{group}."
+        elif value.get("class_path"):
+            try:
+                owner = import_path(value.class_path)
+            except (ImportError, AttributeError, ValueError):
+                continue
+            arguments, prefix = value.get("init_args") or Namespace(), f"{group}.init_args."
+        else:
+            continue
+        if raised is None or not (isinstance(owner, type) and issubclass(raised, owner)):
+            continue
+        named = [(match.start(), key) for key in arguments.keys() if "." not in key
+                 if (match := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", str(err)))]
+        label = f"{group} ({value.class_path})" if group not in CLASS_GROUPS else group
+        return label, prefix + named[0][1] if len(named) == 1 else None  # several: the group's class says which
+    return None, None
+
+
+def _frames(traceback: types.TracebackType | None) -> list[tuple[types.FrameType, int]]:
+    """The frames of a traceback, outermost first."""
+    frames = []
+    while traceback is not None:
+        frames.append((traceback.tb_frame, traceback.tb_lineno))
+        traceback = traceback.tb_next
+    return frames
+
+
+def plain_progress_wanted(trainer: Namespace) -> bool:
+    """Whether the fit should print plain progress lines: a progress bar is on, stderr is not a terminal, and
+    the config names no progress bar of its own."""
+    callbacks = trainer.get("callbacks") or []
+    own = any(isinstance(cb, ProgressBar) for cb in (callbacks if isinstance(callbacks, list) else [callbacks]))
+    return trainer.get("enable_progress_bar") is not False and not own and not sys.stderr.isatty()
 
 
 def run_cli(args: list[str] | None = None) -> TransferCLI:
@@ -147,9 +356,11 @@ def run_cli(args: list[str] | None = None) -> TransferCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point: returns None, so ``sys.exit(main())`` exits 0 on success."""
+    """The ``transferability`` command (run by ``experiments.entry``); returns None, raises on failure."""
     run_cli(args)
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.entry import transferability
+
+    sys.exit(transferability())

@@ -10,7 +10,7 @@ training accuracy totals, transfer provenance), and the hooks a fused group call
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
@@ -105,7 +106,7 @@ class TransferClassifier(LightningModule):
         return F.cross_entropy(logits, labels), self.train_accuracy.update(logits, labels)
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_epoch_metrics(self.trainer.strategy))
+        log_reduced(self, self.train_epoch_metrics(self.trainer.strategy))
 
     def train_epoch_metrics(self, strategy: Strategy, prefix: str = "") -> dict[str, Tensor]:
         """The epoch's training accuracy over every batch and rank (keys ``<prefix>train/..._epoch``); resets."""
@@ -123,7 +124,7 @@ class TransferClassifier(LightningModule):
         self.val_top5.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.end_validation(record=not self.trainer.sanity_checking), prog_bar=True)
+        log_reduced(self, self.end_validation(record=records_validation(self.trainer)), prog_bar=True)
 
     def end_validation(self, record: bool, prefix: str = "") -> dict[str, float]:
         """The validation's metrics (keys ``<prefix>val/...``, the paper's metric included); resets the counts.
@@ -131,7 +132,7 @@ class TransferClassifier(LightningModule):
         torchmetrics syncs across ranks inside ``compute()``, so every rank returns the same numbers.
 
         Args:
-            record: Add top-1 to the history the paper's metric is taken from (not in the sanity check).
+            record: Add top-1 to the history the paper's metric is taken from (:func:`records_validation`).
             prefix: Put in front of every key.
         """
         top1 = float(self.val_top1.compute())
@@ -152,15 +153,15 @@ class TransferClassifier(LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        logits = self(images)
-        self.log("test/loss", F.cross_entropy(logits, labels))
-        self.val_top1.update(logits, labels)
-        self.val_top5.update(logits, labels)
+        self.update_validation(self(images), labels)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/top1": float(self.val_top1.compute()), "test/top5": float(self.val_top5.compute())})
-        self.val_top1.reset()
-        self.val_top5.reset()
+        """The validation metrics over every test image of every rank, as ``test/...`` (no history)."""
+        values = {"test/top1": float(self.val_top1.compute()), "test/top5": float(self.val_top5.compute()),
+                  "test/loss": float(self.val_loss.compute())}
+        for metric in (self.val_top1, self.val_top5, self.val_loss):
+            metric.reset()
+        log_reduced(self, values)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The recipe's optimizer groups over the network's trainable parameters."""
@@ -218,6 +219,7 @@ class TransferClassifier(LightningModule):
         return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        evaluate_weights_only(self._trainer, checkpoint)
         self.load_state(checkpoint, first_rank=self._trainer is None or self._trainer.global_rank == 0)
 
     def load_state(self, checkpoint: dict[str, Any], first_rank: bool) -> None:
@@ -229,19 +231,49 @@ class TransferClassifier(LightningModule):
             self.transfer_record = TransferRecord.from_dict(checkpoint[TRANSFER_KEY])
 
 
+def records_validation(trainer: Trainer) -> bool:
+    """Whether this validation's top-1 joins the history the paper's metric is taken from: in a fit, after the
+    sanity check. ``validate --ckpt_path`` reports on the fit's history and leaves it as it was."""
+    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+
+
+def evaluate_weights_only(trainer: Trainer | None, checkpoint: dict[str, Any]) -> None:
+    """``validate`` and ``test`` restore the module only: drop the checkpoint's callback states.
+
+    They belong to the fit (its checkpoint bookkeeping, random streams); restored into an evaluation they do
+    nothing, and Lightning asks for every callback that saved one ("Please add the following callbacks") whenever
+    the evaluation's checkpoint settings differ from the fit's.
+    """
+    if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
+        checkpoint.pop("callbacks", None)
+
+
+def log_reduced(module: LightningModule, values: Mapping[str, float | Tensor], prog_bar: bool = False) -> None:
+    """Log epoch values that every rank already holds alike (reduced by torchmetrics or :class:`TrainAccuracy`).
+
+    ``sync_dist`` tells Lightning they are reduced over the ranks; the maximum over ranks of one value is that value
+    exactly (a mean over 3 ranks could round it). On one process the sync does nothing.
+    """
+    module.log_dict(dict(values), prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
+
 
 def log_training_step(module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int,
                       prefix: str = "") -> None:
     """Log a training step's loss and accuracies (keys ``<prefix>train/...``) on the steps the logger writes.
 
-    The loss goes to the logger on the host: the progress bar reads its metrics at every refresh (every
+    The values are the means over the ranks (whose batches are of one size): one collective, on logging steps
+    only. They go to the logger on the host: the progress bar reads its metrics at every refresh (every
     step by default), and reading a GPU tensor waits for all the queued work; this copy waits once per
     logging step. Only an unprefixed loss (one network) goes to the progress bar.
     """
     if not logs_this_step(module.trainer):
         return
-    module.log(f"{prefix}train/loss", loss.detach().cpu(), prog_bar=not prefix, batch_size=batch_size)
-    module.log_dict({f"{prefix}train/{name}_step": value for name, value in accuracy.items()}, batch_size=batch_size)
+    names = ["loss", *(f"{name}_step" for name in accuracy)]
+    values = torch.stack([loss.detach().float(), *(value.float() for value in accuracy.values())])
+    values = module.trainer.strategy.reduce(values, reduce_op="mean").cpu()
+    logged = {f"{prefix}train/{name}": value for name, value in zip(names, values)}
+    module.log(f"{prefix}train/loss", logged.pop(f"{prefix}train/loss"), prog_bar=not prefix, batch_size=batch_size)
+    module.log_dict(logged, batch_size=batch_size)
 
 
 def logs_this_step(trainer: Trainer) -> bool:

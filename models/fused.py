@@ -47,7 +47,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
 from models import transfer as core
-from models.classifier import TransferClassifier, log_training_step
+from models.classifier import (
+    TransferClassifier,
+    evaluate_weights_only,
+    log_reduced,
+    log_training_step,
+    records_validation,
+)
 from models.files import save_atomic, write_atomic
 from models.loading import classifier_class
 from models.network import StagedNetwork
@@ -236,7 +242,7 @@ class FusedTransfer(LightningModule):
     @override
     def on_train_epoch_end(self) -> None:
         for spec, cell in zip(self.specs, self.cells):
-            self.log_dict(cell.train_epoch_metrics(self.trainer.strategy, prefix=f"{spec.label}/"))
+            log_reduced(self, cell.train_epoch_metrics(self.trainer.strategy, prefix=f"{spec.label}/"))
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -246,12 +252,12 @@ class FusedTransfer(LightningModule):
 
     @override
     def on_validation_epoch_end(self) -> None:
-        record = not self.trainer.sanity_checking
+        record = records_validation(self.trainer)
         for i, (spec, cell) in enumerate(zip(self.specs, self.cells)):
             values = cell.end_validation(record)
             if record:
                 self.last_val[i] = values
-            self.log_dict({f"{spec.label}/{key}": value for key, value in values.items()})
+            log_reduced(self, {f"{spec.label}/{key}": value for key, value in values.items()})
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
@@ -300,6 +306,7 @@ class FusedTransfer(LightningModule):
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        evaluate_weights_only(self._trainer, checkpoint)
         saved = checkpoint.get("fused_cells", [])
         if [(s["name"], s["n"]) for s in saved] != [(spec.label, spec.n) for spec in self.specs]:
             raise ValueError(

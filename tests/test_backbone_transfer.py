@@ -19,6 +19,7 @@ from models.loading import load_classifier, load_network
 from models.recipes import recipe
 from models.transfer import load_base
 from tests.data_fixtures import needs_debian_fashion_mnist
+from tests.run_dirs import run_dir
 from tests.tiny_data import TinyData
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,7 +261,7 @@ def test_shipped_vit_config_fits_and_transfers_through_the_cli(tmp_path: Path,
               "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
     base = run_cli(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "base")])
     assert base.model.net.layer_names[1] == "block1" and base.trainer.global_step == 2
-    checkpoint = tmp_path / "base" / "checkpoints" / "last.ckpt"
+    checkpoint = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
     transfer = run_cli(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "AnB3"),
                         "--data.half", "B", "--transfer.base_checkpoint", str(checkpoint), "--transfer.n", "3"])
     weights, _ = load_base(str(checkpoint))
@@ -319,10 +320,10 @@ def test_vit_transfer_resumes_exactly_mid_epoch(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sys, "argv", ["transferability"])
     main(vit_fit_args(tmp_path / "base", 3))
     transfer = ("--data.init_args.half", "B", "--transfer.base_checkpoint",
-                str(tmp_path / "base" / "checkpoints" / "last.ckpt"), "--transfer.n", "2")
+                str(run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"), "--transfer.n", "2")
     main(vit_fit_args(tmp_path / "whole", 12, *transfer))
     main(vit_fit_args(tmp_path / "resumed", 12, *transfer, "--ckpt_path",
-                      str(tmp_path / "whole" / "checkpoints" / "step=9.ckpt")))
+                      str(run_dir(tmp_path / "whole") / "checkpoints" / "step=9.ckpt")))
     assert_same_fit(tmp_path / "whole", tmp_path / "resumed", 9, 12)
 
 

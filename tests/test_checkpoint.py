@@ -11,6 +11,7 @@ import torch
 
 from experiments.cli import run_cli
 from models.module import CaffeNetClassifier
+from tests.run_dirs import run_dir
 from tests.tiny_data import tiny_model_args
 
 TINY = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
@@ -42,6 +43,6 @@ def test_last_holds_the_latest_validated_step(tmp_path: Path, monkeypatch: pytes
         run_cli([*TINY, "--trainer.default_root_dir", str(tmp_path), *settings])
     except KeyError:
         assert killed_at is not None
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    last = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == step
     assert len(last["val_top1_history"]) == validations

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from experiments.cli import main, run_cli
+from tests.run_dirs import run_dir
 
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
 FAST = ["--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
@@ -29,6 +30,7 @@ def test_fit_from_repository_config_with_wandb_offline(tmp_path):
     """A fit with the shipped YAML trains, checkpoints best and last, and leaves an offline W&B run."""
     root = tmp_path / "run"
     cli = run_cli(["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST])
+    root = run_dir(root)  # the fit's run folder
     assert cli.trainer.global_step == 4
     assert cli.model.hparams.num_classes == 5 == cli.datamodule.num_classes  # linked, not stated twice
     assert (root / "checkpoints" / "last.ckpt").is_file()
@@ -57,7 +59,7 @@ def test_print_config_reruns(tmp_path, capsys):
     root = tmp_path / "rerun"
     cli = run_cli(["fit", "--config", str(saved), "--trainer.default_root_dir", str(root)])
     assert cli.trainer.global_step == 4
-    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir(root) / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_resume_from_last(tmp_path):
@@ -66,7 +68,7 @@ def test_resume_from_last(tmp_path):
     args = ["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST,
             "--trainer.logger", "false"]
     main(args)
-    cli = run_cli([*args, "--trainer.max_steps", "6", "--ckpt_path", str(root / "checkpoints" / "last.ckpt")])
+    cli = run_cli([*args, "--trainer.max_steps", "6", "--ckpt_path", str(run_dir(root) / "checkpoints" / "last.ckpt")])
     assert cli.trainer.global_step == 6
     assert len(cli.model.val_top1_history) == 3
 

@@ -36,6 +36,7 @@ from datamodules.resumable import ResumableLoader, ResumableSampler, SampleKey
 from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
 from experiments.cli import main
 from models.module import TrainAccuracy
+from tests.run_dirs import run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--model.num_outputs", "null", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
@@ -261,7 +262,7 @@ class CopyLastAt(Callback):
         self.step = step
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        last = Path(trainer.default_root_dir, "checkpoints", "last.ckpt")
+        last = Path(trainer.checkpoint_callback.dirpath, "last.ckpt")  # the run folder's checkpoints
         if trainer.global_step == self.step:
             shutil.copy(last, last.with_name(f"at{self.step}.ckpt"))
 
@@ -313,15 +314,16 @@ def checkpoint_at(root: Path, step: int) -> dict[str, Any]:
     A step file, not ``last.ckpt``: which moment ``last.ckpt`` holds at the end of a fit depends on the
     checkpoint callback's bookkeeping (a resumed fit writes it once more after the epoch end).
     """
-    checkpoint = torch.load(root / "checkpoints" / f"step={step}.ckpt", weights_only=True)
+    checkpoint = torch.load(run_dir(root) / "checkpoints" / f"step={step}.ckpt", weights_only=True)
     checkpoint["callbacks"] = {key: value for key, value in checkpoint["callbacks"].items()
                                if "Checkpoint" not in key}
     return checkpoint
 
 
 def logged_from(root: Path, step: int) -> list[tuple[str, ...]]:
-    """The metrics the run's latest fit logged at logger steps >= ``step`` (training throughput, a timing, left out)."""
-    latest = max(root.glob("version_*"), key=lambda folder: int(folder.name.removeprefix("version_")))
+    """The metrics the run's latest fit logged at logger steps >= ``step`` (its CSV logger's newest ``version_*`` in the
+    run folder; training throughput, a timing, left out)."""
+    latest = max(run_dir(root).glob("version_*"), key=lambda folder: int(folder.name.removeprefix("version_")))
     with open(latest / "metrics.csv") as file:
         rows = [row for row in csv.DictReader(file) if int(row["step"]) >= step]
     return sorted(tuple(sorted(f"{k}={v}" for k, v in row.items() if v and "per_sec" not in k)) for row in rows)
@@ -349,7 +351,7 @@ def test_fashion_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     for name, step in (("step=9", 9), ("at11", 10)):
         resumed = tmp_path / name
         main([*fit_args(resumed, FASHION, max_steps=12, every=3, val_every=5),
-              "--ckpt_path", str(whole / "checkpoints" / f"{name}.ckpt")])
+              "--ckpt_path", str(run_dir(whole) / "checkpoints" / f"{name}.ckpt")])
         assert_same_fit(whole, resumed, step, 12)
 
 
@@ -358,7 +360,7 @@ def test_overfit_batches_swaps_the_sampler(tmp_path: Path) -> None:
     """``trainer.overfit_batches`` rebuilds the training loader with a SequentialSampler: it trains in plain order."""
     args = fit_args(tmp_path, FASHION, max_steps=3, every=3, val_every=3)
     main([*args, "--trainer.overfit_batches", "2"])
-    assert torch.load(tmp_path / "checkpoints" / "step=3.ckpt", weights_only=True)["global_step"] == 3
+    assert torch.load(run_dir(tmp_path) / "checkpoints" / "step=3.ckpt", weights_only=True)["global_step"] == 3
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +375,7 @@ def imagenet_whole(imagenet_tree: Path, tmp_path_factory: pytest.TempPathFactory
 def test_imagenet_with_workers_resumes_exactly(imagenet_whole: Path, imagenet_tree: Path, tmp_path: Path) -> None:
     """ImageNetHalf, 2 workers: resumed from the step-8 checkpoint (epoch 0, batch 8 of 9), ends as uninterrupted."""
     main([*fit_args(tmp_path, imagenet_args(imagenet_tree), max_steps=16, every=4, val_every=5),
-          "--ckpt_path", str(imagenet_whole / "checkpoints" / "step=8.ckpt")])
+          "--ckpt_path", str(run_dir(imagenet_whole) / "checkpoints" / "step=8.ckpt")])
     assert_same_fit(imagenet_whole, tmp_path, 8, 16)
 
 
@@ -385,7 +387,7 @@ def test_sigkill_mid_epoch_then_resume_from_last(imagenet_whole: Path, imagenet_
     code, output = run_subprocess("experiments.cli", [*args, "--trainer.callbacks+=test_exact_resume.KillAtStep",
                                                       "--trainer.callbacks.step", "14"])
     assert code == -signal.SIGKILL, output[-3000:]
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    assert torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
     main([*args, "--ckpt_path", "last"])
     assert_same_fit(imagenet_whole, tmp_path, 12, 16)
 
@@ -400,7 +402,8 @@ def ddp_main(out: str) -> None:
     """The DDP test's subprocess (``python -m test_exact_resume ddp OUT``): the uninterrupted fit, then the fit
     resumed from its step-9 checkpoint, in one launch of the two ranks (a launch costs seconds)."""
     main(ddp_args(Path(out, "whole")))
-    main([*ddp_args(Path(out, "resumed")), "--ckpt_path", str(Path(out, "whole", "checkpoints", "step=9.ckpt"))])
+    main([*ddp_args(Path(out, "resumed")), "--ckpt_path",
+          str(run_dir(Path(out, "whole")) / "checkpoints" / "step=9.ckpt")])
 
 
 @pytest.mark.slow
@@ -430,14 +433,14 @@ def test_fused_group_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     def group_args(root: Path) -> list[str]:
         cells = [{"n": n, "root": str(root / f"cell{n}"), "seed": 10 + n} for n in (2, 6)]
         model = ["--model", "models.fused.FusedTransfer",
-                 "--model.init_args.base_checkpoint", str(base / "checkpoints" / "step=4.ckpt"),
+                 "--model.init_args.base_checkpoint", str(run_dir(base) / "checkpoints" / "step=4.ckpt"),
                  "--model.init_args.cells", json.dumps(cells), "--model.init_args.network", json.dumps(network)]
         return [*fit_args(root, FASHION, max_steps=12, every=3, val_every=5), *model]
 
     whole = tmp_path / "whole"
     main(group_args(whole))
     resumed = tmp_path / "resumed"
-    main([*group_args(resumed), "--ckpt_path", str(whole / "checkpoints" / "step=9.ckpt")])
+    main([*group_args(resumed), "--ckpt_path", str(run_dir(whole) / "checkpoints" / "step=9.ckpt")])
     assert_same_fit(whole, resumed, 9, 12)
     for n in (2, 6):
         cell = [torch.load(root / f"cell{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

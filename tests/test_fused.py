@@ -19,6 +19,7 @@ from models.dropout import SeededDropout, dropout_seed
 from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
 from models.transfer import load_base
+from tests.run_dirs import run_dir
 from tests.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
 
 SHAPE, NETWORK, TINY = TINY_SHAPE, TINY_NETWORK, TINY_MODEL
@@ -207,7 +208,7 @@ def test_fused_group_runs_through_the_cli(tmp_path: Path, base_ckpt: Path) -> No
         model = CaffeNetClassifier.load_from_checkpoint(tmp_path / f"AnB_n{n}" / "checkpoints" / "last.ckpt")
         assert len(model.val_top1_history) == 3 and model.hparams.num_classes == 4  # linked from the data
         assert json.loads((tmp_path / f"AnB_n{n}" / "metrics.json").read_text())["global_step"] == 6
-    assert (tmp_path / "group" / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir(tmp_path / "group") / "checkpoints" / "last.ckpt").is_file()  # the group's own run folder
 
 
 @pytest.mark.parametrize(

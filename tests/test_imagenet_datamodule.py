@@ -14,6 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+import datamodules.folder
 import datamodules.imagenet
 from datamodules import ImageNetHalf, SkippedImagesLogger, UnreadableImageWarning
 from datamodules.corrupt import SkipCounter, drop_unreadable
@@ -221,7 +222,7 @@ def test_mean_image_is_cached_once(fake_imagenet: Path, tmp_path: Path, monkeypa
     def fail(*args, **kwargs):
         raise AssertionError("recomputed a cached mean")
 
-    monkeypatch.setattr(datamodules.imagenet, "compute_mean_image", fail)
+    monkeypatch.setattr(datamodules.folder, "compute_mean_image", fail)
     _module(fake_imagenet, tmp_path, split="random3").setup("fit")
 
 

@@ -20,6 +20,7 @@ import yaml
 from wandb.proto import wandb_internal_pb2
 
 from experiments.cli import run_cli
+from tests.run_dirs import run_dir
 from tests.tiny_data import TINY_NETWORK, tiny_model_args
 
 NETWORK = {**TINY_NETWORK, "widths": list(TINY_NETWORK["widths"])}
@@ -45,7 +46,8 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def wandb_records(root: Path) -> list[Any]:
-    """Every record of the one offline W&B run under ``root/wandb`` (the run must be finished)."""
+    """Every record of the one offline W&B run under ``root/wandb`` (the run must be finished); a CLI fit's run
+    folder (``run_dir``) holds its ``wandb/``."""
     (log,) = root.glob("wandb/offline-run-*/run-*.wandb")
     data = log.read_bytes()
     assert HEADER.unpack_from(data) == (b":W&B", 0xBEE1, 0), "not a W&B transaction log"
@@ -97,10 +99,10 @@ def fit(root: Path, *extra: str) -> Any:
 def test_transfer_declares_base_checkpoint_as_input_and_its_own_as_output(tmp_path: Path) -> None:
     """The base's output artifact and the transfer's input are one artifact (same name and digest): base -> transfer."""
     fit(tmp_path / "base")
-    base_ckpt = tmp_path / "base" / "checkpoints" / "last.ckpt"
+    base_ckpt = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
     fit(tmp_path / "A3B", "--transfer.base_checkpoint", str(base_ckpt), "--transfer.n", "3")
 
-    base_artifacts = of_type(wandb_records(tmp_path / "base"), "artifact")
+    base_artifacts = of_type(wandb_records(run_dir(tmp_path / "base")), "artifact")
     assert [a.use_after_commit for a in base_artifacts] == [False], "the base declares its output only"
     (output,) = base_artifacts
     assert output.name == f"checkpoint-{sha256(base_ckpt)[:16]}" and output.type == "model"
@@ -108,11 +110,11 @@ def test_transfer_declares_base_checkpoint_as_input_and_its_own_as_output(tmp_pa
     (entry,) = output.manifest.contents
     assert entry.path == "model.ckpt" and entry.ref == f"file://{base_ckpt}"
 
-    transfer_artifacts = of_type(wandb_records(tmp_path / "A3B"), "artifact")
+    transfer_artifacts = of_type(wandb_records(run_dir(tmp_path / "A3B")), "artifact")
     inputs = [a for a in transfer_artifacts if a.use_after_commit]
     outputs = [a for a in transfer_artifacts if not a.use_after_commit]
     assert [(a.name, a.digest) for a in inputs] == [(output.name, output.digest)]
-    own = tmp_path / "A3B" / "checkpoints" / "last.ckpt"
+    own = run_dir(tmp_path / "A3B") / "checkpoints" / "last.ckpt"
     assert [a.name for a in outputs] == [f"checkpoint-{sha256(own)[:16]}"]
     staged = [e.local_path for a in [*base_artifacts, *transfer_artifacts] for e in a.manifest.contents if e.local_path]
     assert not staged, "reference artifacts: nothing is staged for upload"
@@ -121,7 +123,7 @@ def test_transfer_declares_base_checkpoint_as_input_and_its_own_as_output(tmp_pa
 def test_fused_group_declares_its_base_once(tmp_path: Path) -> None:
     """A fused group (cells n = 3 and 7 of one base) declares the base's output artifact as its one input."""
     fit(tmp_path / "base")
-    base_ckpt = tmp_path / "base" / "checkpoints" / "last.ckpt"
+    base_ckpt = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
     group = {"class_path": "models.fused.FusedTransfer", "init_args": {
         "base_checkpoint": str(base_ckpt), "network": NETWORK,
         "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)]}}
@@ -131,8 +133,8 @@ def test_fused_group_declares_its_base_once(tmp_path: Path) -> None:
     finally:
         wandb.finish()
         wandb.teardown()
-    (output,) = of_type(wandb_records(tmp_path / "base"), "artifact")
-    inputs = [a for a in of_type(wandb_records(tmp_path / "group"), "artifact") if a.use_after_commit]
+    (output,) = of_type(wandb_records(run_dir(tmp_path / "base")), "artifact")
+    inputs = [a for a in of_type(wandb_records(run_dir(tmp_path / "group")), "artifact") if a.use_after_commit]
     assert [(a.name, a.digest) for a in inputs] == [(output.name, output.digest)]
 
 
@@ -142,7 +144,7 @@ def test_full_config_goes_to_every_logger(tmp_path: Path) -> None:
                {"class_path": "lightning.pytorch.loggers.WandbLogger",
                 "init_args": {"save_dir": str(tmp_path / "run"), "offline": True, "project": "transferability"}}]
     fit(tmp_path / "run", "--trainer.logger", json.dumps(loggers))
-    assert {"cli", "transfer"} <= config_keys(wandb_records(tmp_path / "run"))
+    assert {"cli", "transfer"} <= config_keys(wandb_records(run_dir(tmp_path / "run")))
     (hparams,) = (tmp_path / "run").glob("**/version_*/hparams.yaml")
     assert yaml.full_load(hparams.read_text())["cli"]["trainer"]["max_steps"] == 4
 
@@ -159,7 +161,7 @@ def test_failed_fit_closes_its_run_as_failed(tmp_path: Path, monkeypatch: pytest
         run_cli(["fit", *TINY, "--trainer.default_root_dir", str(tmp_path / "run")])
     assert wandb.run is None, "the failed run is closed"
     wandb.teardown()
-    (exit_record,) = of_type(wandb_records(tmp_path / "run"), "exit")
+    (exit_record,) = of_type(wandb_records(run_dir(tmp_path / "run")), "exit")
     assert exit_record.exit_code == 1
 
 
@@ -174,4 +176,4 @@ def test_wandb_trouble_does_not_fail_the_run(tmp_path: Path, monkeypatch: pytest
     with pytest.warns(UserWarning, match="W&B lineage: could not declare the final checkpoint.*no W&B"):
         cli = fit(tmp_path / "run")
     assert cli.trainer.global_step == 4
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt").is_file()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_dirs import run_dir
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where `pip install -e .` put the scripts
@@ -32,7 +34,7 @@ def test_fit_exits_zero(tmp_path: Path) -> None:
     done = run("transferability", *TINY_FIT, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "object at 0x" not in done.stdout + done.stderr
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_missing_ckpt_path_exits_nonzero_before_any_wandb_run(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ import csv
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, Ra
 from experiments.report.table import COLUMNS, TableError, read_table, write_table
 from experiments.study.launchers import Subprocesses, cpu_slots
 from experiments.study.runner import StudyRunner, exclusive, main
+from experiments.errors import SettingError
 from experiments.study.config import build_parser, study_from_config
 
 # Whole studies, subprocesses and kills: slow (the README's test command runs them all).
@@ -157,6 +160,49 @@ def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
     assert sorted(p.name for p in (interrupted / "logs").iterdir()) == ["version_0", "version_1"]
 
 
+def test_sigterm_stops_the_runner_and_the_jobs_it_started(tmp_path: Path):
+    """`kill` (SIGTERM) of a runner with launcher cpus leaves no job behind training into a cell; a rerun resumes."""
+    output = tmp_path / "out"
+    config = write_study(tmp_path, output, {"n": [1], "figure2": None, "random_features": {}}, launcher="cpus",
+                         overrides={"trainer": {"max_steps": 400}}, wandb={"enabled": False})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    runner = subprocess.Popen([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (jobs := children(runner.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs, "the runner started no job"
+    time.sleep(3)
+    runner.send_signal(signal.SIGTERM)
+    _, stderr = runner.communicate(timeout=120)
+    assert runner.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "interrupted" in stderr
+    alive = [pid for pid in jobs if Path(f"/proc/{pid}").exists()]
+    assert not alive, f"jobs {alive} still running after their runner stopped"
+    run_study(config)
+    assert len(read_table(output / "results.csv")) == 2
+
+
+class FinishedJob:
+    """A job process that has already exited with status 0."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
+            found.append(int(status.parent.name))
+    return found
+
+
 def test_killed_fused_group_resumes_and_lists_every_cell_once(tmp_path: Path):
     """SIGKILL in the middle of a fused group of frozen cells; the next run resumes the group from its checkpoint."""
     output = tmp_path / "out"
@@ -290,8 +336,7 @@ def test_cpu_slots_share_the_cores_and_hide_the_gpus(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="study cpu_workers must be at least 1, got 0"):
         cpu_slots(0)
     seen = []
-    monkeypatch.setattr(subprocess, "run", lambda args, env, check: seen.append(env) or subprocess.CompletedProcess(
-        args, 0))
+    monkeypatch.setattr(subprocess, "Popen", lambda args, env: seen.append(env) or FinishedJob())
     launcher = Subprocesses(cpu_slots(2, cores=4))
     for future in launcher.start([Path("a"), Path("b"), Path("c")]):
         future.result()
@@ -376,10 +421,9 @@ def test_a_schedule_search_grid_trains_base_b_and_its_selffers_alone():
 @pytest.mark.parametrize("tolerance", ["0", "-0.01", "1.5"])
 def test_a_convergence_tolerance_out_of_range_is_refused_before_anything_runs(tolerance: str, tmp_path: Path):
     """tau is a fraction of top-1 in (0, 1): anything else stops the study with the setting named, nothing written."""
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(SettingError, match="convergence_tolerance is a fraction of top-1"):
         main(["--config", str(STUDIES / "fmnist_default.yaml"), "--output_dir", str(tmp_path / "out"),
               "--convergence_tolerance", tolerance, "--plan"])
-    assert "convergence_tolerance is a fraction of top-1" in str(error.value.code)
     assert not (tmp_path / "out").exists()
 
 
@@ -396,7 +440,7 @@ def test_grid_rejects_unknown_halves_and_layers():
 
 
 @pytest.mark.parametrize("name, cells", [("fmnist_default", 105), ("fmnist_converged", 99), ("imagenet_paper", 212),
-                                         ("fmnist_vit", 99), ("imagenet_resnet50", 116)])
+                                         ("fmnist_vit", 99), ("imagenet_resnet50", 116), ("fmnist_demo", 6)])
 def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int | None, tmp_path: Path):
     """Each shipped study parses, and a transfer cell's full config passes the Lightning CLI's own checks."""
     parser = build_parser()

@@ -20,6 +20,7 @@ from callbacks.transfer import TransferCallback
 from models.transfer import load_base, strip_prefixes
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
+from tests.run_dirs import run_dir
 from tests.tiny_data import TINY_MODEL, TinyData, tiny_model_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -507,7 +508,7 @@ def test_cli_freezes_and_resumes(tmp_path: Path, base_ckpt: Path, base_weights: 
     assert all(p.requires_grad for layer in LAYER_NAMES[3:] for p in getattr(net, layer).parameters())
     hparams = next(tmp_path.glob("**/hparams.yaml")).read_text()
     assert "sha256: " + hashlib.sha256(base_ckpt.read_bytes()).hexdigest() in hparams
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir(tmp_path) / "checkpoints" / "last.ckpt").is_file()
 
     resumed = run_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 4

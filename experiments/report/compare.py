@@ -335,4 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import compare as _compare
+
+    raise SystemExit(_compare())

@@ -1,6 +1,8 @@
 """``python -m experiments.study``: the ``transferability-study`` command."""
 
-from experiments.study.runner import main
+import sys
+
+from experiments.entry import study
 
 if __name__ == "__main__":
-    main()
+    sys.exit(study())

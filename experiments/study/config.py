@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from experiments.errors import ShortParseErrors
 from experiments.study.grid import Grid
 from experiments.study.launchers import LauncherName
 
@@ -95,9 +96,13 @@ class Study:
                              f"got {self.convergence_tolerance!r}")
 
 
+class StudyArgumentParser(ShortParseErrors, ArgumentParser):
+    """jsonargparse's parser whose parse errors are the setting's line and a hint (``experiments.errors``)."""
+
+
 def build_parser() -> ArgumentParser:
     """The ``transferability-study`` command line: a :class:`Study` (``--config`` YAML, dotted overrides)."""
-    parser = ArgumentParser(prog="transferability-study", description=(
+    parser = StudyArgumentParser(prog="transferability-study", description=(
         "Run a transferability study (Yosinski et al. 2014): the grid of networks in dependency order, "
         "resumable, then the results table and the paper's figures."))
     parser.add_argument("--config", action=ActionConfigFile, help="a study config (YAML)")

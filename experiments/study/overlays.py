@@ -27,7 +27,7 @@ from experiments.cli import TransferCLI
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
 Overlay = str | dict[str, Any]  # a config file path, or a config as a mapping
-UNFINGERPRINTED = ("trainer.logger",)  # logging settings do not change the network
+UNFINGERPRINTED = ("trainer.logger", "run_folders")  # where a run logs and writes does not change the network
 
 
 class _ParseOnly(TransferCLI):

@@ -53,6 +53,7 @@ class StudyPlan:
         self._halves: Any = None
         self._layer_names: tuple[str, ...] | None = None
         self._fit_config: dict[str, Any] | None = None
+        self._pins: dict[str, dict[str, Any]] = {}
 
     def folder(self, cell: Cell) -> CellFolder:
         """The folder of ``cell``."""
@@ -84,7 +85,7 @@ class StudyPlan:
             class_path = model.get("class_path") or "models.CaffeNetClassifier"
             arguments = {key: value for key, value in (model.get("init_args") or {}).items()
                          if key not in ("num_classes", "in_channels", "input_size")}  # linked from the data
-            arguments["num_classes"] = 1  # the stages do not depend on the task
+            arguments["num_classes"] = 2  # the stages do not depend on the task; 2: the fewest a classifier takes
             try:
                 with torch.device("meta"):  # shapes only: no weights are allocated or drawn
                     classifier = import_path(class_path)(**arguments)
@@ -111,8 +112,45 @@ class StudyPlan:
                     f"the study's data class {class_path!r} has no halves(split): the study needs a data module "
                     "of class splits such as datamodules.FashionMNISTHalf or datamodules.ImageNetHalf"
                 )
-            self._halves = data_class.halves
+            # A data set whose classes are read from disk (datamodules.ImageFolderHalves) says its halves from its
+            # settings; the others from their class.
+            study_halves = getattr(data_class, "study_halves", None)
+            self._halves = self._from_data(study_halves, self._data_init_args()) if study_halves else data_class.halves
         return tuple(self._halves(split))
+
+    def _data_init_args(self) -> dict[str, Any]:
+        return dict((self.fit_config().get("data") or {}).get("init_args") or {})
+
+    @staticmethod
+    def _from_data(hook: Any, *args: Any) -> Any:
+        """A hook of the data class called on the study's data settings; its errors stop the study, by name."""
+        try:
+            return hook(*args)
+        except (OSError, ValueError) as err:
+            raise StudyError(f"the study's data (data.init_args): {err}") from err
+
+    def data_pins(self, split: str) -> dict[str, Any]:
+        """The data settings a cell on ``split`` records of data read from disk (its classes, the checksum of its
+        split file: ``study_pins`` of the data class), so that a cell trained on other data is refused; {} for
+        the others."""
+        if split not in self._pins:
+            class_path = (self.fit_config().get("data") or {}).get("class_path") or ""
+            data_class = import_path(class_path) if "." in class_path else None
+            hook = getattr(data_class, "study_pins", None)
+            self._pins[split] = self._from_data(hook, self._data_init_args(), split) if hook else {}
+        return self._pins[split]
+
+    def _changed_split_file(self, cell: Cell, folder: CellFolder) -> str | None:
+        """Why a trained cell's split file no longer matches it (its recorded sha256), or None."""
+        recorded = yaml.safe_load(folder.config.read_text()) if folder.config.is_file() else {}
+        before = (((recorded or {}).get("data") or {}).get("init_args") or {}).get("split_checksums") or {}
+        now = self.data_pins(cell.split).get("split_checksums") or {}
+        if cell.split not in before or before.get(cell.split) == now.get(cell.split):
+            return None
+        path = (self._data_init_args().get("split_files") or {}).get(cell.split)
+        return (f"cell {cell.name} was trained on split file {path} (split {cell.split!r}) with sha256 "
+                f"{before[cell.split][:16]}..., which is now {str(now.get(cell.split))[:16]}...: the split changed "
+                "since its networks were trained. Restore the file, or train the new split in a new output_dir")
 
     def panel_overlays(self, cell: Cell) -> list[Overlay]:
         """The settings of the cell's panel, between the study's and the cell's own: the reduced-data solver."""
@@ -128,12 +166,13 @@ class StudyPlan:
         base = self.folder(cell.base_cell).last_checkpoint if cell.base_cell else None
         return {
             "seed_everything": cell.seed,
+            "run_folders": False,  # the cell folder is the run's folder (a resume continues it)
             "trainer": {"default_root_dir": str(folder.path),
                         "logger": self.loggers(folder.path, cell.name, cell.family, [cell.family, cell.split])},
             "checkpoint": {"dirpath": str(folder.checkpoints),
                            "every_n_train_steps": self.study.checkpoint_every_n_steps},
             "model": {"init_args": {"init_seed": cell.network_seed, "dropout_seed": cell.network_seed}},
-            "data": {"init_args": {"split": cell.split, "half": cell.target,
+            "data": {"init_args": {**self.data_pins(cell.split), "split": cell.split, "half": cell.target,
                                    "mean_half": cell.base if cell.base != cell.target else None,
                                    **({"images_per_class": cell.images_per_class}
                                       if cell.images_per_class is not None else {})}},
@@ -186,6 +225,10 @@ class StudyPlan:
             if folder.finished() or folder.started():
                 recorded = folder.read_spec().get("digest") if folder.spec.is_file() else None
                 if recorded != fingerprint:
+                    changed = self._changed_split_file(cell, folder)
+                    if changed:
+                        problems.append(changed)
+                        continue
                     state = "finished" if folder.finished() else "started"
                     problems.append(
                         f"cell {cell.name} {state} with a different config than the study now gives it "

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import SettingError
 from experiments.report.table import METRIC, TableError, read_table, write_table
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.grid import Cell
@@ -100,11 +102,13 @@ class StudyRunner:
         from lightning.pytorch.loggers import WandbLogger
 
         from experiments.report.table import COLUMNS
+        from experiments.wandb_setup import prepare_wandb
 
         rows = read_table(self.table)
         logger = WandbLogger(project=settings.project, entity=settings.entity, group=self.plan.group,
                              name=f"{self.study.name}-results", job_type="results", offline=settings.offline,
                              save_dir=str(self.root), id=self.plan._wandb_id("results"), resume="allow")
+        prepare_wandb(logger)
         logger.log_table("results", columns=list(COLUMNS), data=[[row[c] for c in COLUMNS] for row in rows])
         for path in files:
             if path.suffix == ".png":
@@ -145,6 +149,10 @@ class StudyRunner:
                 print(f"  {state:8} {cell.name:32} {cell.describe()}")
             return
         failures = self._run_pending(cells, pending)
+        if failures is None:  # handed to SLURM: a later run of the same command writes the report
+            print(f"study {self.study.name}: jobs submitted to SLURM; run the same command again to see which cells "
+                  "are done and, once all are, to write the table and figures", flush=True)
+            return
         self.write_table(cells)
         similarity = self.similarity()
         files = self.draw()
@@ -159,7 +167,8 @@ class StudyRunner:
         if similarity:
             raise StudyError(similarity)
 
-    def _run_pending(self, cells: list[Cell], pending: list[Cell]) -> list[str]:
+    def _run_pending(self, cells: list[Cell], pending: list[Cell]) -> list[str] | None:
+        """Run the pending cells' jobs; the failures (None: the jobs were handed to SLURM, which runs them)."""
         jobs = self.plan.plan_jobs(pending)
         by_name = {cell.name: cell for cell in cells}
         failures: list[str] = []
@@ -192,7 +201,8 @@ class StudyRunner:
 
         launcher = make_launcher(self.study.launcher, gpus=self.study.gpus, slurm=self.study.slurm,
                                  log_folder=self.root / "submitit", cpu_workers=self.study.cpu_workers)
-        run_jobs(jobs, launcher, ended, skipped, on_start=starting)
+        if not run_jobs(jobs, launcher, ended, skipped, on_start=starting):
+            return None
         return failures
 
 
@@ -258,18 +268,28 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM: leave through the ``finally`` blocks (the launcher terminates the jobs it started) with 128 + 15."""
+    raise SystemExit(128 + signum)
+
+
 def main(args: Sequence[str] | None = None) -> None:
-    """Console-script entry point (``transferability-study``)."""
+    """The ``transferability-study`` command (run by ``experiments.entry``).
+
+    Raises:
+        SettingError: a study setting out of range.
+    """
     parser = build_parser()
     config = parser.parse_args(args)
     try:
         study = study_from_config(parser, config)
     except ValueError as err:  # a setting out of range (Study.__post_init__), named in the message
-        sys.exit(f"transferability-study: error: {err}")
+        raise SettingError(str(err)) from err
     if study.wandb.offline:
         os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     runner = StudyRunner(study)
+    signal.signal(signal.SIGTERM, _stop)  # `kill`, SLURM's scancel: stop like Ctrl-C, the launcher's jobs too
     try:
         if config.figures_only:
             for path in runner.draw():
@@ -287,4 +307,6 @@ def main(args: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.entry import study as _study
+
+    sys.exit(_study())

@@ -2,7 +2,8 @@
 
 A transfer job depends on the job that trains its base network; bases and random-feature cells depend on
 nothing. Every launcher is driven the same way: whenever it has room, the scheduler starts the ready jobs
-in plan order, and each time one ends it looks again. A job whose dependency failed is not run.
+in plan order, and each time one ends it looks again. A job whose dependency failed is not run. On a SLURM
+cluster SLURM itself is the scheduler: every job goes to it at once with its dependencies, and nothing here waits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.study.launchers import Launcher
+from experiments.study.launchers import Launcher, Slurm
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ Outcome = Callable[[Job, BaseException | None], None]
 
 
 def run_jobs(jobs: Sequence[Job], launcher: Launcher, on_end: Outcome, on_skip: Callable[[Job, str], None],
-             on_start: Callable[[Job], None] | None = None) -> None:
+             on_start: Callable[[Job], None] | None = None) -> bool:
     """Run ``jobs`` with ``launcher``, each as soon as the jobs it needs have finished.
 
     Args:
@@ -45,7 +46,20 @@ def run_jobs(jobs: Sequence[Job], launcher: Launcher, on_end: Outcome, on_skip: 
         on_end: Called as each job ends, with its exception or None.
         on_skip: Called for each job not run, with the name of the failed job it needed.
         on_start: Called as each job is handed to the launcher.
+
+    Returns:
+        True when the jobs have ended here; False when they were handed to SLURM to run after this process.
+
+    On a SLURM cluster (``Slurm.detached``) the jobs are submitted with their dependencies (``Slurm.submit``) and
+    the call returns without waiting for them: no callback is called, and a later run of the study finds the
+    cells they finished.
     """
+    if jobs and isinstance(launcher, Slurm) and launcher.detached:
+        try:
+            launcher.submit(jobs)
+        finally:
+            launcher.close()
+        return False
     names = {job.name for job in jobs}
     waiting = list(jobs)
     running: dict[Future[None], Job] = {}
@@ -81,3 +95,4 @@ def run_jobs(jobs: Sequence[Job], launcher: Launcher, on_end: Outcome, on_skip: 
                 on_end(job, error)
     finally:
         launcher.close()
+    return True
