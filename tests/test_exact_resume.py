@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from datamodules.resumable import ResumableLoader, ResumableSampler, SampleKey
 from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
 from experiments.cli import main
 from models.module import TrainAccuracy
+from tests.ranks import run_module
 from tests.run_dirs import run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,17 +281,7 @@ class KillAtStep(Callback):
 
 def run_subprocess(module: str, args: list[str], timeout: int = 240) -> tuple[int, str]:
     """``python -m MODULE ARGS`` in its own process group, one torch thread (as the in-process fits)."""
-    path = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the fit hung (killed after {timeout} s):\n{output[-3000:]}")
-    return process.returncode, output
+    return run_module(module, args, "the fit", timeout, env={"OMP_NUM_THREADS": "1"})
 
 
 def differences(a: Any, b: Any, path: str = "") -> list[str]:

@@ -16,9 +16,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
 from models.transfer import load_base
 from tests.test_fast_paths import Record
+from tests.ranks import run_two_ranks
 from tests.tiny_data import TINY_MODEL, TinyData
 
 pytestmark = pytest.mark.gpu
@@ -125,19 +123,7 @@ def nccl_main(out_dir: str, base: str) -> None:
 def test_two_ranks_over_nccl(base: Path, tmp_path: Path) -> None:
     """DDP on two GPUs (NCCL, the fast settings): frozen layers equal the base on both ranks, the trained layers
     end equal across ranks, and nothing hangs."""
-    # strategy="ddp" relaunches the script per rank, so it runs as its own `python -m` process, not in pytest.
-    command = [sys.executable, "-m", "tests.test_gpu_smoke", "nccl", str(tmp_path), str(base)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True, text=True)
-    try:
-        output, _ = process.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole group: rank 1 is the launcher's child
-        output, _ = process.communicate()
-        pytest.fail(f"NCCL run hung (killed after 240 s):\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    records = run_two_ranks("tests.test_gpu_smoke", "nccl", tmp_path, base, "NCCL")
     assert [(r["rank"], r["device"]) for r in records] == [(0, "cuda:0"), (1, "cuda:1")], records
     for record in records:
         assert (record["world_size"], record["backend"], record["steps"]) == (2, "nccl", STEPS), record

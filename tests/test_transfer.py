@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from callbacks.transfer import TransferCallback
 from models.transfer import load_base, strip_prefixes
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
+from tests.ranks import run_two_ranks
 from tests.run_dirs import run_dir
 from tests.tiny_data import TINY_MODEL, TinyData, tiny_model_args
 
@@ -458,19 +456,7 @@ def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
     """DDP with 2 CPU processes (gloo): frozen layers equal the base on every rank, no
     find_unused_parameters, the trained layers agree across ranks, the epoch's training accuracy is that of
     both ranks' batches, and nothing hangs."""
-    # strategy="ddp" relaunches the script per rank, so it runs as its own `python -m` process, not in pytest.
-    command = [sys.executable, "-m", "tests.test_transfer", "ddp", str(tmp_path), str(base_ckpt)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True, text=True)
-    try:
-        output, _ = process.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole group: rank 1 is the launcher's child
-        output, _ = process.communicate()
-        pytest.fail(f"DDP run hung (killed after 240 s):\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    records = run_two_ranks("tests.test_transfer", "ddp", tmp_path, base_ckpt, "DDP")
     for record in records:
         assert record["world_size"] == 2 and record["steps"] == 3
         assert record["frozen_equal_base"] and not record["frozen_requires_grad"]
