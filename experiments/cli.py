@@ -42,6 +42,7 @@ DEFAULT_ROOT_DIR = "runs/fit"
 # Model arguments the data module supplies (linked, never stated twice).
 LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+RUN_ENV = "TRANSFERABILITY_RUN"  # rank 0's run folder and W&B id ("<version>:<id>"), for the ranks it launches
 MODEL = "models.CaffeNetClassifier"
 # The config groups of one class each (the others, model and data, name theirs in class_path).
 CLASS_GROUPS: dict[str, type] = {"transfer": TransferCallback, "checkpoint": BestAndLastCheckpoint,
@@ -199,18 +200,29 @@ def choose_run_folder(parser: LightningArgumentParser, config: Namespace, root: 
     Raises:
         RunFolderError: a fit that would overwrite a run, or resume another run than the command describes.
     """
-    version, resume = runs.choose_run(root, config.run_version, config.ckpt_path)
-    folder = runs.run_folder(root, version)
-    saved = runs.saved_config(folder) if resume else None
-    if saved is not None:
-        current = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True))
-        runs.check_same_run(saved, current, folder)
+    inherited = os.environ.get(RUN_ENV) if launched_rank() else None
+    if inherited:  # a DDP rank started by rank 0: rank 0's run (rank 0 may have created its folder already)
+        version_text, _, wandb_id = inherited.partition(":")
+        version = int(version_text)
+    else:
+        version, resume = runs.choose_run(root, config.run_version, config.ckpt_path)
+        saved = runs.saved_config(runs.run_folder(root, version)) if resume else None
+        if saved is not None:
+            current = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True))
+            runs.check_same_run(saved, current, runs.run_folder(root, version))
+        wandb_id = (runs.saved_wandb_id(saved) if resume else None) or runs.new_wandb_id()
+        os.environ[RUN_ENV] = f"{version}:{wandb_id}"  # what the ranks Lightning's DDP launcher starts inherit
     config.run_version = version
     logger = config.trainer.logger
     if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
-        logger.init_args.id = (runs.saved_wandb_id(saved) if resume else None) or runs.new_wandb_id()
+        logger.init_args.id = wandb_id
         logger.init_args.resume = "allow"
-    return str(folder)
+    return str(runs.run_folder(root, version))
+
+
+def launched_rank() -> bool:
+    """Whether this process is a DDP rank > 0 that Lightning's launcher started (``LOCAL_RANK`` or ``RANK`` > 0)."""
+    return any(int(os.environ.get(key, "0") or 0) > 0 for key in ("LOCAL_RANK", "RANK"))
 
 
 def check_ckpt_path(path: str | None) -> None:

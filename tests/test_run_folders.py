@@ -180,3 +180,15 @@ def test_a_transfer_never_reads_another_runs_weights(two_runs: Path) -> None:
 
     record = torch.load(two_runs / "transfer" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert "version_0" in str(record)  # the transfer's provenance names the base run it copied
+
+
+def test_ddp_ranks_write_into_one_run(tmp_path: Path) -> None:
+    """Two DDP ranks (gloo) of one fit share rank 0's run folder and W&B id, even when rank 0 made the folder first."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    fitted(root, "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.strategy", "ddp")
+    assert versions(root) == [0]
+    config = yaml.safe_load((root / "version_0" / "config.yaml").read_text())
+    assert wandb_ids(root / "version_0") == {saved_wandb_id(config)}
+    assert step_of(root / "version_0" / "checkpoints" / "last.ckpt") == 2
