@@ -179,7 +179,8 @@ def check_images(
         raise ValueError(f"unknown resized format {fmt!r}; valid: {', '.join(RESIZED_FORMATS)}")
     tasks = [(root, relative, resized, size, quality, fmt) for relative in _images(root)]
     bad = []
-    with multiprocessing.Pool(workers, initializer=_one_thread) as pool:
+    # forkserver: a fork of a process with live threads (W&B's, torch's) can deadlock its children
+    with multiprocessing.get_context("forkserver").Pool(workers, initializer=_one_thread) as pool:
         results = pool.imap_unordered(_check_one, tasks, chunksize=64)
         desc = "decode" + (" + resize" if resized else "")
         for relative, error in tqdm(results, total=len(tasks), desc=desc, unit="img"):
