@@ -237,7 +237,7 @@ def check_ckpt_path(path: str | None) -> None:
     if not os.path.isfile(path):
         raise InputFileError(
             f"--ckpt_path {str(path)!r} is not a file: give an existing checkpoint, or `last` to resume from "
-            "the newest last.ckpt under trainer.default_root_dir (a fresh start when there is none)"
+            "the last.ckpt of the run --run_version names (or of the only run under trainer.default_root_dir)"
         )
 
 
