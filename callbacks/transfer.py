@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
@@ -26,8 +25,10 @@ class TransferCallback(Callback):
     """Initialise layers 1..n of ``pl_module.net`` from a base checkpoint and freeze them or not.
 
     Args:
-        base_checkpoint: A Lightning checkpoint or a plain state dict of a trained CaffeNet, or
-            ``None`` (no copy: plain training with ``n=0``, random frozen features with ``n > 0``).
+        base_checkpoint: A Lightning checkpoint or a plain state dict of a trained network, a torchvision-format
+            weights file of the backbone (``torch.save(torchvision.models.resnet18(weights=...).state_dict(), path)``,
+            ``models.pretrained``), or ``None`` (no copy: plain training with ``n=0``, random frozen features with
+            ``n > 0``).
         n: How many stages to transfer, counted from the input: for CaffeNet the paper's index (1..5 are
             conv1..conv5, 6 and 7 are fc6 and fc7; fc8 is always new), for other backbones their stages
             (``models.backbones``). 0 transfers nothing. Checked against the network's stages at setup.
@@ -36,6 +37,8 @@ class TransferCallback(Callback):
         frozen_norm: What the batch norms of frozen stages do: ``eval`` (keep the base's running
             statistics: held in eval mode) or ``train`` (normalise with the target's batch statistics,
             which their running statistics follow; their parameters stay frozen).
+        base_sha256: The sha256 the base file must have (a study records its weights file's), or None: any file.
+            A file that changed since is refused before anything starts.
 
     Raises:
         SettingError: if ``n``, ``mode`` or ``frozen_norm`` is invalid, or ``finetune`` has no base checkpoint.
@@ -43,7 +46,7 @@ class TransferCallback(Callback):
     """
 
     def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen",
-                 frozen_norm: FrozenNorm = "eval") -> None:
+                 frozen_norm: FrozenNorm = "eval", base_sha256: str | None = None) -> None:
         super().__init__()
         try:
             core.check_count(n, "transfer n")
@@ -66,6 +69,7 @@ class TransferCallback(Callback):
         self.n = n
         self.mode = mode
         self.frozen_norm = frozen_norm
+        self.base_sha256 = base_sha256
         self.record = TransferRecord(self.base_checkpoint, None, n, mode, frozen_norm=frozen_norm)
         self._stage: str | None = None
         self._base: tuple[dict[str, Tensor], str] | None = None  # read by `check`, used once by `setup`
@@ -96,8 +100,9 @@ class TransferCallback(Callback):
         if not self.n or self.base_checkpoint is None:
             return
         try:
-            self._base = core.load_base(self.base_checkpoint)
-            core.copy_layers(self._base[0], _MetaShapes(net), core.transferable_layers(names)[: self.n])
+            self._base = self._read_base()
+            core.copy_layers(self._base[0], net, core.transferable_layers(names)[: self.n],
+                             f"transfer base_checkpoint {self.base_checkpoint!r}", dry_run=True)
         except ValueError as err:
             self._base = None
             raise SettingError(
@@ -113,7 +118,7 @@ class TransferCallback(Callback):
         net = self.network(pl_module)
         base, sha256 = None, None
         if self.n and self.base_checkpoint is not None:
-            base, sha256 = self._base or core.load_base(self.base_checkpoint)
+            base, sha256 = self._base or self._read_base()
             self._base = None
         elif self.base_checkpoint is not None:
             rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
@@ -124,6 +129,19 @@ class TransferCallback(Callback):
             rank_zero_info(f"TransferCallback: copied {layers} from {self.base_checkpoint}")
         elif self.n:
             rank_zero_info(f"TransferCallback: {layers} stay frozen at their random initialisation")
+
+    def _read_base(self) -> tuple[dict[str, Tensor], str]:
+        """The base's tensors and sha256 (``models.transfer.load_base``), checked against ``base_sha256``.
+
+        Raises:
+            InputFileError: the file's sha256 is not ``base_sha256``.
+        """
+        tensors, sha256 = core.load_base(str(self.base_checkpoint))
+        try:
+            core.check_sha256(str(self.base_checkpoint), sha256, self.base_sha256, "transfer.base_sha256")
+        except ValueError as err:
+            raise InputFileError(str(err)) from err
+        return tensors, sha256
 
     @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -174,14 +192,3 @@ class TransferCallback(Callback):
         core.layer_names_of(net)
         return net
 
-
-class _MetaShapes(nn.Module):
-    """Stands for a network in a dry run of ``models.transfer.copy_layers``: its tensors, on the meta device."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self._tensors = {key: torch.empty_like(value, device="meta")
-                         for key, value in net.state_dict().items() if isinstance(value, Tensor)}
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
-        return dict(self._tensors)

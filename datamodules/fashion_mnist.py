@@ -142,6 +142,8 @@ class FashionMNISTHalf(HalfDataModule):
         pixel_scale: Factor on the mean-subtracted 0-255 pixels (Caffe's ``transform_param.scale``): 1 is
             the paper's scale; e.g. 1/128 suits a network initialised for inputs of about unit scale.
         val_num_workers: Validation loader workers per rank; ``auto``: ``num_workers``, at most 2.
+        channels: 1 (the grey images) or 3 (the grey channel repeated: for a network whose first layer reads RGB,
+            such as a torchvision ImageNet weights file used as a transfer base).
     """
 
     splits = FASHION_MNIST_SPLITS
@@ -161,13 +163,18 @@ class FashionMNISTHalf(HalfDataModule):
         mean_half: str | None = None,
         pixel_scale: float = 1.0,
         val_num_workers: Workers = "auto",
+        channels: int = 1,
     ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"data channels must be 1 (grey) or 3 (the grey channel repeated, for a network that "
+                             f"reads RGB), got {channels}")
         super().__init__(
             split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
             pixel_scale, val_num_workers,
         )
         self.save_hyperparameters()
         self.root = root
+        self.in_channels = channels
         self.collate_fn = batch_as_is
         self.class_names = [FashionMNIST.classes[i] for i in self.classes]
 
@@ -179,6 +186,7 @@ class FashionMNISTHalf(HalfDataModule):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         data = load_fashion_mnist(self.root)
+        data = {subset: (self._channels(images), labels) for subset, (images, labels) in data.items()}
         train_images, train_labels = self._select(*data["train"], self.classes, self.images_per_class)
         if self.mean_half is None:
             mean_images = train_images
@@ -188,6 +196,10 @@ class FashionMNISTHalf(HalfDataModule):
         mean = mean_images.mean(0, dtype=torch.float64).float()
         self.train_set = InMemoryHalf(train_images, train_labels, mean, True, self.pixel_scale)
         self.val_set = InMemoryHalf(*self._select(*data["test"], self.classes), mean, False, self.pixel_scale)
+
+    def _channels(self, images: Tensor) -> Tensor:
+        """The grey images with ``in_channels`` channels (a view: repeating costs no memory)."""
+        return images.expand(-1, self.in_channels, -1, -1)
 
     @staticmethod
     def _select(

@@ -35,15 +35,13 @@ from experiments import runs
 from experiments.entry import silence_noise
 from experiments.errors import InputFileError, SettingError, ShortParseErrors, UserError
 from experiments.wandb_setup import prepare_wandb
+from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.fused import FusedCell, FusedTransfer
 from models.loading import import_path
 
 DEFAULT_ROOT_DIR = "runs/fit"
-# Model arguments the data module supplies (linked, never stated twice).
-LINKED_FROM_DATA = ("num_classes", "in_channels", "input_size")
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 RUN_ENV = "TRANSFERABILITY_RUN"  # rank 0's run folder and W&B id ("<version>:<id>"), for the ranks it launches
-MODEL = "models.CaffeNetClassifier"
 # The config groups of one class each (the others, model and data, name theirs in class_path).
 CLASS_GROUPS: dict[str, type] = {"transfer": TransferCallback, "checkpoint": BestAndLastCheckpoint,
                                  "lr_monitor": LearningRateMonitorWhenLogging, "trainer": Trainer}
@@ -110,7 +108,7 @@ class TransferCLI(LightningCLI):
             # batch); int first reads it as one batch, and "0.5" still as a fraction.
             parser._option_string_actions[f"--trainer.{name}"]._typehint = int | float | None
         parser.set_defaults({
-            "model": {"class_path": MODEL},
+            "model": {"class_path": DEFAULT_CLASSIFIER},
             "checkpoint.monitor": "val/top1",
             "checkpoint.mode": "max",
             "checkpoint.save_last": True,
@@ -249,11 +247,11 @@ def check_fused_config(config: Any) -> None:
             checkpoint monitor that no cell logs, or a trainer setting the group refuses.
     """
     transfer, cells = config.transfer, config.model.init_args.cells or []
-    if transfer.n or transfer.base_checkpoint is not None:
+    if transfer.n or transfer.base_checkpoint is not None or transfer.get("base_sha256") is not None:
         raise SettingError(
             "transfer.n and transfer.base_checkpoint apply to one network; a fused group (model "
-            "models.fused.FusedTransfer) takes its base from model.init_args.base_checkpoint and each cell's n from "
-            "model.init_args.cells: leave the transfer group unset"
+            "models.fused.FusedTransfer) takes its base from model.init_args.base_checkpoint (its sha256 from "
+            "model.init_args.base_sha256) and each cell's n from model.init_args.cells: leave the transfer group unset"
         )
     labels = [FusedCell(n=cell["n"], root=cell["root"], name=cell.get("name")).label for cell in cells]
     monitor = config.checkpoint.monitor

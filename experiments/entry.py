@@ -101,3 +101,10 @@ def compare() -> int:
     from experiments.report.compare import main
 
     return console("transferability-compare", main)
+
+
+def predict() -> int:
+    """``transferability-predict --base ... --config ...`` (``experiments.predict.cli``)."""
+    from experiments.predict.cli import main
+
+    return console("transferability-predict", main)

@@ -29,6 +29,9 @@ from models.recipes import Recipe
 from models.transfer import TransferRecord
 
 TRANSFER_KEY = "transfer"  # the checkpoint entry with the network's TransferRecord
+DEFAULT_CLASSIFIER = "models.CaffeNetClassifier"  # the paper's network: a config's model without a class_path
+# The arguments every classifier takes from its data module (the CLI links them; a fused group sets them per cell).
+LINKED_FROM_DATA: tuple[str, ...] = ("num_classes", "in_channels", "input_size")
 
 
 class TransferClassifier(LightningModule):

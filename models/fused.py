@@ -48,6 +48,8 @@ from typing_extensions import override
 
 from models import transfer as core
 from models.classifier import (
+    DEFAULT_CLASSIFIER,
+    LINKED_FROM_DATA,
     TransferClassifier,
     evaluate_weights_only,
     log_reduced,
@@ -58,10 +60,9 @@ from models.files import save_atomic, write_atomic
 from models.loading import classifier_class
 from models.network import StagedNetwork
 
-NETWORK_CLASS = "models.CaffeNetClassifier"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-PER_CELL = frozenset({"num_classes", "in_channels", "input_size", "init_seed", "dropout_seed"})  # not in ``network``
+PER_CELL = frozenset({*LINKED_FROM_DATA, "init_seed", "dropout_seed"})  # not in ``network``
 
 
 @dataclass(frozen=True)
@@ -90,22 +91,26 @@ class FusedTransfer(LightningModule):
 
     Args:
         base_checkpoint: The base network every cell copies its layers 1..n from (a Lightning
-            checkpoint or a state dict, read with ``weights_only=True``).
+            checkpoint, a state dict, or a torchvision-format weights file of the backbone; read with
+            ``weights_only=True``).
         cells: The cells (distinct folders and names; n in 1..the network's last transferable stage).
         num_classes, in_channels, input_size: The task and input (linked from the data by the CLI).
         network: Every other argument of ``network_class``, shared by the cells (the shape must
             match the base's up to stage n).
         network_class: The cells' LightningModule, a ``TransferClassifier`` subclass by import path.
         frozen_norm: What the frozen stages' batch norms do; only ``eval`` fuses (see the module's notes).
+        base_sha256: The sha256 the base file must have (a study's weights file), or None: any file.
 
     Raises:
         ValueError: no cells, an n beyond the network's stages, repeated folders or names, an unknown or
-            unsupported network argument (``compile``, per-cell settings), ``frozen_norm="train"``.
+            unsupported network argument (``compile``, per-cell settings), ``frozen_norm="train"``, a base file
+            whose sha256 is not ``base_sha256``.
     """
 
     def __init__(self, base_checkpoint: str, cells: Sequence[FusedCell], num_classes: int = 500,
                  in_channels: int = 3, input_size: int = 227, network: dict[str, Any] | None = None,
-                 network_class: str = NETWORK_CLASS, frozen_norm: core.FrozenNorm = "eval") -> None:
+                 network_class: str = DEFAULT_CLASSIFIER, frozen_norm: core.FrozenNorm = "eval",
+                 base_sha256: str | None = None) -> None:
         super().__init__()
         specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
         network = dict(network or {})
@@ -114,9 +119,10 @@ class FusedTransfer(LightningModule):
         self.save_hyperparameters({"base_checkpoint": str(base_checkpoint), "cells": [asdict(s) for s in specs],
                                    "num_classes": num_classes, "in_channels": in_channels,
                                    "input_size": input_size, "network": network, "network_class": network_class,
-                                   "frozen_norm": frozen_norm})
+                                   "frozen_norm": frozen_norm, "base_sha256": base_sha256})
         self.specs = specs
         base, sha256 = core.load_base(str(base_checkpoint))
+        core.check_sha256(str(base_checkpoint), sha256, base_sha256, "model.init_args.base_sha256")
         shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
         # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
         # as it was: the data stream after this constructor is the one a fit of one network would read.
@@ -134,7 +140,7 @@ class FusedTransfer(LightningModule):
 
     @classmethod
     def from_network_arguments(cls, base_checkpoint: str, cells: Sequence[FusedCell],
-                               arguments: Mapping[str, Any], network_class: str = NETWORK_CLASS) -> FusedTransfer:
+                               arguments: Mapping[str, Any], network_class: str = DEFAULT_CLASSIFIER) -> FusedTransfer:
         """The group of ``cells`` whose networks are ``network_class(**arguments)`` (shape included)."""
         shape = {key: arguments[key] for key in ("num_classes", "in_channels", "input_size") if key in arguments}
         return cls(base_checkpoint, cells, **shape, network_class=network_class,

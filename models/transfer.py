@@ -12,6 +12,10 @@ A network is a ``models.network.StagedNetwork``: ``layer_names`` (its stages in 
 each an attribute of that name (``models.CaffeNet``, ``models.backbones``). ``TransferCallback`` applies this to the network of
 one LightningModule, ``models.fused.FusedTransfer`` to each network of a group, the study's grid
 takes the range of n from here; nothing else restates it.
+
+A base is a staged network's checkpoint (a Lightning checkpoint or its state dict) or a torchvision-format weights
+file of a ResNet or ViT backbone (``torch.save(torchvision.models.resnet18(weights=...).state_dict(), path)``),
+whose names :func:`copy_layers` maps to the stages (``models.pretrained``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from models import pretrained
 from models.caffenet import LAYER_NAMES
+from models.network import StagedNetwork
 
 TransferMode = Literal["frozen", "finetune"]
 MODES: tuple[str, ...] = get_args(TransferMode)
@@ -197,20 +203,58 @@ def load_base(path: str) -> tuple[dict[str, Tensor], str]:
     return strip_prefixes(tensors), sha256
 
 
-def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...]) -> tuple[str, ...]:
+def network_state(base: dict[str, Tensor], net: nn.Module, what: str = "transfer base_checkpoint") -> dict[str, Tensor]:
+    """The base's tensors under ``net``'s names: a torchvision-format file (``models.pretrained``) mapped to the
+    network's stages (its head dropped), any other base (a staged network's checkpoint) as it is.
+
+    Raises:
+        ValueError: a torchvision-format file that lacks, adds or mis-shapes a tensor of ``net`` (named).
+    """
+    if isinstance(net, StagedNetwork) and pretrained.is_torchvision_state(base, net):
+        return pretrained.staged_state_dict(base, net, what)
+    return base
+
+
+def check_sha256(path: str, sha256: str, expected: str | None, setting: str = "base_sha256") -> None:
+    """Refuse a base file whose content is not the one a run was configured with (``expected`` None: any).
+
+    Raises:
+        ValueError: ``sha256`` (the file's) is not ``expected``; the message names the file and what to do.
+    """
+    if expected is not None and sha256 != expected:
+        raise ValueError(
+            f"transfer base_checkpoint {path!r} has sha256 {sha256[:16]}..., but this run was configured with the "
+            f"file of sha256 {expected[:16]}... ({setting}): the file changed since. Restore it, or set "
+            f"{setting} to the new file's (null: any file)"
+        )
+
+
+def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...],
+                what: str = "transfer base_checkpoint", dry_run: bool = False) -> tuple[str, ...]:
     """Copy every tensor of ``layers`` from ``base`` into ``net`` by name; return the copied names.
+
+    The one place a base is read into a network (``TransferCallback``, ``FusedTransfer``, the CLI's pre-flight
+    check): a torchvision-format weights file is mapped to the network's names first (:func:`network_state`).
+
+    Args:
+        base: The base's tensors (:func:`load_base`).
+        net: The network to copy into.
+        layers: The stages to copy.
+        what: The base, for messages (``transfer base_checkpoint 'base.ckpt'``).
+        dry_run: Check everything, copy nothing (the CLI's check before a fit starts).
 
     Raises:
         ValueError: if the base lacks a tensor of one of the layers, or a tensor's shape differs
-            between the base and the network.
+            between the base and the network (a torchvision-format file: any tensor of the network's stages).
     """
+    base = network_state(base, net, what)
     target = net.state_dict()
     # Tensors only: a layer's extra state (a seeded dropout's generator) is the new network's own.
     wanted = [key for key, value in target.items() if key.split(".", 1)[0] in layers and isinstance(value, Tensor)]
     for key in wanted:
         if key not in base:
             raise ValueError(
-                f"transfer base checkpoint lacks {key!r}, needed to copy layers {', '.join(layers)}; "
+                f"{what} lacks {key!r}, needed to copy layers {', '.join(layers)}; "
                 f"it has layers {sorted({k.split('.', 1)[0] for k in base})}"
             )
         if base[key].shape != target[key].shape:
@@ -219,6 +263,8 @@ def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...]
                 f"{tuple(target[key].shape)} in this model; the model's settings (widths, kernels, "
                 "in_channels, input_size) must match the base's up to layer n"
             )
+    if dry_run:
+        return tuple(wanted)
     tensors = net.state_dict(keep_vars=True)  # the parameters and buffers themselves, copied into in place
     with torch.no_grad():
         for key in wanted:
@@ -288,7 +334,8 @@ def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor]
     if mode == "finetune" and n and base is None:
         raise ValueError("transfer mode 'finetune' needs a base network to copy layers 1..n from")
     layers = transferable_layers(names)[:n]
-    copied = copy_layers(base, net, layers) if base is not None and n else ()
+    what = "transfer base_checkpoint" + (f" {base_checkpoint!r}" if base_checkpoint else "")
+    copied = copy_layers(base, net, layers, what) if base is not None and n else ()
     if mode == "frozen" and n:
         freeze(net, layers, frozen_norm)
     return TransferRecord(base_checkpoint, sha256, n, mode, copied, frozen_norm)

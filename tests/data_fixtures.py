@@ -1,4 +1,4 @@
-"""Generated data for the data tests: a fake ILSVRC2012 tree and the Debian Fashion-MNIST files.
+"""Generated data for the data tests: a fake ILSVRC2012 tree, fake Fashion-MNIST files, and the Debian ones.
 
 Import the fixtures into a test module (``from data_fixtures import fake_imagenet``).
 """
@@ -6,6 +6,7 @@ Import the fixtures into a test module (``from data_fixtures import fake_imagene
 from __future__ import annotations
 
 import io
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,26 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def write_idx(path: Path, data: torch.Tensor) -> None:
+    """An IDX file of unsigned bytes (Fashion-MNIST's format) holding ``data``."""
+    header = b"\0\0\x08" + bytes([data.dim()]) + struct.pack(f">{data.dim()}I", *data.shape)
+    path.write_bytes(header + data.to(torch.uint8).contiguous().numpy().tobytes())
+
+
+def make_fake_fashion_mnist(root: Path, train_per_class: int = 30, test_per_class: int = 20, seed: int = 0) -> Path:
+    """The four Fashion-MNIST IDX files in ``root`` with learnable images: each of the 10 classes its own random
+    28x28 pattern, every image that pattern plus noise (labels cycle through the classes)."""
+    generator = torch.Generator().manual_seed(seed)
+    patterns = torch.rand(10, 28, 28, generator=generator) * 255
+    root.mkdir(parents=True, exist_ok=True)
+    for subset, per_class in (("train", train_per_class), ("t10k", test_per_class)):
+        labels = torch.arange(10 * per_class) % 10
+        noise = torch.rand(len(labels), 28, 28, generator=generator) * 255
+        write_idx(root / f"{subset}-images-idx3-ubyte", (0.6 * patterns[labels] + 0.4 * noise).round())
+        write_idx(root / f"{subset}-labels-idx1-ubyte", labels)
+    return root
 
 
 def make_ilsvrc_archives(folder: Path) -> tuple[Path, Path]:

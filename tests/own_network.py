@@ -1,4 +1,4 @@
-"""A researcher's own network, written as the README's "Your own network" says: a ``StagedNetwork`` (named
+"""A researcher's own network, written as docs/backbones.md's "Your own network" says: a ``StagedNetwork`` (named
 stages, the head last) and a ``TransferClassifier`` that builds it with a named recipe. Nothing else of the
 project knows it; the tests run it through the transfer, a fused study and the loaders."""
 

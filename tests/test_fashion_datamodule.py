@@ -64,6 +64,22 @@ def test_batches_are_pixels_minus_the_training_mean(raw: dict[str, tuple[torch.T
     torch.testing.assert_close(next(iter(scaled.val_dataloader()))[0], images / 128)
 
 
+def test_three_channels_repeat_the_grey_one() -> None:
+    """``channels=3`` (for a network that reads RGB, such as a torchvision ImageNet base): every channel is the grey
+    batch, mean and scale included; other counts are refused by name."""
+    grey = FashionMNISTHalf(split="whole", half="all", batch_size=50, pixel_scale=1 / 58)
+    rgb = FashionMNISTHalf(split="whole", half="all", batch_size=50, pixel_scale=1 / 58, channels=3)
+    grey.setup("fit")
+    rgb.setup("fit")
+    assert (grey.in_channels, rgb.in_channels) == (1, 3)
+    images, labels = next(iter(rgb.val_dataloader()))
+    expected, expected_labels = next(iter(grey.val_dataloader()))
+    assert images.shape == (50, 3, 28, 28) and torch.equal(labels, expected_labels)
+    assert all(torch.equal(images[:, c], expected[:, 0]) for c in range(3))
+    with pytest.raises(ValueError, match="data channels must be 1 .* or 3 .*got 2"):
+        FashionMNISTHalf(channels=2)
+
+
 def test_training_images_are_mirrored_at_random() -> None:
     """Each training image comes back as is or mirrored (after the mean subtraction), both about half the time."""
     dm = FashionMNISTHalf(split="dissimilar", half="footwear_bags")

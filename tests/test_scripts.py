@@ -52,8 +52,10 @@ def test_missing_ckpt_path_exits_nonzero_before_any_wandb_run(tmp_path: Path) ->
         ("transferability-study", ["--config", "bad_study.yaml"], "nope"),
         ("transferability-prepare-imagenet", ["no/such/imagenet"], "no/such/imagenet does not exist"),
         ("transferability-compare", ["no/such/study", "."], "no/such/study' has no results.csv"),
+        ("transferability-predict", ["--base", "no/such.ckpt", "--config", str(CONFIG)], "'no/such.ckpt' does not"),
     ],
-    ids=["fit-unknown-key", "study-unknown-key", "prepare-missing-root", "compare-missing-study"],
+    ids=["fit-unknown-key", "study-unknown-key", "prepare-missing-root", "compare-missing-study",
+         "predict-missing-base"],
 )
 def test_bad_input_exits_nonzero(tmp_path: Path, script: str, args: list[str], message: str) -> None:
     """A bad config key or a missing folder is an error status with a message that names it."""

@@ -109,7 +109,7 @@ def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
     assert {"results.csv", "summary.csv", "effects.md", "figures/figure2.png"} <= {f.path for f in artifact.manifest.contents}
     assert list((finished / "fused").glob("*/wandb/offline-run-*")), "each fused group is a W&B run of the group"
     assert config["transfer"] == {"base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
-                                  "n": 2, "mode": "finetune", "frozen_norm": "eval"}
+                                  "n": 2, "mode": "finetune", "frozen_norm": "eval", "base_sha256": None}
     assert (config["data"]["init_args"]["half"], config["data"]["init_args"]["mean_half"]) == ("B", "A")
 
 

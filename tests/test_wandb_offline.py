@@ -67,7 +67,7 @@ def test_online_without_network_falls_back_to_offline_and_says_so(capfd, monkeyp
 
 
 def test_online_fit_without_network_runs_offline(capfd, tmp_path: Path) -> None:
-    """The README's `--trainer.logger.init_args.offline false` on a machine without network: the fit runs, offline."""
+    """docs/usage.md's `--trainer.logger.init_args.offline false` without a network: the fit runs, offline."""
     no_network()
     args = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "16",
             "--seed_everything", "0", "--trainer.max_steps", "1", "--trainer.accelerator", "cpu",

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from experiments.report.curves import figure2_unit_differences
+from experiments.report.curves import COMPARISONS, figure2_unit_differences
 from experiments.report.intervals import Interval, mean_interval
 from experiments.report.table import Row, is_base
 from models.files import write_atomic
@@ -120,8 +120,13 @@ def check(rows: list[Row], tolerance: float = TOLERANCE, min_window: int = MIN_W
 
 
 def selffer_differences(rows: list[Row]) -> dict[int, dict[Hashable, float]]:
-    """n -> unit ``(split, target half, seed)`` -> BnB+(n) - its base, over the random splits' BnB+ networks."""
-    return dict(figure2_unit_differences(rows).get("BnB+", {}))
+    """n -> unit ``(split, target half, seed)`` -> BnB+(n) - its base, over the BnB+ networks of the random splits
+    and of a pretrained base's target (its units are its own: another split)."""
+    per_n: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    for comparison in COMPARISONS:
+        for n, units in figure2_unit_differences(rows, comparison).get("BnB+", {}).items():
+            per_n[n].update(units)
+    return dict(sorted(per_n.items()))
 
 
 def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchecked: list[str],

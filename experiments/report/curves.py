@@ -6,6 +6,11 @@ its own n=0 reference, network by network).
 
 A network is paired with its base through its *replicate* ``(split, target half, seed)``: the base
 network trained on the same half of the same split with the same seed.
+
+Figure 2's curves come in two *comparisons* (``COMPARISONS``), each read alone: ``random``, the random A/B
+splits (A and B halves of one data set), and ``pretrained``, the transfers from a pretrained weights file (base
+half ``pretrained``: A is the data the file was trained on, e.g. ImageNet) with the base and selffers on their
+target, B (``experiments.study.grid.PretrainedCells``).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
+from typing import Literal
 
-from experiments.report.table import METRIC, Points, Replicate, Row, is_base, is_random_split
+from experiments.report.table import METRIC, PRETRAINED, Points, Replicate, Row, is_base, is_random_split
 
 FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")  # as in experiments.study.grid
+Comparison = Literal["random", "pretrained"]
+COMPARISONS: tuple[Comparison, ...] = ("random", "pretrained")
 # curve -> n -> unit (a replicate, or (split, seed)) -> that unit's value minus its own n=0 reference
 Relative = dict[str, dict[int, dict[Hashable, float]]]
 
@@ -41,37 +49,57 @@ def _points(rows: Iterable[Row]) -> Points:
     return dict(sorted(points.items()))
 
 
-def figure2_target_bases(rows: list[Row]) -> list[Row]:
+def figure2_rows(rows: list[Row], comparison: Comparison = "random") -> list[Row]:
+    """The rows one Figure-2 comparison reads (see the module docstring).
+
+    ``random``: every row on a random split. ``pretrained``: on each target of a pretrained base (a split and half
+    that a row with base half ``pretrained`` trains on, never a random split), its base networks and the
+    BnB, AnB, BnB+ and AnB+ networks.
+    """
+    if comparison == "random":
+        return [row for row in rows if is_random_split(row["split"])]
+    targets = {(row["split"], row["target_half"]) for row in rows if row.get("base_half") == PRETRAINED}
+    return [row for row in rows if (row["split"], row["target_half"]) in targets and not is_random_split(row["split"])
+            and (is_base(row) or row["family"] in FIGURE2_FAMILIES)]
+
+
+def figure2_target_bases(rows: list[Row], comparison: Comparison = "random") -> list[Row]:
     """The base networks of Figure 2: those on a random split's half that some BnB/AnB/BnB+/AnB+ targets.
 
     Every base network of the random splits when no transfer network is in the table yet. In the paper
     every half was a target, so these are all 8 base networks (mean 0.6251); a study that trains
-    towards half B only compares against base B alone.
+    towards half B only compares against base B alone. ``comparison`` ``pretrained``: the bases of the targets
+    of a pretrained base (:func:`figure2_rows`).
     """
-    on_random = [row for row in rows if is_random_split(row["split"])]
-    targets = {(row["split"], row["target_half"]) for row in on_random if row["family"] in FIGURE2_FAMILIES}
-    bases = [row for row in on_random if is_base(row)]
+    chosen = figure2_rows(rows, comparison)
+    targets = {(row["split"], row["target_half"]) for row in chosen if row["family"] in FIGURE2_FAMILIES}
+    bases = [row for row in chosen if is_base(row)]
     return [row for row in bases if not targets or (row["split"], row["target_half"]) in targets]
 
 
-def base_label(rows: list[Row]) -> str:
-    """The legend name of Figure 2's base points: ``base B``, or ``base A/B`` where both halves are targets."""
+def base_label(rows: list[Row], comparison: Comparison = "random") -> str:
+    """The legend name of Figure 2's base points: ``base B``, or ``base A/B`` where both halves are targets; for a
+    pretrained base, the target's own base trained from scratch."""
+    if comparison == "pretrained":
+        return "base B (the target, from scratch)"
     halves = sorted({row["target_half"] for row in figure2_target_bases(rows)})
     return f"base {'/'.join(halves)}" if halves else "base"
 
 
-def figure2_points(rows: list[Row]) -> dict[str, Points]:
-    """Figure 2's networks on the random splits: ``base`` (:func:`figure2_target_bases`) and BnB, AnB, BnB+, AnB+.
+def figure2_points(rows: list[Row], comparison: Comparison = "random") -> dict[str, Points]:
+    """Figure 2's networks of one comparison: ``base`` (:func:`figure2_target_bases`) and BnB, AnB, BnB+, AnB+.
 
     ``base`` is the one n=0 point of every family; a family's own points start at n=1 (empty: none in the table).
     """
-    curves = {"base": _points(figure2_target_bases(rows))}
+    chosen = figure2_rows(rows, comparison)
+    curves = {"base": _points(figure2_target_bases(rows, comparison))}
     for family in FIGURE2_FAMILIES:
-        curves[family] = _points(row for row in rows if is_random_split(row["split"]) and row["family"] == family)
+        curves[family] = _points(row for row in chosen if row["family"] == family)
     return curves
 
 
-def figure2_unit_differences(rows: list[Row]) -> dict[str, dict[int, dict[Replicate, float]]]:
+def figure2_unit_differences(rows: list[Row], comparison: Comparison = "random"
+                             ) -> dict[str, dict[int, dict[Replicate, float]]]:
     """Per family, n -> replicate ``(split, target half, seed)`` -> its network minus the base of its replicate.
 
     The unit is the replicate, as in :mod:`experiments.report.effects`; a network whose replicate has no base is
@@ -79,12 +107,13 @@ def figure2_unit_differences(rows: list[Row]) -> dict[str, dict[int, dict[Replic
     Several networks of one replicate at one n (not in the study's design) count once, as their mean.
     """
     minus_base = _minus_base(rows)
+    chosen = figure2_rows(rows, comparison)
     curves: dict[str, dict[int, dict[Replicate, float]]] = {}
     for family in FIGURE2_FAMILIES:
         units: dict[int, dict[Replicate, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for row in rows:
+        for row in chosen:
             difference = minus_base(row)
-            if is_random_split(row["split"]) and row["family"] == family and difference is not None:
+            if row["family"] == family and difference is not None:
                 units[row["n"]][replicate(row)].append(difference)
         if units:
             curves[family] = {n: {unit: statistics.fmean(values) for unit, values in units[n].items()}
@@ -92,10 +121,10 @@ def figure2_unit_differences(rows: list[Row]) -> dict[str, dict[int, dict[Replic
     return curves
 
 
-def figure2_differences(rows: list[Row]) -> dict[str, Points]:
+def figure2_differences(rows: list[Row], comparison: Comparison = "random") -> dict[str, Points]:
     """Figure 2's bottom panel: per family, n -> the replicates' differences of :func:`figure2_unit_differences`."""
     return {family: {n: list(units.values()) for n, units in curve.items()}
-            for family, curve in figure2_unit_differences(rows).items()}
+            for family, curve in figure2_unit_differences(rows, comparison).items()}
 
 
 def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
@@ -112,7 +141,8 @@ def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
     """The dissimilar-split panel: per target half, its base (n=0) and the frozen transfers to it."""
     curves: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        if not is_random_split(row["split"]) and row["family"] in ("base", "AnB") and row["target_half"] != "all":
+        if (not is_random_split(row["split"]) and row["family"] in ("base", "AnB") and row["target_half"] != "all"
+                and row.get("base_half") != PRETRAINED):
             curves[row["target_half"]].append(row)
     return {target: _points(group) for target, group in sorted(curves.items())}
 
@@ -152,7 +182,8 @@ def relative_values(rows: list[Row]) -> Relative:
         if is_random_split(row["split"]) and row["family"] == "AnB" and minus_base(row) is not None:
             random_anb[row["n"]][replicate(row)] = minus_base(row)
     dissimilar = _directions_averaged([row for row in rows if not is_random_split(row["split"])
-                                       and row["family"] == "AnB" and row["target_half"] != "all"], minus_base)
+                                       and row["family"] == "AnB" and row["target_half"] != "all"
+                                       and row.get("base_half") != PRETRAINED], minus_base)
     features: dict[int, dict[Hashable, float]] = defaultdict(dict)
     for row in rows:
         if row["family"] == "random" and minus_base(row) is not None:

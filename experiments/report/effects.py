@@ -11,6 +11,10 @@ Every row is a difference of top-1 accuracy (the paper's metric), left minus rig
 - **random features**: (random frozen features - their base) minus (AnB - its base) on the random
   splits, pooled and each n; the paper: negative.
 
+A study with a pretrained base (``experiments.study.grid.PretrainedCells``) gets the Figure-2 rows (dip,
+specificity, boost) a second time for it, marked ``(A: pretrained weights)``: there A is the data the weights file
+was trained on (e.g. ImageNet), not a half, and B the target data; "base" is B's own network trained from scratch.
+
 **One estimator, fixed by the design: the paired t-interval over units.** The unit is the replicate
 ``(split, target half, seed)`` for the Figure-2 rows ("base" is the base network of the same replicate) and
 the seed for the two cross-panel rows (each side's network-minus-its-base averaged over that seed's splits
@@ -46,9 +50,17 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.report.convergence import Convergence
-from experiments.report.curves import figure2_target_bases, relative_values, replicate, value
+from experiments.report.curves import (
+    COMPARISONS,
+    Comparison,
+    figure2_rows,
+    figure2_target_bases,
+    relative_values,
+    replicate,
+    value,
+)
 from experiments.report.intervals import LEVEL, Interval, holm, mean_interval, p_value
-from experiments.report.table import Row, is_random_split
+from experiments.report.table import Row
 from models.files import write_atomic
 
 Test = Literal["shown", "not shown", "reversed", "no interval (1 seed)"]
@@ -56,6 +68,10 @@ Test = Literal["shown", "not shown", "reversed", "no interval (1 seed)"]
 Side = dict[tuple[Hashable, int | None], list[float]]
 ALPHA = 1.0 - LEVEL  # the family-wise error rate Holm controls over one report's rows
 NEEDS_CONVERGENCE: tuple[str, ...] = ("co-adaptation dip", "lasting boost")
+PRETRAINED_NOTE = ("Rows marked (A: pretrained weights): A is the data the weights file was trained on (e.g. "
+                   "ImageNet), not a half of this study's data; B is the target data, base its own network trained "
+                   "from scratch, BnB and BnB+ copy that base. AnB - base is what the pretrained features give or cost "
+                   "at n; AnB+ - base the boost of starting from them.")
 FIELDS: tuple[str, ...] = ("claim", "contrast", "layers", "direction", "estimate", "ci_low", "ci_high", "units",
                            "method", "p_value", "p_holm", "adjusted_level", "adj_ci_low", "adj_ci_high", "test",
                            "verdict", "convergence", "paper_estimate")
@@ -70,12 +86,20 @@ class Effect:
         contrast: Left minus right, one of ``CONTRASTS``.
         layers: The n pooled over (within each unit).
         sign: The paper's direction: -1 (left below right) or +1.
+        comparison: Which Figure-2 networks (``experiments.report.curves.COMPARISONS``): the random splits', or a
+            pretrained base's (A: its pretraining data).
     """
 
     claim: str
     contrast: str
     layers: tuple[int, ...]
     sign: Literal[-1, 1]
+    comparison: Comparison = "random"
+
+    @property
+    def title(self) -> str:
+        """The claim as the table prints it: marked where A is a pretrained weights file's data, not a half."""
+        return self.claim + (" (A: pretrained weights)" if self.comparison == "pretrained" else "")
 
     @property
     def label(self) -> str:
@@ -115,22 +139,26 @@ class EffectRow:
     paper: float | None = None
 
 
-def _family(name: str) -> Callable[[list[Row]], Side]:
-    def side(rows: list[Row]) -> Side:
+SideOf = Callable[[list[Row], Comparison], Side]
+
+
+def _family(name: str) -> SideOf:
+    def side(rows: list[Row], comparison: Comparison) -> Side:
         values: Side = defaultdict(list)
-        for row in rows:
-            if is_random_split(row["split"]) and row["family"] == name and value(row) is not None:
+        for row in figure2_rows(rows, comparison):
+            if row["family"] == name and value(row) is not None:
                 values[replicate(row), row["n"]].append(value(row))
         return values
     return side
 
 
-def _bases(rows: list[Row]) -> Side:
-    return {(replicate(row), None): [value(row)] for row in figure2_target_bases(rows) if value(row) is not None}
+def _bases(rows: list[Row], comparison: Comparison) -> Side:
+    return {(replicate(row), None): [value(row)] for row in figure2_target_bases(rows, comparison)
+            if value(row) is not None}
 
 
-def _relative(curve: str) -> Callable[[list[Row]], Side]:
-    def side(rows: list[Row]) -> Side:
+def _relative(curve: str) -> SideOf:
+    def side(rows: list[Row], comparison: Comparison) -> Side:
         values: Side = defaultdict(list)
         for n, units in relative_values(rows).get(curve, {}).items():
             for unit, difference in units.items():
@@ -140,7 +168,7 @@ def _relative(curve: str) -> Callable[[list[Row]], Side]:
     return side
 
 
-CONTRASTS: dict[str, tuple[Callable[[list[Row]], Side], Callable[[list[Row]], Side]]] = {
+CONTRASTS: dict[str, tuple[SideOf, SideOf]] = {
     "BnB - base": (_family("BnB"), _bases),
     "AnB - base": (_family("AnB"), _bases),
     "BnB+ - base": (_family("BnB+"), _bases),
@@ -150,39 +178,63 @@ CONTRASTS: dict[str, tuple[Callable[[list[Row]], Side], Callable[[list[Row]], Si
     "dissimilar - random split (AnB - base)": (_relative("AnB, dissimilar split"), _relative("AnB, random splits")),
     "random features - AnB (each - base)": (_relative("random features"), _relative("AnB, random splits")),
 }
+CROSS_PANEL: tuple[tuple[str, str], ...] = (("dissimilar split", "dissimilar - random split (AnB - base)"),
+                                            ("random features", "random features - AnB (each - base)"))
+
+
+def sides(effect: Effect, rows: list[Row]) -> tuple[Side, Side]:
+    """The left and right side of ``effect``'s contrast in ``rows`` (its comparison's networks)."""
+    left, right = CONTRASTS[effect.contrast]
+    return left(rows, effect.comparison), right(rows, effect.comparison)
 
 
 def plan(rows: list[Row]) -> list[Effect]:
-    """The effects that ``rows`` hold networks for, in the module docstring's order."""
+    """The effects that ``rows`` hold networks for, in the module docstring's order (a pretrained base's after)."""
+    effects: list[Effect] = []
+    for comparison in COMPARISONS:
+        effects += _figure2_effects(rows, comparison)
+        if comparison == "random":
+            effects += _cross_panel_effects(rows)
+    return list(dict.fromkeys(effects))  # a study with few n can make two Table-1 ranges the same
+
+
+def _figure2_effects(rows: list[Row], comparison: Comparison) -> list[Effect]:
+    """The dip, specificity and boost rows of one comparison's networks."""
     def layers(contrast: str, side: int) -> set[int]:
-        return {n for _, n in CONTRASTS[contrast][side](rows) if n is not None}
+        return {n for _, n in CONTRASTS[contrast][side](rows, comparison) if n is not None}
 
     bnb, anb = layers("BnB - base", 0), layers("AnB - BnB", 0)
     anb_plus, bnb_plus = layers("AnB+ - base", 0), layers("AnB+ - BnB+", 1)
     effects: list[Effect] = []
     dip = sorted(bnb & {3, 4, 5})
     if dip:
-        effects += [Effect("co-adaptation dip", "BnB - base", tuple(dip), -1)]
-        effects += [Effect("co-adaptation dip", "BnB - base", (n,), -1) for n in dip if len(dip) > 1]
-    effects += [Effect("specificity", "AnB - BnB", (n,), -1) for n in sorted(anb & bnb & {6, 7})]
+        effects += [Effect("co-adaptation dip", "BnB - base", tuple(dip), -1, comparison)]
+        effects += [Effect("co-adaptation dip", "BnB - base", (n,), -1, comparison) for n in dip if len(dip) > 1]
+    effects += [Effect("specificity", "AnB - BnB", (n,), -1, comparison) for n in sorted(anb & bnb & {6, 7})]
     boosts = [("AnB+ - base", anb_plus)] + ([("AnB+ - BnB+", anb_plus | bnb_plus)] if bnb_plus else [])
     for contrast, present in boosts:
         for low in (1, 3, 5):  # Table 1's ranges
             pooled = tuple(n for n in range(low, 8) if n in present)
             if anb_plus & set(pooled):
-                effects.append(Effect("lasting boost", contrast, pooled, 1))
-    for claim, contrast in (("dissimilar split", "dissimilar - random split (AnB - base)"),
-                            ("random features", "random features - AnB (each - base)")):
-        shared = sorted(layers(contrast, 0) & layers(contrast, 1))
+                effects.append(Effect("lasting boost", contrast, pooled, 1, comparison))
+    return effects
+
+
+def _cross_panel_effects(rows: list[Row]) -> list[Effect]:
+    """The dissimilar-split and random-features rows (the random splits' AnB against another panel's curve)."""
+    effects: list[Effect] = []
+    for claim, contrast in CROSS_PANEL:
+        left, right = (side(rows, "random") for side in CONTRASTS[contrast])
+        shared = sorted({n for _, n in left if n is not None} & {n for _, n in right if n is not None})
         if shared:
             effects.append(Effect(claim, contrast, tuple(shared), -1))
             effects += [Effect(claim, contrast, (n,), -1) for n in shared if len(shared) > 1]
-    return list(dict.fromkeys(effects))  # a study with few n can make two Table-1 ranges the same
+    return effects
 
 
 def unit_differences(effect: Effect, rows: list[Row]) -> dict[Hashable, float]:
     """Per unit (replicate or seed) with both sides, the mean over ``effect.layers`` of left - right."""
-    left_side, right_side = (side(rows) for side in CONTRASTS[effect.contrast])
+    left_side, right_side = sides(effect, rows)
     differences: dict[Hashable, float] = {}
     for unit in dict.fromkeys(unit for unit, n in left_side if n in effect.layers):
         per_n = []
@@ -197,7 +249,7 @@ def unit_differences(effect: Effect, rows: list[Row]) -> dict[Hashable, float]:
 
 def unpaired_count(effect: Effect, rows: list[Row]) -> int:
     """How many of the row's left-side networks (at its n) have no right-side partner in their unit."""
-    left_side, right_side = (side(rows) for side in CONTRASTS[effect.contrast])
+    left_side, right_side = sides(effect, rows)
     return sum(len(values) for (unit, n), values in left_side.items()
                if n in effect.layers and not (right_side.get((unit, n)) or right_side.get((unit, None))))
 
@@ -219,7 +271,7 @@ def estimate(effect: Effect, rows: list[Row]) -> tuple[list[float], str] | None:
 
 def pooled_difference(effect: Effect, rows: Sequence[Row]) -> float | None:
     """The paper's pooling: the mean of every left network minus the mean of every right network at the row's n."""
-    left_side, right_side = (side(list(rows)) for side in CONTRASTS[effect.contrast])
+    left_side, right_side = sides(effect, list(rows))
     left = [v for (_, n), values in left_side.items() if n in effect.layers for v in values]
     right = [v for (_, n), values in right_side.items() if n is None or n in effect.layers for v in values]
     return statistics.fmean(left) - statistics.fmean(right) if left and right else None
@@ -288,7 +340,7 @@ def effects(rows: list[Row], paper: Sequence[Row] | None = None,
 
 def _record(row: EffectRow, status: str) -> dict[str, object]:
     interval, adjusted = row.interval, row.adjusted
-    return {"claim": row.effect.claim, "contrast": row.effect.contrast, "layers": row.effect.label,
+    return {"claim": row.effect.title, "contrast": row.effect.contrast, "layers": row.effect.label,
             "direction": "negative" if row.effect.sign < 0 else "positive",
             "estimate": round(interval.estimate, 6), "ci_low": csv_number(interval.low),
             "ci_high": csv_number(interval.high), "units": interval.count, "method": row.method,
@@ -332,6 +384,7 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
         "or the other; not shown: it does not. The dip and the boost need converged networks: unless the "
         "convergence check passed they read 'not interpretable'. An effect under twice the check's tolerance is "
         "'within the convergence tolerance'.", "",
+        *([PRETRAINED_NOTE, ""] if any(row.effect.comparison == "pretrained" for row in rows) else []),
         "| claim | contrast | n | paper's sign | estimate | 95 % CI | units | adjusted CI | p (Holm) | verdict |"
         + (" paper |" if with_paper else ""),
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_paper else ""),
@@ -343,7 +396,7 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
                else "no interval")
         p = "n/a" if row.p_holm is None else f"{row.p_holm:.3g}"
         units = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
-        line = (f"| {row.effect.claim} | {row.effect.contrast} | {row.effect.label} | "
+        line = (f"| {row.effect.title} | {row.effect.contrast} | {row.effect.label} | "
                 f"{'-' if row.effect.sign < 0 else '+'} | {_points(interval.estimate)} | {ci} | {units} | {adj} | "
                 f"{p} | {row.verdict} |")
         lines.append(line + (f" {_points(row.paper)} |" if with_paper else ""))

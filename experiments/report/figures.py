@@ -8,7 +8,9 @@ zero line. With ``cka`` a third panel on the same layer axis: debiased linear CK
 at layer n (``experiments.report.cka``), with ``cka_chance`` (the same on permuted examples) as its chance
 band, so the layer where the halves' features stop being shared lines up with the layers where the
 transfers lose accuracy. ``figure3``: the paper's combined figure: the dissimilar split, random frozen
-features, and each curve minus its own n=0 (:func:`experiments.report.curves.relative_values`).
+features, and each curve minus its own n=0 (:func:`experiments.report.curves.relative_values`). ``pretrained``
+(a study with a pretrained base): Figure 2's two panels for it, titled and labelled so that A reads as the
+weights file's pretraining data (e.g. ImageNet) and B as the target.
 
 Every interval is a t-interval over seeds (replicates; seed pairs on the CKA panel); a point of one seed
 has none and is drawn hollow. On a layer axis markers stand at the n that were run; a solid line joins
@@ -36,10 +38,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from experiments.report.curves import (  # noqa: E402
     FIGURE2_FAMILIES,
+    Comparison,
     base_label,
     dissimilar_points,
     figure2_differences,
     figure2_points,
+    figure2_rows,
     mean_curve,
     random_features_points,
     reduced_data_points,
@@ -70,6 +74,10 @@ CHANCE_LABEL = "chance (permuted examples)"
 ZERO_LABEL = "the base of the same replicate (= 0)"
 CI_NOTE = "bars: 95% t-interval over seeds (replicates)"
 FOOTER = f"{CI_NOTE}; hollow markers: one seed, no interval."
+# The legend of each family where A is a pretrained weights file's training data, not a half.
+PRETRAINED_LABELS = {"BnB": "BnB (from base B, frozen)", "BnB+": "BnB+ (from base B, fine-tuned)",
+                     "AnB": "AnB (A: pretrained weights, frozen)", "AnB+": "AnB+ (A: pretrained weights, fine-tuned)"}
+PRETRAINED_TITLE = "pretrained base: A = the weights' pretraining data (e.g. ImageNet), not a half; B = the target"
 
 
 def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note: str | None = None,
@@ -79,7 +87,7 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
     Args:
         rows: The results table.
         folder: Where ``figure2.{png,svg}``, ``figure3.{png,svg}`` and, for a study with the reduced-data
-            panel, ``reduced_data.{png,svg}`` go.
+            panel, ``reduced_data.{png,svg}`` (with a pretrained base, ``pretrained.{png,svg}``) go.
         paper: The paper's rows to overlay (``experiments.report.paper.paper_rows()``), or None.
         note: The caption of every figure, a one-line convergence status, or None (no caption).
         cka: The layer-similarity panel drawn under Figure 2 (layer n -> each seed pair's CKA), or None.
@@ -88,6 +96,8 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     figures = [("figure2", figure2(rows, paper, note, cka, cka_chance)), ("figure3", figure3(rows, paper, note))]
+    if figure2_rows(rows, "pretrained"):
+        figures.append(("pretrained", figure2(rows, None, note, comparison="pretrained")))
     if reduced_data_points(rows):
         figures.append(("reduced_data", reduced_data(rows, paper, note)))
     for name, figure in figures:
@@ -100,16 +110,18 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
 
 
 def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None,
-            cka: Points | None = None, cka_chance: Points | None = None) -> Figure:
+            cka: Points | None = None, cka_chance: Points | None = None, comparison: Comparison = "random") -> Figure:
     """Figure 2: every network with its family's mean line (top), each network minus the base of its replicate
-    (bottom), and with ``cka`` the layer similarity of the bases A and B (and ``cka_chance``, its chance) under them."""
+    (bottom), and with ``cka`` the layer similarity of the bases A and B (and ``cka_chance``, its chance) under them.
+    ``comparison`` ``pretrained``: the same panels for the transfers from a pretrained weights file."""
     if cka:
         figure, (top, bottom, similarity) = plt.subplots(3, 1, figsize=(7, 12.5), sharex=True,
                                                          height_ratios=(1, 1, 0.7))
     else:
         figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 9), sharex=True)
-    points = figure2_points(rows)
-    _networks(top, points, base_label(rows))
+    labels = PRETRAINED_LABELS if comparison == "pretrained" else {family: family for family in FIGURE2_FAMILIES}
+    points = figure2_points(rows, comparison)
+    _networks(top, points, base_label(rows, comparison), labels)
     if paper:
         paper_points = figure2_points(list(paper))
         start = mean_curve(paper_points["base"])  # the paper's n=0: the mean of all its bases
@@ -117,12 +129,12 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
             if paper_points[family]:
                 _paper_line(top, start | mean_curve(paper_points[family]), STYLE[family]["color"])
         _paper_legend(top)
-    top.set_title(f"Figure 2: random A/B splits, every network ({_seeds(points.values())} per point; lines: means)",
-                  fontsize=10)
+    what = f"{PRETRAINED_TITLE}\n" if comparison == "pretrained" else "Figure 2: random A/B splits, "
+    top.set_title(f"{what}every network ({_seeds(points.values())} per point; lines: means)", fontsize=10)
     finish(top, "layer n at which the network is chopped and retrained", _metric_label(rows),
            run=_layers(points.values()))
-    differences = figure2_differences(rows)
-    _differences(bottom, differences, figure2_differences(list(paper)) if paper else {})
+    differences = figure2_differences(rows, comparison)
+    _differences(bottom, differences, figure2_differences(list(paper)) if paper else {}, labels)
     bottom.set_title(f"each network minus the base of its replicate ({_seeds(differences.values())} per point;\n"
                      f"{CI_NOTE})", fontsize=10)
     finish(bottom, "layer n at which the network is chopped and retrained",
@@ -133,8 +145,9 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     return figure
 
 
-def _networks(axes: Axes, points: dict[str, Points], label: str) -> None:
-    """Figure 2's top panel: the bases once at n=0, every network of each family, the means joined from the bases'."""
+def _networks(axes: Axes, points: dict[str, Points], label: str, labels: dict[str, str]) -> None:
+    """Figure 2's top panel: the bases once at n=0, every network of each family (its legend ``labels[family]``),
+    the means joined from the bases'."""
     base = STYLE["base"]
     for n, values in points["base"].items():
         axes.scatter([n] * len(values), values, s=22, marker=base["marker"], facecolors=base["facecolor"],
@@ -144,17 +157,17 @@ def _networks(axes: Axes, points: dict[str, Points], label: str) -> None:
         style, family_points = STYLE[family], points[family]
         for index, (n, values) in enumerate(family_points.items()):
             axes.scatter([n + OFFSETS[family]] * len(values), values, s=22, marker=style["marker"],
-                         color=style["color"], linewidths=0.8, zorder=3, label=family if index == 0 else None)
+                         color=style["color"], linewidths=0.8, zorder=3, label=labels[family] if index == 0 else None)
         if family_points:
             line = start | mean_curve(family_points)
             _connect(axes, list(line), list(line.values()), style["color"], lw=1, alpha=0.7)
 
 
-def _differences(axes: Axes, differences: dict[str, Points], paper: dict[str, Points]) -> None:
+def _differences(axes: Axes, differences: dict[str, Points], paper: dict[str, Points], labels: dict[str, str]) -> None:
     """Figure 2's bottom panel: per family the mean difference with its interval, the paper's dashed, a zero line."""
     axes.axhline(0.0, color="black", lw=0.8, label=ZERO_LABEL)
     for family, points in differences.items():
-        mean_with_interval(axes, points, STYLE[family]["color"], STYLE[family]["marker"], family,
+        mean_with_interval(axes, points, STYLE[family]["color"], STYLE[family]["marker"], labels[family],
                            shift=OFFSETS[family])
     counts = {len(values) for points in differences.values() for values in points.values()}
     if len(counts) > 1:  # the title gives the range; each point says its own

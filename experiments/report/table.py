@@ -31,6 +31,9 @@ FLOATS = frozenset({"top1_best_k_mean", "top1", "top5", "wall_time_s"})
 REQUIRED = frozenset({"split", "target_half", "n", "family", "seed", "top1_best_k_mean", "cell"})
 # The paper's metric: the mean of the best_k highest validation top-1 values (k = 10 in the paper).
 METRIC = "top1_best_k_mean"
+# The base half of a network that copied a pretrained weights file (experiments.study.grid.PretrainedCells): its
+# A is the data the file was trained on, not a half.
+PRETRAINED = "pretrained"
 
 Row = dict[str, Any]
 Points = dict[int, list[float]]  # n -> the metric of every network at that n
@@ -145,7 +148,9 @@ def summary(rows: list[Row]) -> list[Row]:
     ``figure2`` (Figure 2's networks: ``base`` at n=0, each family from n=1), ``figure2_minus_base`` (each
     network minus the base of its replicate, :func:`experiments.report.curves.figure2_differences`),
     ``dissimilar``, ``random_features``, ``reduced_data`` and ``relative`` (the units of
-    :func:`experiments.report.curves.relative_values`).
+    :func:`experiments.report.curves.relative_values`); with a pretrained base, ``pretrained`` and
+    ``pretrained_minus_base``: Figure 2's two panels for it, where A is the weights file's pretraining data
+    (e.g. ImageNet), not a half, and B the target.
 
     The interval is ``mean ± t(0.975, count-1) · std / sqrt(count)`` over the point's units (networks, one
     per seed; replicates in ``figure2_minus_base``); with one unit it is undefined and ``ci_low``/``ci_high``
@@ -157,6 +162,10 @@ def summary(rows: list[Row]) -> list[Row]:
     panels: list[tuple[str, str, Points]] = [
         ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()]
     panels += [("figure2_minus_base", name, pts) for name, pts in curves.figure2_differences(rows).items()]
+    if curves.figure2_rows(rows, "pretrained"):
+        panels += [("pretrained", name, pts) for name, pts in curves.figure2_points(rows, "pretrained").items()]
+        panels += [("pretrained_minus_base", name, pts)
+                   for name, pts in curves.figure2_differences(rows, "pretrained").items()]
     panels += [("dissimilar", f"to {target}", pts) for target, pts in curves.dissimilar_points(rows).items()]
     panels.append(("random_features", "random", curves.random_features_points(rows)))
     panels.append(("reduced_data", "images per class", curves.reduced_data_points(rows)))  # n: images per class

@@ -6,6 +6,11 @@ half; ``base`` on a named half or the whole label set), ``BnB``/``BnB+`` (selffe
 target half, frozen / fine-tuned), ``AnB``/``AnB+`` (transfer to the other half) and ``random``
 (random, untrained, frozen first n layers) and ``reduced`` (a base network on the first N training
 images of each class: the paper's supplementary reduced-data networks).
+
+A cell whose base half is ``pretrained`` copies a weights file (``Grid.pretrained``): its "A" is the data the file
+was trained on (ImageNet, for torchvision's weights), not a half of the study's data; it keeps the family names
+``AnB``/``AnB+`` (its target's own base and selffers are ``base``, ``BnB``, ``BnB+``), and nothing is trained for
+its base.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from experiments.report.table import PRETRAINED  # the base half of a cell that copies a weights file
 from models.caffenet import LAYER_NAMES
 from models.transfer import TransferMode, check_count, check_depth, check_mode, depths
 
@@ -92,14 +98,14 @@ class Cell:
 
     @property
     def base_cell(self) -> Cell | None:
-        """The base network whose final weights this cell copies, or None."""
-        if self.base is None:
+        """The base network whose final weights this cell copies, or None (none, or a pretrained weights file)."""
+        if self.base is None or self.base == PRETRAINED:
             return None
         return Cell(self.split, None, self.base, 0, None, self.seed)
 
     def describe(self) -> str:
         """One line for progress output, e.g. ``AnB+ n=3 random0 A->B seed 0``."""
-        source = f"{self.base}->" if self.base else ""
+        source = "pretrained weights->" if self.base == PRETRAINED else f"{self.base}->" if self.base else ""
         n = f" n={self.n}" if self.n else ""
         images = f" {self.images_per_class} images per class" if self.images_per_class is not None else ""
         return f"{self.family}{n} {self.split} {source}{self.target}{images} seed {self.seed}"
@@ -184,6 +190,31 @@ class ReducedDataCells:
 
 
 @dataclass
+class PretrainedCells:
+    """The measured curve from a pretrained base: its stages 1..n copied into networks on the study's data.
+
+    AnB (frozen) and AnB+ (fine-tuned) copy stages 1..n of the weights file, whose "A" is the data it was trained
+    on (ImageNet for torchvision's weights), not a half; the control is the target's own base trained from
+    scratch (``base``) with its selffers BnB and BnB+, as in Figure 2.
+
+    Args:
+        weights: The weights file: a torchvision-format state dict of the study's backbone
+            (``torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1").state_dict(), path)``), or a staged
+            network's checkpoint. Its sha256 is recorded in every cell that copies it: a changed file is refused.
+        split: The split whose single half is the target (``whole``: every class of the study's data).
+        families: Which of AnB, AnB+ (from the weights) and BnB, BnB+ (from the target's own base) to train.
+        n: Stage counts (None: the grid's ``n``).
+        seeds: Seeds of this panel (None: the grid's ``seeds``).
+    """
+
+    weights: str
+    split: str = "whole"
+    families: list[Figure2Family] = field(default_factory=lambda: list(FIGURE2_FAMILIES))
+    n: list[int] | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
 class Grid:
     """Which cells a study trains.
 
@@ -195,6 +226,7 @@ class Grid:
         dissimilar: The dissimilar-split panel's cells, or None.
         random_features: The random-features panel's cells, or None.
         reduced_data: The reduced-data panel's cells, or None.
+        pretrained: The pretrained-base panel's cells, or None.
     """
 
     n: list[int] = field(default_factory=lambda: list(DEPTHS))
@@ -203,6 +235,7 @@ class Grid:
     dissimilar: DissimilarCells | None = None
     random_features: RandomFeaturesCells | None = None
     reduced_data: ReducedDataCells | None = None
+    pretrained: PretrainedCells | None = None
 
 
 Halves = Callable[[str], tuple[str, ...]]
@@ -222,9 +255,11 @@ def expand(grid: Grid, halves: Halves, layer_names: tuple[str, ...] = LAYER_NAME
     """
     panels = [(spec, build) for spec, build in ((grid.figure2, _figure2), (grid.dissimilar, _dissimilar),
                                                 (grid.random_features, _random_features),
-                                                (grid.reduced_data, _reduced_data)) if spec is not None]
+                                                (grid.reduced_data, _reduced_data),
+                                                (grid.pretrained, _pretrained)) if spec is not None]
 
-    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells | ReducedDataCells) -> list[int]:
+    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells | ReducedDataCells | PretrainedCells
+                 ) -> list[int]:
         return grid.seeds if spec.seeds is None else spec.seeds
 
     cells: list[Cell] = []
@@ -325,3 +360,16 @@ def _reduced_data(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"grid reduced_data images_per_class must be positive integers, got {count!r}")
         yield Cell(spec.split, None, half, 0, None, seed, images_per_class=count)
+
+
+def _pretrained(grid: Grid, halves: Halves, seed: int) -> Iterable[Cell]:
+    spec = grid.pretrained
+    if spec is None:
+        return
+    half = _one_half(spec.split, halves, "pretrained-base")
+    yield Cell(spec.split, None, half, 0, None, seed)
+    for family in spec.families:
+        mode: TransferMode = "finetune" if family.endswith("+") else "frozen"
+        base = half if family.startswith("BnB") else PRETRAINED
+        for n in _layers(spec.n, grid):
+            yield Cell(spec.split, base, half, n, mode, seed)

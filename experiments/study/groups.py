@@ -75,7 +75,7 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
         for key in ("model", "data", "seed_everything", "lr_monitor"):
             if _shared(config, key) != _shared(first, key):
                 raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their {key} settings differ")
-        if config["transfer"]["base_checkpoint"] != first["transfer"]["base_checkpoint"]:
+        if _base(config) != _base(first):
             raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: different base checkpoints")
         if _trainer(config) != _trainer(first):
             raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their trainer settings differ")
@@ -86,12 +86,17 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
         **first,
         "model": {"class_path": FUSED_MODEL, "init_args": {
             "base_checkpoint": first["transfer"]["base_checkpoint"], "cells": cells, "network": network,
-            "network_class": first["model"]["class_path"]}},
+            "network_class": first["model"]["class_path"], "base_sha256": first["transfer"].get("base_sha256")}},
         "transfer": {"base_checkpoint": None, "n": 0, "mode": "frozen"},
         "checkpoint": {**first["checkpoint"], "dirpath": str(group_dir / "checkpoints"), "monitor": None,
                        "save_top_k": 0},
         "trainer": {**first["trainer"], "default_root_dir": str(group_dir), "logger": loggers},
     }
+
+
+def _base(config: dict[str, Any]) -> tuple[Any, Any]:
+    """The base a cell copies: its file and the sha256 the file must have."""
+    return config["transfer"]["base_checkpoint"], config["transfer"].get("base_sha256")
 
 
 def _shared(config: dict[str, Any], key: str) -> Any:

@@ -132,7 +132,7 @@ def cpu_slots(workers: int, cores: int | None = None) -> list[dict[str, str]]:
     """``workers`` jobs at once on the CPU, each with ``cores // workers`` (at least 1) threads and no GPU.
 
     Small networks use one core's worth of threads better than several: on 2 cores, two 1-thread jobs
-    train more networks per hour than one 2-thread job (README, "Jobs and launchers").
+    train more networks per hour than one 2-thread job (docs/study.md, "Jobs and launchers").
 
     Raises:
         ValueError: ``workers`` below 1, naming the setting.

@@ -23,12 +23,14 @@ import yaml
 
 from experiments.study import groups
 from experiments.study.config import Study
-from experiments.study.grid import Cell, expand
+from experiments.study.grid import PRETRAINED, Cell, expand
 from experiments.study.jobs import CellFolder
 from experiments.study.overlays import ConfigError, Overlay, digest, render
 from experiments.study.schedule import Job
 from models.files import write_atomic
+from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.loading import import_path
+from models.transfer import copy_layers, load_base, sha256_of, transferable_layers
 
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -54,6 +56,7 @@ class StudyPlan:
         self._layer_names: tuple[str, ...] | None = None
         self._fit_config: dict[str, Any] | None = None
         self._pins: dict[str, dict[str, Any]] = {}
+        self._weights_sha256: str | None = None
 
     def folder(self, cell: Cell) -> CellFolder:
         """The folder of ``cell``."""
@@ -82,9 +85,9 @@ class StudyPlan:
         """
         if self._layer_names is None:
             model = self.fit_config().get("model") or {}
-            class_path = model.get("class_path") or "models.CaffeNetClassifier"
+            class_path = model.get("class_path") or DEFAULT_CLASSIFIER
             arguments = {key: value for key, value in (model.get("init_args") or {}).items()
-                         if key not in ("num_classes", "in_channels", "input_size")}  # linked from the data
+                         if key not in LINKED_FROM_DATA}
             arguments["num_classes"] = 2  # the stages do not depend on the task; 2: the fewest a classifier takes
             try:
                 with torch.device("meta"):  # shapes only: no weights are allocated or drawn
@@ -140,10 +143,18 @@ class StudyPlan:
             self._pins[split] = self._from_data(hook, self._data_init_args(), split) if hook else {}
         return self._pins[split]
 
-    def _changed_split_file(self, cell: Cell, folder: CellFolder) -> str | None:
-        """Why a trained cell's split file no longer matches it (its recorded sha256), or None."""
-        recorded = yaml.safe_load(folder.config.read_text()) if folder.config.is_file() else {}
-        before = (((recorded or {}).get("data") or {}).get("init_args") or {}).get("split_checksums") or {}
+    def _changed_file(self, cell: Cell, folder: CellFolder) -> str | None:
+        """Why a trained cell's split file or pretrained weights file no longer matches it (its recorded sha256), or
+        None."""
+        recorded = (yaml.safe_load(folder.config.read_text()) if folder.config.is_file() else {}) or {}
+        if cell.base == PRETRAINED:
+            before_weights = (recorded.get("transfer") or {}).get("base_sha256")
+            if before_weights and before_weights != self.weights_sha256():
+                return (f"cell {cell.name} copied weights file {self.weights_file()} (grid.pretrained.weights) with "
+                        f"sha256 {before_weights[:16]}..., which is now {self.weights_sha256()[:16]}...: the file "
+                        "changed since its networks were trained. Restore the file, or train from the new one in a "
+                        "new output_dir")
+        before = ((recorded.get("data") or {}).get("init_args") or {}).get("split_checksums") or {}
         now = self.data_pins(cell.split).get("split_checksums") or {}
         if cell.split not in before or before.get(cell.split) == now.get(cell.split):
             return None
@@ -164,6 +175,11 @@ class StudyPlan:
         folders, loggers."""
         folder = self.folder(cell)
         base = self.folder(cell.base_cell).last_checkpoint if cell.base_cell else None
+        transfer: dict[str, Any] = {"base_checkpoint": None if base is None else str(base), "n": cell.n,
+                                    "mode": cell.mode or "frozen"}
+        if cell.base == PRETRAINED:  # the weights file, pinned by its content: a changed file is refused
+            transfer |= {"base_checkpoint": self.weights_file(), "base_sha256": self.weights_sha256()}
+        own_mean = cell.base in (cell.target, PRETRAINED)  # a pretrained base has no mean image on this data
         return {
             "seed_everything": cell.seed,
             "run_folders": False,  # the cell folder is the run's folder (a resume continues it)
@@ -173,12 +189,32 @@ class StudyPlan:
                            "every_n_train_steps": self.study.checkpoint_every_n_steps},
             "model": {"init_args": {"init_seed": cell.network_seed, "dropout_seed": cell.network_seed}},
             "data": {"init_args": {**self.data_pins(cell.split), "split": cell.split, "half": cell.target,
-                                   "mean_half": cell.base if cell.base != cell.target else None,
+                                   "mean_half": None if own_mean else cell.base,
                                    **({"images_per_class": cell.images_per_class}
                                       if cell.images_per_class is not None else {})}},
-            "transfer": {"base_checkpoint": None if base is None else str(base), "n": cell.n,
-                         "mode": cell.mode or "frozen"},
+            "transfer": transfer,
         }
+
+    def weights_file(self) -> str:
+        """The pretrained-base panel's weights file (``grid.pretrained.weights``).
+
+        Raises:
+            StudyError: the study has no pretrained panel, or its file is missing.
+        """
+        spec = self.study.grid.pretrained
+        if spec is None or not os.path.isfile(spec.weights):
+            given = "no grid.pretrained" if spec is None else f"grid.pretrained.weights {spec.weights!r} is not a file"
+            raise StudyError(
+                f"{given}: give the weights file the pretrained cells copy, e.g. saved once with torch.save("
+                'torchvision.models.resnet18(weights="IMAGENET1K_V1").state_dict(), "resnet18.pth")'
+            )
+        return spec.weights
+
+    def weights_sha256(self) -> str:
+        """The sha256 of the weights file, read once per plan (the cells record it)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = sha256_of(self.weights_file())
+        return self._weights_sha256
 
     def loggers(self, folder: Path, name: str, job_type: str, tags: list[str]) -> list[dict[str, Any]]:
         """A job's loggers: CSV in its folder, and W&B (a run in the study's group) unless disabled."""
@@ -216,16 +252,20 @@ class StudyPlan:
         """
         problems: list[str] = []
         pending: list[Cell] = []
+        copying = [cell for cell in cells if cell.base == PRETRAINED]
+        deepest = max(copying, key=lambda cell: cell.n) if copying else None
         for cell in cells:
             folder = self.folder(cell)
             overlays = [*self.overlays(), *self.panel_overlays(cell), self.cell_overlay(cell)]
             text = self._render(overlays, f"cell {cell.name}")
             problems += self._check_config(cell, yaml.safe_load(text))
+            if cell == deepest:
+                problems += self._check_weights(cell, yaml.safe_load(text))
             fingerprint = digest(overlays, self.out)
             if folder.finished() or folder.started():
                 recorded = folder.read_spec().get("digest") if folder.spec.is_file() else None
                 if recorded != fingerprint:
-                    changed = self._changed_split_file(cell, folder)
+                    changed = self._changed_file(cell, folder)
                     if changed:
                         problems.append(changed)
                         continue
@@ -263,6 +303,22 @@ class StudyPlan:
         if self.study.launcher == "inprocess" and "ddp" in str(trainer.get("strategy")):
             return [f"cell {cell.name} trains with strategy {trainer.get('strategy')!r}: a multi-process (DDP) "
                     "cell cannot run inside the runner; use launcher subprocess or slurm, or trainer.devices 1"]
+        return []
+
+    def _check_weights(self, cell: Cell, config: dict[str, Any]) -> list[str]:
+        """Whether the weights file gives stages 1..n to the network of ``cell`` (its deepest copy), checked on
+        shapes alone before anything trains: a file of another architecture is refused now, not after base B."""
+        data, model = config["data"], config["model"]
+        try:
+            module = import_path(data["class_path"])(**(data.get("init_args") or {}))
+            arguments = {**(model.get("init_args") or {}), **{key: getattr(module, key) for key in LINKED_FROM_DATA}}
+            with torch.device("meta"):  # shapes only
+                net = import_path(model.get("class_path") or DEFAULT_CLASSIFIER)(**arguments).net
+            layers = transferable_layers(tuple(net.layer_names))[: cell.n]
+            copy_layers(load_base(self.weights_file())[0], net, layers,
+                        f"grid.pretrained.weights {self.weights_file()!r}", dry_run=True)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            return [f"cell {cell.name} cannot copy stages 1..{cell.n} from the weights file: {err}"]
         return []
 
     @staticmethod
@@ -326,7 +382,8 @@ class StudyPlan:
         if not CellFolder(folder).started() or not CellFolder(folder).config.is_file():
             write_atomic(CellFolder(folder).config, self._render([config], f"fused group {folder.name}"))
             groups.write_members(folder, [self.folder(cell) for cell in group])
-        return Job(name, folder, tuple(cell.name for cell in group), (group[0].base_cell.name,))
+        base = group[0].base_cell  # None: a pretrained weights file, which nothing trains
+        return Job(name, folder, tuple(cell.name for cell in group), (base.name,) if base is not None else ())
 
 
 def _changes(old: Path, new_text: str, limit: int = 4) -> str:

@@ -30,12 +30,12 @@ from typing import Any
 
 import yaml
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
 
 from experiments.report.cka import (CHANCE_PERMUTATIONS, CHANCE_SEED, MAX_IMAGES, PairCKA, collect_images, describe,
                                     stage_cka_and_chance, write_cka_table)
 from experiments.report.table import Row, is_base, is_random_split
 from experiments.study.jobs import CellFolder
+from experiments.validation_data import spread_indices, validation_batches, validation_count, validation_module
 from models.files import write_atomic
 from models.network import StagedNetwork
 
@@ -218,37 +218,17 @@ def validation_images(data: dict[str, Any], max_images: int, what: str = "the st
     """At most ``max_images`` validation images of a data section (``class_path``, ``init_args``), as the network
     takes them, spread evenly over the validation set (its order, every ``len // max_images``-th image).
 
-    The data module is built without a Trainer: ``prepare_data``, ``setup("validate")``, its ``val_set`` read
-    through its ``collate_fn`` (or its ``val_dataloader`` if it has no ``val_set``), and each batch through its
-    ``on_before_batch_transfer``/``on_after_batch_transfer`` hooks (where some preprocessing may run).
+    The data module is built without a Trainer and read through its hooks (``experiments.validation_data``).
 
     Raises:
         SimilarityError: The data module cannot be built or yields no images.
     """
-    module_class = _data_class(data["class_path"], what)
+    _data_class(data["class_path"], what)
     try:
-        module = module_class(**data["init_args"])
-        module.prepare_data()
-        module.setup("validate")
-        dataset = getattr(module, "val_set", None)
-        if dataset is not None and hasattr(dataset, "__len__"):
-            total = len(dataset)
-            indices = list(range(total)) if total <= max_images else [i * total // max_images
-                                                                     for i in range(max_images)]
-            loader = DataLoader(Subset(dataset, indices), batch_size=min(256, max_images),
-                                collate_fn=getattr(module, "collate_fn", None),
-                                num_workers=getattr(module, "num_workers", 0))
-        else:
-            loader = module.val_dataloader()
-
-        def batches() -> Any:
-            for batch in loader:
-                batch = module.on_before_batch_transfer(batch, 0)
-                yield module.on_after_batch_transfer(batch, 0)
-
-        return collect_images(batches(), max_images)
-    except SimilarityError:
-        raise
+        module = validation_module(data)
+        total = validation_count(module)
+        indices = None if total is None else spread_indices(total, max_images)
+        return collect_images(validation_batches(module, indices, min(256, max_images)), max_images)
     except Exception as err:
         raise SimilarityError(f"cannot build the validation images of {what} from its data section "
                               f"{data['class_path']} {data['init_args']} ({type(err).__name__}: {err})") from err
