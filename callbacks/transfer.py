@@ -52,13 +52,11 @@ class TransferCallback(Callback):
             core.check_count(n, "transfer n")
             core.check_mode(mode)
             core.check_frozen_norm(frozen_norm)
+            core.check_base(mode, base_checkpoint is not None, "a base checkpoint to start from: set "
+                            "transfer.base_checkpoint, or use mode 'frozen' (with no base and n > 0 that freezes "
+                            "random features)")
         except ValueError as err:
             raise SettingError(str(err)) from err
-        if mode == "finetune" and base_checkpoint is None:
-            raise SettingError(
-                "transfer mode 'finetune' needs a base checkpoint to start from: set transfer.base_checkpoint, "
-                "or use mode 'frozen' (with no base and n > 0 that freezes random features)"
-            )
         if base_checkpoint is not None and not os.path.isfile(base_checkpoint):
             raise InputFileError(
                 f"transfer base_checkpoint {base_checkpoint!r} does not exist or is not a file (looked for in "

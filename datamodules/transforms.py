@@ -263,7 +263,10 @@ def _batch_tensor(shape: tuple[int, ...]) -> Tensor:
     """An empty float32 batch, in shared memory inside a DataLoader worker.
 
     Written straight into shared memory, the batch crosses to the main process without a copy; this is
-    how ``default_collate`` allocates its output too.
+    how ``default_collate`` allocates its output too. torch has no public call that allocates a tensor in shared
+    memory (``Tensor.share_memory_`` allocates, then copies the whole batch): this is the one place that uses the
+    private ``_typed_storage()._new_shared``, as ``default_collate`` does; ``tests/test_side_effects.py`` fails
+    if it goes.
     """
     if get_worker_info() is None:
         return torch.empty(shape)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-import types
 import warnings
 from typing import Any
 
 import torch
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar
@@ -24,24 +22,22 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 import datamodules  # noqa: F401 -- registers the data modules, so `--help` and `--data.help` list them by name
-import models  # noqa: F401 -- likewise the classifiers
+from models import BackboneClassifier, CaffeNetClassifier  # noqa: F401 -- likewise the classifiers
 from callbacks.checkpoint import BestAndLastCheckpoint, LearningRateMonitorWhenLogging
 from callbacks.lineage import WandbLineage
 from callbacks.progress import PlainProgress
 from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
-from experiments import runs
-from experiments.entry import silence_noise
-from experiments.errors import InputFileError, SettingError, ShortParseErrors, UserError
+from experiments.errors import SettingError, ShortParseErrors, user_error
+from experiments.noise import silence_noise
+from experiments.run_config import DEFAULT_ROOT_DIR, check_ckpt_path, place_run
+from experiments.runs import WANDB_LOGGER
 from experiments.wandb_setup import prepare_wandb
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.fused import FusedCell, FusedTransfer
 from models.loading import import_path
 
-DEFAULT_ROOT_DIR = "runs/fit"
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
-RUN_ENV = "TRANSFERABILITY_RUN"  # rank 0's run folder and W&B id ("<version>:<id>"), for the ranks it launches
 # The config groups of one class each (the others, model and data, name theirs in class_path).
 CLASS_GROUPS: dict[str, type] = {"transfer": TransferCallback, "checkpoint": BestAndLastCheckpoint,
                                  "lr_monitor": LearningRateMonitorWhenLogging, "trainer": Trainer}
@@ -128,23 +124,8 @@ class TransferCLI(LightningCLI):
             check_fused_config(config)
         if self.subcommand is not None:  # a run, not a study rendering a cell's config on a login node
             check_accelerator(config)
-        root = config.trainer.default_root_dir or DEFAULT_ROOT_DIR
-        run = root
-        if self.subcommand == "fit" and config.run_folders:
-            run = choose_run_folder(self._parser(self.subcommand), config, root)
-        elif self.subcommand is not None and config.run_folders and str(config.ckpt_path).lower() == "last":
-            config.ckpt_path = str(runs.last_checkpoint(root, config.run_version))
+        run = place_run(self._parser(self.subcommand) if self.subcommand else None, config, self.subcommand)
         self.run_dir = run if self.subcommand == "fit" else None
-        if runs.derived(config.checkpoint.dirpath, root):
-            config.checkpoint.dirpath = os.path.join(run, "checkpoints")
-        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
-        for logger in loggers:  # each logger's files in the run folder, unless the config puts them elsewhere
-            if not isinstance(logger, Namespace) or not logger.get("init_args"):
-                continue
-            save_dir = logger.init_args.get("save_dir")
-            if (save_dir is not None or logger.class_path == WANDB_LOGGER) and runs.derived(save_dir, root,
-                                                                                              logger_dir=True):
-                logger.init_args.save_dir = run
 
     def instantiate_classes(self) -> None:
         """Build the classes; a class that refuses its settings is a ``SettingError`` naming the setting.
@@ -155,7 +136,7 @@ class TransferCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
-            refused = user_error(err, self.config[self.subcommand] if self.subcommand else self.config)
+            refused = user_error(err, self.config[self.subcommand] if self.subcommand else self.config, CLASS_GROUPS)
             if refused is None:
                 raise
             raise refused from err
@@ -189,54 +170,6 @@ class TransferCLI(LightningCLI):
                 prepare_wandb(logger)
 
     before_validate = before_test = before_predict = before_fit
-
-
-def choose_run_folder(parser: LightningArgumentParser, config: Namespace, root: str) -> str:
-    """The run folder of a fit (``experiments.runs``): a new ``version_N``, or the run ``--ckpt_path`` resumes,
-    checked to be started with this command's seed and settings; records its version and W&B id in ``config``.
-
-    Raises:
-        RunFolderError: a fit that would overwrite a run, or resume another run than the command describes.
-    """
-    inherited = os.environ.get(RUN_ENV) if launched_rank() else None
-    if inherited:  # a DDP rank started by rank 0: rank 0's run (rank 0 may have created its folder already)
-        version_text, _, wandb_id = inherited.partition(":")
-        version = int(version_text)
-    else:
-        version, resume = runs.choose_run(root, config.run_version, config.ckpt_path)
-        saved = runs.saved_config(runs.run_folder(root, version)) if resume else None
-        if saved is not None:
-            current = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True))
-            runs.check_same_run(saved, current, runs.run_folder(root, version))
-        wandb_id = (runs.saved_wandb_id(saved) if resume else None) or runs.new_wandb_id()
-        os.environ[RUN_ENV] = f"{version}:{wandb_id}"  # what the ranks Lightning's DDP launcher starts inherit
-    config.run_version = version
-    logger = config.trainer.logger
-    if isinstance(logger, Namespace) and logger.class_path == WANDB_LOGGER:
-        logger.init_args.id = wandb_id
-        logger.init_args.resume = "allow"
-    return str(runs.run_folder(root, version))
-
-
-def launched_rank() -> bool:
-    """Whether this process is a DDP rank > 0 that Lightning's launcher started (``LOCAL_RANK`` or ``RANK`` > 0)."""
-    return any(int(os.environ.get(key, "0") or 0) > 0 for key in ("LOCAL_RANK", "RANK"))
-
-
-def check_ckpt_path(path: str | None) -> None:
-    """Refuse a ``--ckpt_path`` that names no file (``last``, ``best``, ``hpc``, registry names and URLs pass).
-
-    Raises:
-        InputFileError: the path is neither a special name nor an existing file.
-    """
-    name = str(path).lower()
-    if path is None or name in ("last", "best", "hpc", "registry") or name.startswith("registry:") or "://" in name:
-        return
-    if not os.path.isfile(path):
-        raise InputFileError(
-            f"--ckpt_path {str(path)!r} is not a file: give an existing checkpoint, or `last` to resume from "
-            "the last.ckpt of the run --run_version names (or of the only run under trainer.default_root_dir)"
-        )
 
 
 def check_fused_config(config: Any) -> None:
@@ -284,72 +217,6 @@ def check_accelerator(config: Any) -> None:
         "add `--trainer.accelerator cpu --trainer.devices 1 --trainer.strategy auto` (and a smaller "
         f"--data.init_args.batch_size), and point --data.init_args.root at your dataset{where}"
     )
-
-
-def user_error(err: BaseException, config: Namespace) -> UserError | None:
-    """The error a class raised while being built from the config, as a ``UserError`` naming its setting.
-
-    jsonargparse wraps a constructor's exception in its own ``ValueError`` ("Does not validate against any of
-    the Union subtypes ..."); the constructor's is at the end of the ``__cause__`` chain. A ``ValueError`` or
-    ``FileNotFoundError`` there is the class refusing its settings; anything else is a bug (None: re-raise).
-    """
-    cause = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    if not isinstance(cause, (UserError, ValueError, FileNotFoundError)):
-        return None
-    message = str(cause)
-    group, setting = _refusing_setting(cause, config)
-    if setting and f"--{setting}" not in message:
-        # "images_per_class must be ..." reads "--data.init_args.images_per_class must be ..."
-        head = re.match(rf"(?:\w+ )?{re.escape(setting.rsplit('.', 1)[-1])}(:?)\s+", message)
-        rest = message[head.end():] if head else message
-        message = f"--{setting}{':' if not head or head[1] else ''} {rest}"
-    elif group:
-        message = f"{group}: {message}"
-    kind = InputFileError if isinstance(cause, FileNotFoundError) else SettingError
-    return kind(message)
-
-
-def _refusing_setting(err: BaseException, config: Namespace) -> tuple[str | None, str | None]:
-    """The config group whose class raised ``err`` (``data (datamodules.FashionMNISTHalf)``) and, when the
-    message names exactly one of its arguments, that setting's dotted key (``data.init_args.images_per_class``)."""
-    raised = None
-    for frame, _ in _frames(err.__traceback__):
-        instance = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
-        if instance is not None and not type(instance).__module__.startswith(("jsonargparse", "lightning.pytorch.cli")):
-            raised = type(instance)
-            break
-    for group in ("model", "data", *CLASS_GROUPS):
-        value = config.get(group)
-        if not isinstance(value, Namespace):
-            continue
-        if group in CLASS_GROUPS:
-            owner, arguments, prefix = CLASS_GROUPS[group], value, f"{group}."
-        elif value.get("class_path"):
-            try:
-                owner = import_path(value.class_path)
-            except (ImportError, AttributeError, ValueError):
-                continue
-            arguments, prefix = value.get("init_args") or Namespace(), f"{group}.init_args."
-        else:
-            continue
-        if raised is None or not (isinstance(owner, type) and issubclass(raised, owner)):
-            continue
-        named = [(match.start(), key) for key in arguments.keys() if "." not in key
-                 if (match := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", str(err)))]
-        label = f"{group} ({value.class_path})" if group not in CLASS_GROUPS else group
-        return label, prefix + named[0][1] if len(named) == 1 else None  # several: the group's class says which
-    return None, None
-
-
-def _frames(traceback: types.TracebackType | None) -> list[tuple[types.FrameType, int]]:
-    """The frames of a traceback, outermost first."""
-    frames = []
-    while traceback is not None:
-        frames.append((traceback.tb_frame, traceback.tb_lineno))
-        traceback = traceback.tb_next
-    return frames
 
 
 def plain_progress_wanted(trainer: Namespace) -> bool:

@@ -1,52 +1,20 @@
 """The console scripts (``pyproject.toml``): each runs its command's ``main`` through :func:`console`.
 
 :func:`console` is the one place where a user error (``experiments.errors.UserError``) becomes a message and
-exit status 2, and where the messages that are noise for this project are silenced; everything else about
-warnings is left alone, so a real problem still shows. ``main`` functions themselves raise (for tests and for
-callers in Python).
+exit status 2, and where the messages that are noise for this project are silenced (``experiments.noise``).
+``main`` functions themselves raise (for tests and for callers in Python).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 
 from experiments.errors import DEBUG_ENV, DEBUG_HINT, UserError, debugging
+from experiments.noise import silence_noise
 
 Main = Callable[..., "int | None"]
-# Noise for this project, each matched exactly. Lightning on torch 2.14 warns at every fit about its own use
-# of a deprecated pytree API; with SLURM installed it suggests `srun` at every fit (study jobs reach SLURM
-# through submitit); its litlogger tip is advertising.
-NOISY_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r"The `srun` command is available on your system")
-NOISY_LOGS = ("Tip: For seamless cloud logging",)
-
-
-class _DropMessages(logging.Filter):
-    """Drops log records whose message contains one of ``parts``."""
-
-    def __init__(self, parts: Sequence[str]) -> None:
-        super().__init__()
-        self.parts = tuple(parts)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(part in record.getMessage() for part in self.parts)
-
-
-def silence_noise() -> None:
-    """Silence the messages that are noise for this project (``NOISY_WARNINGS``, ``NOISY_LOGS``); idempotent.
-
-    W&B's own noise ("anonymous setting", "git root") is removed at its cause (``experiments.wandb_setup``) and
-    "Checkpoint directory ... exists and is not empty" only on a resume (``experiments.cli``).
-    """
-    for message in NOISY_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        log = logging.getLogger(name)
-        if not any(isinstance(f, _DropMessages) for f in log.filters):
-            log.addFilter(_DropMessages(NOISY_LOGS))
 
 
 def console(prog: str, main: Main, argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,9 @@ VERSION_FOLDER = re.compile(r"^version_(\d+)$")
 CONFIG = "config.yaml"
 # Settings a resumed run must share with the run it continues (the rest, e.g. trainer.max_steps, may grow).
 SAME_RUN_KEYS = ("seed_everything", "model", "data", "transfer")
+# The loggers a run config names (the CLI's default, and a study cell's CSV metrics), by class path.
+CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 
 
 class RunFolderError(SettingError):
@@ -207,7 +210,7 @@ def saved_wandb_id(saved: dict[str, Any] | None) -> str | None:
     """The W&B run id a run folder's config recorded (None: none recorded)."""
     logger = (saved or {}).get("trainer", {}).get("logger")
     for entry in logger if isinstance(logger, list) else [logger]:
-        if isinstance(entry, dict) and str(entry.get("class_path", "")).endswith("WandbLogger"):
+        if isinstance(entry, dict) and str(entry.get("class_path", "")).endswith(WANDB_LOGGER.rpartition(".")[2]):
             return (entry.get("init_args") or {}).get("id")
     return None
 

@@ -180,14 +180,15 @@ class TransferClassifier(LightningModule):
         if not groups:
             raise ValueError("every parameter of the network is frozen: nothing to train (check transfer.n)")
         optimizer = self.recipe.make_optimizer(groups)
-        total_steps = int(self._trainer.estimated_stepping_batches) if self._trainer is not None else None
+        trainer = attached_trainer(self)
+        total_steps = int(trainer.estimated_stepping_batches) if trainer is not None else None
         scheduler = LambdaLR(optimizer, self.lr_factor(total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Sums the training accuracy over the ranks only when the trainer saves this module itself (the hook runs
         # on every rank then); a network saved alone (network_checkpoint, on rank 0) must not start a collective.
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         self.save_state(checkpoint, trainer.strategy if trainer is not None and trainer.lightning_module is self
                         else None)
 
@@ -222,8 +223,9 @@ class TransferClassifier(LightningModule):
         return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        evaluate_weights_only(self._trainer, checkpoint)
-        self.load_state(checkpoint, first_rank=self._trainer is None or self._trainer.global_rank == 0)
+        trainer = attached_trainer(self)
+        evaluate_weights_only(trainer, checkpoint)
+        self.load_state(checkpoint, first_rank=trainer is None or trainer.global_rank == 0)
 
     def load_state(self, checkpoint: dict[str, Any], first_rank: bool) -> None:
         """Restore what :meth:`save_state` wrote; the summed training accuracy totals go to the first rank only."""
@@ -232,6 +234,18 @@ class TransferClassifier(LightningModule):
             self.train_accuracy.resume(checkpoint["train_accuracy"], first_rank)
         if TRANSFER_KEY in checkpoint:  # a resumed fit keeps the provenance it started with
             self.transfer_record = TransferRecord.from_dict(checkpoint[TRANSFER_KEY])
+
+
+def attached_trainer(module: LightningModule) -> Trainer | None:
+    """The trainer ``module`` is attached to, or None (a module built, saved or loaded outside a fit).
+
+    Lightning's public ``LightningModule.trainer`` raises a ``RuntimeError`` when no trainer is attached: asking it
+    is the public way to know (not its private ``_trainer``).
+    """
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 def records_validation(trainer: Trainer) -> bool:

@@ -51,6 +51,7 @@ from models.classifier import (
     DEFAULT_CLASSIFIER,
     LINKED_FROM_DATA,
     TransferClassifier,
+    attached_trainer,
     evaluate_weights_only,
     log_reduced,
     log_training_step,
@@ -63,6 +64,26 @@ from models.network import StagedNetwork
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 PER_CELL = frozenset({*LINKED_FROM_DATA, "init_seed", "dropout_seed"})  # not in ``network``
+
+
+def unfusable_setting(precision: Any = None, compile: Any = False, frozen_norm: Any = "eval") -> str | None:
+    """The one rule for the settings a fused group cannot train with: why it cannot (None: it can).
+
+    ``FusedTransfer`` refuses such a setting (at construction and setup), the CLI before anything is built
+    (``experiments.cli.check_fused_config``), and a study does not fuse such cells (``experiments.study.groups``).
+
+    Args:
+        precision: ``trainer.precision``: fp16 loss scaling would scale every cell together (bf16 has no scaler).
+        compile: The networks' ``compile``: a group runs layer ranges, not ``forward``.
+        frozen_norm: Only ``eval`` fuses: with ``train`` only the trunk's batch statistics would follow the data.
+    """
+    if frozen_norm != "eval":
+        return f"frozen_norm {frozen_norm!r} (only the trunk's batch statistics would follow the data)"
+    if compile:
+        return "compile (a group runs layer ranges, not forward)"
+    if str(precision or "32").startswith("16"):
+        return f"trainer.precision {precision!r} (fp16 loss scaling would couple the cells)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -153,7 +174,7 @@ class FusedTransfer(LightningModule):
             raise ValueError("a fused group needs at least one cell (model.init_args.cells)")
         for spec in specs:
             core.check_count(spec.n, f"fused cell {spec.label!r}: n", minimum=1)
-        if core.check_frozen_norm(frozen_norm, "fused group frozen_norm") != "eval":
+        if unfusable_setting(frozen_norm=core.check_frozen_norm(frozen_norm, "fused group frozen_norm")):
             raise ValueError(
                 "a fused group needs frozen_norm 'eval': with 'train' the shared frozen stages' batch statistics "
                 "would follow the data in the trunk network only. Train such cells one by one"
@@ -171,7 +192,7 @@ class FusedTransfer(LightningModule):
                 "come from the data, init_seed and dropout_seed from each cell's seed, and the rest must be "
                 f"{classifier.__name__} arguments ({', '.join(sorted(shared))})"
             )
-        if network.get("compile"):
+        if unfusable_setting(compile=network.get("compile")):
             raise ValueError(
                 "model.init_args.network.compile is not supported by a fused group (its networks run layer "
                 "ranges, not forward): set it false, or train the cells one by one"
@@ -184,7 +205,7 @@ class FusedTransfer(LightningModule):
         Raises:
             ValueError: fp16 precision (one loss scaler for all cells).
         """
-        if str(settings.get("precision") or "32").startswith("16"):
+        if unfusable_setting(precision=settings.get("precision")):
             raise ValueError(
                 f"trainer.precision={settings.get('precision')!r} is not supported by a fused group: fp16 loss "
                 "scaling would scale all its networks together. Use bf16-mixed (no scaler) or 32-true"
@@ -312,7 +333,7 @@ class FusedTransfer(LightningModule):
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        evaluate_weights_only(self._trainer, checkpoint)
+        evaluate_weights_only(attached_trainer(self), checkpoint)
         saved = checkpoint.get("fused_cells", [])
         if [(s["name"], s["n"]) for s in saved] != [(spec.label, spec.n) for spec in self.specs]:
             raise ValueError(
@@ -332,7 +353,8 @@ class FusedTransfer(LightningModule):
         """One row per cell: what it is, its last validation numbers, the paper's metric, where its checkpoint is."""
         rows = []
         names = [spec.label for spec in self.specs]
-        step = self.trainer.global_step if self._trainer is not None else 0
+        trainer = attached_trainer(self)
+        step = trainer.global_step if trainer is not None else 0
         for spec, cell, last in zip(self.specs, self.cells, self.last_val):
             rows.append({
                 "name": spec.label, "n": spec.n, "mode": "frozen", "seed": spec.seed, "root": str(spec.root),

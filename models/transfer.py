@@ -109,6 +109,14 @@ def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
     return _check_choice(mode, MODES, what)
 
 
+def check_base(mode: TransferMode | None, has_base: bool,
+               what: str = "a base network to copy layers 1..n from") -> None:
+    """The one rule that ``finetune`` (AnB+, BnB+) starts from a base network; ``frozen`` without one freezes random
+    features. Raises a ValueError ``transfer mode 'finetune' needs <what>`` when it has none."""
+    if mode == "finetune" and not has_base:
+        raise ValueError(f"transfer mode 'finetune' needs {what}")
+
+
 @dataclass(frozen=True)
 class TransferRecord:
     """Where a network's layers 1..n came from: the provenance a checkpoint and the loggers carry.
@@ -331,8 +339,8 @@ def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor]
     check_depth(n, layer_names=names)
     check_mode(mode)
     check_frozen_norm(frozen_norm)
-    if mode == "finetune" and n and base is None:
-        raise ValueError("transfer mode 'finetune' needs a base network to copy layers 1..n from")
+    if n:
+        check_base(mode, base is not None)
     layers = transferable_layers(names)[:n]
     what = "transfer base_checkpoint" + (f" {base_checkpoint!r}" if base_checkpoint else "")
     copied = copy_layers(base, net, layers, what) if base is not None and n else ()

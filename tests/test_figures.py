@@ -27,7 +27,7 @@ from experiments.report.curves import (
     relative_curves,
 )
 from experiments.report.intervals import mean_interval
-from experiments.report.table import SUMMARY_FIELDS, summary
+from experiments.report.summary import SUMMARY_FIELDS, summary
 from experiments.report.write import write_report
 from tests.planted import planted_rows
 

@@ -10,7 +10,8 @@ import yaml
 from experiments.report import figures
 from experiments.report.curves import reduced_data_points
 from experiments.report.paper import paper_rows
-from experiments.report.table import read_table, summary, write_table
+from experiments.report.summary import summary
+from experiments.report.table import read_table, write_table
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.grid import Cell, Grid, ReducedDataCells, expand
 from experiments.study.plan import StudyPlan

@@ -31,11 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: files only, and no backend chosen at import)
 
 from experiments.report.cka import read_cka_table  # noqa: E402
 from experiments.report.convergence import TOLERANCE, Convergence, check  # noqa: E402
@@ -267,7 +263,8 @@ def figure(left: Study, right: Study) -> Figure:
     """The two studies' transferability curves on shared axes: each contrast of ``PANELS`` with its 95 % interval
     per n, ``left`` solid and ``right`` dashed (CKA panel only where both studies have one)."""
     panels = [panel for panel in PANELS if panel[1] != (CKA,) or (left.debiased_cka and right.debiased_cka)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.6 * len(panels)), sharex=True, squeeze=False)
+    fig = Figure(figsize=(7, 3.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     for ax, (title, contrasts) in zip(axes[:, 0], panels):
         for study, linestyle, shift in ((left, "-", -0.06), (right, "--", 0.06)):
             for contrast in contrasts:
@@ -300,7 +297,6 @@ def write_comparison(folder: Path, left: Study, right: Study) -> list[Path]:
     write_atomic(folder / "compare.md", markdown(left, right, rows))
     drawn = figure(left, right)
     drawn.savefig(folder / "compare.png", dpi=150, bbox_inches="tight")
-    plt.close(drawn)
     return [folder / "compare.csv", folder / "compare.md", folder / "compare.png"]
 
 

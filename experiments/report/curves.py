@@ -21,9 +21,9 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Literal
 
-from experiments.report.table import METRIC, PRETRAINED, Points, Replicate, Row, is_base, is_random_split
+from experiments.families import FIGURE2_FAMILIES, PRETRAINED
+from experiments.report.table import METRIC, Points, Replicate, Row, is_base, is_random_split
 
-FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")  # as in experiments.study.grid
 Comparison = Literal["random", "pretrained"]
 COMPARISONS: tuple[Comparison, ...] = ("random", "pretrained")
 # curve -> n -> unit (a replicate, or (split, seed)) -> that unit's value minus its own n=0 reference

@@ -28,16 +28,14 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on a server or in CI
-import matplotlib.pyplot as plt  # noqa: E402
+# Figures are built as ``matplotlib.figure.Figure`` objects, not through pyplot: they draw into files only (no
+# display on a server or in CI) without choosing a backend for the whole process at import.
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from experiments.families import FIGURE2_FAMILIES  # noqa: E402
 from experiments.report.curves import (  # noqa: E402
-    FIGURE2_FAMILIES,
     Comparison,
     base_label,
     dissimilar_points,
@@ -105,7 +103,6 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
             path = folder / f"{name}.{suffix}"
             figure.savefig(path, dpi=150, bbox_inches="tight")
             written.append(path)
-        plt.close(figure)
     return written
 
 
@@ -115,10 +112,11 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     (bottom), and with ``cka`` the layer similarity of the bases A and B (and ``cka_chance``, its chance) under them.
     ``comparison`` ``pretrained``: the same panels for the transfers from a pretrained weights file."""
     if cka:
-        figure, (top, bottom, similarity) = plt.subplots(3, 1, figsize=(7, 12.5), sharex=True,
-                                                         height_ratios=(1, 1, 0.7))
+        figure = Figure(figsize=(7, 12.5))
+        top, bottom, similarity = figure.subplots(3, 1, sharex=True, height_ratios=(1, 1, 0.7))
     else:
-        figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 9), sharex=True)
+        figure = Figure(figsize=(7, 9))
+        top, bottom = figure.subplots(2, 1, sharex=True)
     labels = PRETRAINED_LABELS if comparison == "pretrained" else {family: family for family in FIGURE2_FAMILIES}
     points = figure2_points(rows, comparison)
     _networks(top, points, base_label(rows, comparison), labels)
@@ -201,7 +199,7 @@ def _similarity(axes: Axes, cka: Points, chance: Points | None) -> None:
 
 def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
     """The combined figure: the dissimilar split, random frozen features, and each curve minus its n=0."""
-    figure = plt.figure(figsize=(11, 8.5))
+    figure = Figure(figsize=(11, 8.5))
     grid = figure.add_gridspec(2, 2)
     dissimilar, random, relative = (figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]),
                                     figure.add_subplot(grid[1, :]))
@@ -240,7 +238,8 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
 
 def reduced_data(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None) -> Figure:
     """The paper's supplementary panel: accuracy of a network trained on the first N images of each class."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
     points = reduced_data_points(rows)
     mean_with_interval(axes, points, EXTRA_COLORS[0], "o", "reduced data", scatter=True, layers=False)
     if paper:

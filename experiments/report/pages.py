@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.families import FIGURE2_FAMILIES
 from experiments.report.compare import Study, compare, write_comparison
 from experiments.report.compare import markdown as compare_markdown
 from experiments.report.convergence import Convergence, check, plateau_rise, write_convergence
 from experiments.report.curves import figure2_target_bases, relative_values, value
 from experiments.report.effects import EffectRow, effects, markdown, write_effects
-from experiments.report.table import Row, is_base, is_random_split, read_table, write_summary
+from experiments.report.summary import write_summary
+from experiments.report.table import Row, is_base, is_random_split, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- results: begin (written by python -m experiments.report.pages from docs/*_results.csv; do not edit) -->"
@@ -87,7 +89,6 @@ STUDIES: tuple[StudyPage, ...] = (
 # The comparison: (left study, right study, their labels, the files' prefix in docs/).
 COMPARISON = ("fmnist_4000_steps", "fmnist_vit", "CaffeNet", "ViT", "fmnist_vit_vs_caffenet")
 HEADLINE_FIGURE = "fmnist_4000_steps_figure2.png"
-FIGURE2 = ("BnB", "AnB", "BnB+", "AnB+")
 Report = tuple[list[Row], Convergence, list[EffectRow]]  # a study's results table, convergence check and effects
 HEADLINE_CLAIMS = (  # (row label, claim, contrast, which row of the effects table: the first or the deepest n)
     ("co-adaptation dip: BnB - base, pooled", "co-adaptation dip", "BnB - base", 0),
@@ -123,7 +124,7 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
     names = [study.name for study in STUDIES]
     lines = ["| | " + " | ".join(f"`{name}`" for name in names) + " |", "|---|" + "---|" * len(names),
              "| networks (seeds per Figure-2 point) | " + " | ".join(
-                 f"{len(reports[name][0])} ({_seeds(reports[name][0], FIGURE2)})" for name in names) + " |",
+                 f"{len(reports[name][0])} ({_seeds(reports[name][0], FIGURE2_FAMILIES)})" for name in names) + " |",
              "| convergence check | " + " | ".join(f"**{reports[name][1].status}**" for name in names) + " |"]
     for label, claim, contrast, which in HEADLINE_CLAIMS:
         cells = []
@@ -196,15 +197,15 @@ def _panels(rows: list[Row]) -> list[str]:
 
 def _grid(rows: list[Row]) -> str:
     """What the table holds: its networks, Figure 2's families, n and seeds, the lower panels' seeds, the schedule."""
-    figure2 = [row for row in rows if is_random_split(row["split"]) and row["family"] in FIGURE2]
+    figure2 = [row for row in rows if is_random_split(row["split"]) and row["family"] in FIGURE2_FAMILIES]
     splits = ", ".join(sorted({row["split"] for row in figure2}))
     ns = ", ".join(map(str, sorted({row["n"] for row in figure2})))
-    run = ", ".join(family for family in FIGURE2 if any(row["family"] == family for row in figure2))
+    run = ", ".join(family for family in FIGURE2_FAMILIES if any(row["family"] == family for row in figure2))
     dissimilar = _seeds([row for row in rows if row["split"] == "dissimilar"], ("AnB",))
     steps = ", ".join(map(str, sorted({row["steps"] for row in rows})))
     best = ", ".join(map(str, sorted({row["best_k"] for row in rows})))
     return (f"{len(rows)} networks: Figure 2 on {splits} ({run} at n = {ns}) with "
-            f"{_count(_seeds(figure2, FIGURE2), 'seed')}; the dissimilar split with {_count(dissimilar, 'seed')} and "
+            f"{_count(_seeds(figure2, FIGURE2_FAMILIES), 'seed')}; the dissimilar split with {_count(dissimilar, 'seed')} and "
             f"random features with {_count(_seeds(rows, ('random',)), 'seed')}; {steps} steps per network, the "
             f"paper's metric over the best {best} validations.")
 
@@ -346,7 +347,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import matplotlib
-
-    matplotlib.use("Agg")
     raise SystemExit(main())

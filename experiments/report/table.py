@@ -1,4 +1,4 @@
-"""The results table (one row per finished cell, derived from the cell folders) and its summary per plotted point.
+"""The results table: one row per finished cell, derived from the cell folders (its summary: ``report.summary``).
 
 The table is rewritten whole and atomically from the cells' ``result.json`` files, so it never
 holds a duplicate or a half-written row; reading checks that, and says how to rebuild a broken one.
@@ -31,9 +31,6 @@ FLOATS = frozenset({"top1_best_k_mean", "top1", "top5", "wall_time_s"})
 REQUIRED = frozenset({"split", "target_half", "n", "family", "seed", "top1_best_k_mean", "cell"})
 # The paper's metric: the mean of the best_k highest validation top-1 values (k = 10 in the paper).
 METRIC = "top1_best_k_mean"
-# The base half of a network that copied a pretrained weights file (experiments.study.grid.PretrainedCells): its
-# A is the data the file was trained on, not a half.
-PRETRAINED = "pretrained"
 
 Row = dict[str, Any]
 Points = dict[int, list[float]]  # n -> the metric of every network at that n
@@ -135,63 +132,3 @@ def is_base(row: Row) -> bool:
 def is_random_split(split: str) -> bool:
     """Whether ``split`` is one of the paper's random A/B splits (``random<seed>``)."""
     return re.fullmatch(r"random\d+", split) is not None
-
-
-SUMMARY_FIELDS: tuple[str, ...] = ("panel", "curve", "n", "count", "mean", "ci_low", "ci_high", "std", "min", "max",
-                                   "convergence")
-
-
-def summary(rows: list[Row]) -> list[Row]:
-    """Every plotted point: mean over its units, its 95 % t-interval, count, std, min and max.
-
-    ``n`` is the layer, except in the ``reduced_data`` panel, where it is the images per class. Panels:
-    ``figure2`` (Figure 2's networks: ``base`` at n=0, each family from n=1), ``figure2_minus_base`` (each
-    network minus the base of its replicate, :func:`experiments.report.curves.figure2_differences`),
-    ``dissimilar``, ``random_features``, ``reduced_data`` and ``relative`` (the units of
-    :func:`experiments.report.curves.relative_values`); with a pretrained base, ``pretrained`` and
-    ``pretrained_minus_base``: Figure 2's two panels for it, where A is the weights file's pretraining data
-    (e.g. ImageNet), not a half, and B the target.
-
-    The interval is ``mean ± t(0.975, count-1) · std / sqrt(count)`` over the point's units (networks, one
-    per seed; replicates in ``figure2_minus_base``); with one unit it is undefined and ``ci_low``/``ci_high``
-    are empty.
-    """
-    from experiments.report import curves  # curves reads this module's row types
-    from experiments.report.intervals import mean_interval
-
-    panels: list[tuple[str, str, Points]] = [
-        ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()]
-    panels += [("figure2_minus_base", name, pts) for name, pts in curves.figure2_differences(rows).items()]
-    if curves.figure2_rows(rows, "pretrained"):
-        panels += [("pretrained", name, pts) for name, pts in curves.figure2_points(rows, "pretrained").items()]
-        panels += [("pretrained_minus_base", name, pts)
-                   for name, pts in curves.figure2_differences(rows, "pretrained").items()]
-    panels += [("dissimilar", f"to {target}", pts) for target, pts in curves.dissimilar_points(rows).items()]
-    panels.append(("random_features", "random", curves.random_features_points(rows)))
-    panels.append(("reduced_data", "images per class", curves.reduced_data_points(rows)))  # n: images per class
-    panels += [("relative", name, pts) for name, pts in curves.relative_points(rows).items()]
-    out = []
-    for panel, curve, points in panels:
-        for n, values in points.items():
-            interval = mean_interval(values)
-            out.append({
-                "panel": panel, "curve": curve, "n": n, "count": interval.count,
-                "mean": _round(interval.estimate), "ci_low": _round(interval.low), "ci_high": _round(interval.high),
-                "std": _round(interval.std), "min": _round(min(values)), "max": _round(max(values)),
-            })
-    return out
-
-
-def _round(number: float | None) -> float | None:
-    return None if number is None else round(number, 6)
-
-
-def write_summary(path: Path, rows: list[Row], convergence: str = "not checked") -> None:
-    """Write :func:`summary` as CSV (``SUMMARY_FIELDS``; an undefined interval as empty cells), atomically; every
-    row's ``convergence`` column holds the study's convergence status (``experiments.report.convergence``)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS}
-                     | {"convergence": convergence} for row in summary(rows))
-    write_atomic(path, buffer.getvalue())

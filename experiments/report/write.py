@@ -10,7 +10,8 @@ from pathlib import Path
 from experiments.report import cka, figures
 from experiments.report.convergence import TOLERANCE, check, write_convergence
 from experiments.report.effects import effects, write_effects
-from experiments.report.table import SUMMARY_FIELDS, Row, write_summary
+from experiments.report.summary import SUMMARY_FIELDS, write_summary
+from experiments.report.table import Row
 from models.files import write_atomic
 
 

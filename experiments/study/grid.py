@@ -18,14 +18,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from experiments.report.table import PRETRAINED  # the base half of a cell that copies a weights file
+from experiments.families import FIGURE2_FAMILIES, PRETRAINED, Figure2Family
 from models.caffenet import LAYER_NAMES
-from models.transfer import TransferMode, check_count, check_depth, check_mode, depths
+from models.transfer import TransferMode, check_base, check_count, check_depth, check_mode, depths
 
-Figure2Family = Literal["BnB", "AnB", "BnB+", "AnB+"]
-FIGURE2_FAMILIES: tuple[str, ...] = ("BnB", "AnB", "BnB+", "AnB+")
 DEPTHS = depths()  # n = 1..7 (fc8 is always new), from the network's layers
 
 
@@ -60,8 +58,7 @@ class Cell:
         check_count(self.n, f"cell {self.split} {self.base}->{self.target}: n")
         if self.n != 0:
             check_mode(self.mode, what=f"cell {self.split} {self.base}->{self.target} n={self.n}: mode")
-        if self.base is None and self.mode == "finetune":
-            raise ValueError(f"fine-tuning needs a base network: {self}")
+        check_base(self.mode, self.base is not None, f"a base network: {self}")
         if self.images_per_class is not None and (self.n != 0 or self.images_per_class < 1):
             raise ValueError(f"reduced data applies to base networks (n=0), with images_per_class >= 1: {self}")
 

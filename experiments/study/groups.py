@@ -4,7 +4,7 @@ A group's ``config.yaml`` is a full CLI config whose model is ``models.fused.Fus
 its members' own configs (:func:`group_config`): every trainer, data, logger and callback setting is
 theirs, each cell's ``n`` is the ``transfer.n`` of its config, the base its ``transfer.base_checkpoint``.
 ``transferability fit --config <group>/config.yaml`` re-runs it by hand. After the fit each member is
-finished exactly as a single fit would be (:func:`experiments.study.jobs.finish_cell`), so the cell
+finished exactly as a single fit would be (:func:`experiments.study.cells.finish_cell`), so the cell
 folders and the results table do not depend on whether a cell was fused.
 """
 
@@ -19,16 +19,10 @@ from typing import Any
 import yaml
 
 from experiments.study.grid import Cell
-from experiments.study.jobs import (
-    CellError,
-    CellFolder,
-    _resume_from,
-    errors_recorded,
-    finish_cell,
-    fit,
-)
+from experiments.study.cells import CellError, CellFolder, errors_recorded, finish_cell, resume_from
+from experiments.study.worker import fit
 from models.files import write_atomic
-from models.fused import METRICS_FILE, PER_CELL
+from models.fused import METRICS_FILE, PER_CELL, unfusable_setting
 
 MEMBERS = "group.json"
 FUSED_MODEL = "models.fused.FusedTransfer"
@@ -48,19 +42,14 @@ def group_name(cells: Sequence[Cell]) -> str:
 
 
 def unfusable(config: dict[str, Any]) -> str | None:
-    """Why a cell's fit config cannot train in a fused group (None: it can). The one place that says so."""
+    """Why a cell's fit config cannot train in a fused group (None: it can): a study fuses only frozen transfers on
+    one device (this rule), with settings that a fused group trains with (``models.fused.unfusable_setting``)."""
     trainer, model, transfer = config["trainer"], config["model"]["init_args"], config["transfer"]
     if transfer.get("mode") != "frozen" or not transfer.get("n") or not transfer.get("base_checkpoint"):
         return "not a frozen transfer from a base network"
     if "ddp" in str(trainer.get("strategy")) or trainer.get("devices") not in (1, "1", "auto", None):
         return f"trains on several devices (strategy {trainer.get('strategy')!r}, devices {trainer.get('devices')!r})"
-    if model.get("compile"):
-        return "model.compile (a group runs layer ranges, not forward)"
-    if transfer.get("frozen_norm", "eval") != "eval":
-        return f"transfer.frozen_norm {transfer.get('frozen_norm')!r} (only the trunk's batch statistics would follow the data)"
-    if str(trainer.get("precision") or "32").startswith("16"):
-        return f"trainer.precision {trainer.get('precision')!r} (fp16 loss scaling would couple the cells)"
-    return None
+    return unfusable_setting(trainer.get("precision"), model.get("compile"), transfer.get("frozen_norm", "eval"))
 
 
 def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, loggers: list[Any]) -> dict[str, Any]:
@@ -146,7 +135,7 @@ def run_group(group_dir: Path) -> list[dict[str, Any]]:
     folder = CellFolder(group_dir)
     cells = [CellFolder(Path(path)) for path in members(group_dir)]
     with errors_recorded(folder):
-        resume_step = _resume_from(folder)
+        resume_step = resume_from(folder)
         start = time.monotonic()
         fit(folder, resume_step)
         share = (time.monotonic() - start) / len(cells)  # the group's wall time, shared equally

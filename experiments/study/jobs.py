@@ -2,17 +2,9 @@
 
 A job folder holds ``config.yaml`` (the full Lightning CLI config: ``transferability fit --config
 config.yaml`` re-runs it by hand), ``checkpoints/``, ``logs/``, ``wandb/`` and, after a failure,
-``error.txt``. A fused group's folder (``experiments.study.groups``) also lists its member cells in
-``group.json``; each member's ``last.ckpt`` and ``metrics.json`` are written into the member's own
-folder by the group's fit. A cell folder holds::
-
-    config.yaml          the full Lightning CLI config: `transferability fit --config config.yaml`
-    cell.json            which network this is (split, halves, n, mode, seed, family) and its config digest
-    checkpoints/         last.ckpt (the final weights when finished), periodic and best checkpoints
-    logs/version_<k>/    metrics.csv and the CLI's own copy of the config, one version per attempt
-    wandb/               the offline W&B run (`wandb sync` uploads it)
-    result.json          the completion marker: the cell's row of the results table
-    error.txt            the traceback of the last failed attempt, if any
+``error.txt`` (``experiments.study.cells``). A fused group's folder (``experiments.study.groups``) also lists its
+member cells in ``group.json``; each member's ``last.ckpt`` and ``metrics.json`` are written into the member's own
+folder by the group's fit.
 
 ``python -m experiments.study.jobs <folder>`` runs one job (cell or group); the study runner calls
 :func:`run_job` in-process, as a subprocess, on one GPU each, or as a SLURM array task.
@@ -20,253 +12,36 @@ folder by the group's fit. A cell folder holds::
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
-import os
-import shutil
 import sys
-import time
-import traceback
-import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import torch
-import yaml
+from experiments.study.cells import CellError
+from experiments.study.groups import is_group, run_group
+from experiments.study.worker import run_cell
 
-from models.files import write_atomic
-
-LAST = "last.ckpt"
-
-
-class CellError(RuntimeError):
-    """A cell that did not finish, with what to do about it."""
+__all__ = ["CellError", "Job", "run_job"]
 
 
 @dataclass(frozen=True)
-class CellFolder:
-    """The files of one cell (see the module docstring)."""
-
-    path: Path
-
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def spec(self) -> Path:
-        return self.path / "cell.json"
-
-    @property
-    def result(self) -> Path:
-        return self.path / "result.json"
-
-    @property
-    def error(self) -> Path:
-        return self.path / "error.txt"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / LAST
-
-    @property
-    def logs(self) -> Path:
-        return self.path / "logs"
-
-    def finished(self) -> bool:
-        """Whether the cell's result (its completion marker) exists."""
-        return self.result.is_file()
-
-    def started(self) -> bool:
-        """Whether a fit of this cell has left a checkpoint."""
-        return self.checkpoints.is_dir() and any(self.checkpoints.iterdir())
-
-    def read_spec(self) -> dict[str, Any]:
-        """The cell's identity and config digest (``cell.json``)."""
-        return _read_json(self.spec)
-
-    def read_result(self) -> dict[str, Any]:
-        """The finished cell's result (``result.json``)."""
-        return _read_json(self.result)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CellError(f"cannot read {path}: {err}. Delete the cell folder {path.parent} to run the cell again"
-                        ) from err
-
-
-def checkpoint_progress(path: Path) -> tuple[int, int, list[float]]:
-    """``(global_step, epoch, validation top-1 history)`` stored in a Lightning checkpoint.
-
-    Raises:
-        CellError: The file does not load as a checkpoint.
-    """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        history = [float(value) for value in checkpoint.get("val_top1_history", [])]
-        return int(checkpoint["global_step"]), int(checkpoint["epoch"]), history
-    except Exception as err:  # truncated, corrupt or not a Lightning checkpoint
-        raise CellError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err})") from err
-
-
-def last_logged(logs: Path) -> dict[str, float]:
-    """The last logged value of every metric, over all attempts (``logs/version_*/metrics.csv``, newest last)."""
-    values: dict[str, float] = {}
-    versions = sorted(logs.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
-    for path in versions:
-        with path.open(newline="") as file:
-            for row in csv.DictReader(file):
-                values.update({key: float(value) for key, value in row.items() if key and value not in ("", None)})
-    return values
-
-
-def _resume_from(folder: CellFolder) -> int:
-    """The step an interrupted fit resumes from (0: fresh); an unreadable last checkpoint is moved aside."""
-    try:
-        return checkpoint_step(folder.last_checkpoint)
-    except CellError as err:
-        aside = folder.path / f"checkpoints.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.move(str(folder.checkpoints), aside)
-        warnings.warn(f"{err}; moved {folder.checkpoints} to {aside} and training the cell from the start",
-                      stacklevel=2)
-        return 0
-
-
-def checkpoint_step(path: Path) -> int:
-    """The global step stored in the checkpoint at ``path``; 0 when there is none (a fresh start)."""
-    return checkpoint_progress(path)[0] if path.is_file() else 0
-
-
-def _is_main_process() -> bool:
-    """False in the extra processes of a multi-GPU (DDP) fit, which Lightning or srun start with a rank > 0."""
-    return all(int(os.environ.get(key, "0") or 0) == 0 for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
-def fit(folder: CellFolder, resume_step: int) -> None:
-    """Run the cell's Lightning CLI fit in this process (resuming from ``last.ckpt`` when ``resume_step > 0``)."""
-    import experiments.study.overlays  # noqa: F401  (its warning filter for in-process CLI calls)
-    from experiments.cli import main  # Lightning, torch and the data modules: imported once per process
-
-    args = ["fit", "--config", str(folder.config)]
-    if resume_step:
-        args += ["--ckpt_path", str(folder.last_checkpoint)]
-    try:
-        main(args)
-    except BaseException:
-        finish_wandb_run(exit_code=1)
-        raise
-    finish_wandb_run(exit_code=0)
-
-
-def finish_wandb_run(exit_code: int) -> None:
-    """Close the cell's W&B run, so the next in-process cell starts its own (WandbLogger reuses an open one)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=exit_code)
-
-
-def run_cell(path: str | Path) -> dict[str, Any]:
-    """Fit one cell to the end (resuming an interrupted fit) and write its ``result.json``; return the result.
+class Job:
+    """One unit the launchers run: a cell, or a fused group of cells.
 
     Args:
-        path: The cell folder, with ``config.yaml`` and ``cell.json`` written by the study runner.
-
-    Raises:
-        CellError: The fit stopped before ``trainer.max_steps`` or logged no validation metrics; the
-            traceback of any failure is also written to ``error.txt``.
+        name: The cell's name, or ``fused_<group>``.
+        folder: The job's folder (``config.yaml``).
+        cells: The names of the cells it finishes.
+        needs: The names of the jobs that must finish first (those training its base networks).
     """
-    folder = CellFolder(Path(path))
-    if folder.finished():
-        return folder.read_result()
-    main = _is_main_process()
-    with errors_recorded(folder, record=main):
-        resume_step = _resume_from(folder) if main else checkpoint_step(folder.last_checkpoint)
-        start = time.monotonic()
-        fit(folder, resume_step)
-        if not main:  # another DDP rank of the same fit: rank 0 writes the result
-            return {}
-        return finish_cell(folder.path, last_logged(folder.logs), resume_step, time.monotonic() - start)
 
-
-@contextlib.contextmanager
-def errors_recorded(folder: CellFolder, record: bool = True) -> Iterator[None]:
-    """Write the traceback of a failure inside the block to the job's ``error.txt`` (when ``record``), then re-raise."""
-    try:
-        yield
-    except BaseException:
-        if record:
-            write_atomic(folder.error, traceback.format_exc())
-        raise
-
-
-def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int = 0,
-                wall_time: float = 0.0) -> dict[str, Any]:
-    """Check that the cell's training reached ``trainer.max_steps`` and write its ``result.json`` (atomically).
-
-    The last step of every way of training a cell (one CLI fit here; a fused group calls it once per
-    member with that cell's metrics).
-
-    Args:
-        path: The cell folder.
-        metrics: The last logged value of ``val/top1``, ``val/top5`` and ``val/top1_best<k>_mean``.
-        resume_step: The step the finishing attempt started from (0: fresh).
-        wall_time: Seconds the finishing attempt took.
-
-    Raises:
-        CellError: ``last.ckpt`` missing or short of ``max_steps``, or a metric missing.
-    """
-    folder = CellFolder(Path(path))
-    spec = folder.read_spec()
-    config = yaml.safe_load(folder.config.read_text())
-    max_steps = config["trainer"]["max_steps"]
-    if not folder.last_checkpoint.is_file():
-        raise CellError(f"cell {folder.path} ended without {folder.last_checkpoint}")
-    steps, epoch, history = checkpoint_progress(folder.last_checkpoint)
-    if steps != max_steps:
-        raise CellError(
-            f"cell {folder.path} stopped at step {steps} of trainer.max_steps={max_steps} (interrupted, or "
-            "max_epochs ended it first); run the study again to resume it"
-        )
-    best_k = config["model"]["init_args"]["best_k"]
-    paper_metric = f"val/top1_best{best_k}_mean"
-    missing = [key for key in (paper_metric, "val/top1", "val/top5") if key not in metrics]
-    if missing:
-        raise CellError(f"cell {folder.path} logged no {', '.join(missing)}: did validation run?")
-    result = {
-        **spec["cell"],
-        "family": spec["family"],
-        "cell": spec["name"],
-        "top1_best_k_mean": metrics[paper_metric],
-        "best_k": best_k,
-        "top1": metrics["val/top1"],
-        "top5": metrics["val/top5"],
-        "epochs": epoch + 1,  # epochs begun: Lightning's epoch index at the last step, plus one
-        "steps": steps,
-        "wall_time_s": round(wall_time, 2),
-        "resumed_from_step": resume_step,
-        "checkpoint": str(folder.last_checkpoint.relative_to(folder.path)),
-        "val_top1_history": history,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    write_atomic(folder.result, json.dumps(result, indent=2) + "\n")
-    folder.error.unlink(missing_ok=True)
-    return result
+    name: str
+    folder: Path
+    cells: tuple[str, ...]
+    needs: tuple[str, ...] = field(default_factory=tuple)
 
 
 def run_job(path: str | Path) -> None:
     """Run one job folder to the end: a fused group (``group.json``) or a single cell."""
-    from experiments.study.groups import is_group, run_group
-
     if is_group(Path(path)):
         run_group(Path(path))
     else:

@@ -24,13 +24,11 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from experiments.study.jobs import CellError, CellFolder, run_job
+from experiments.study.cells import CellError, CellFolder
+from experiments.study.jobs import Job, run_job
 from models.files import write_atomic
-
-if TYPE_CHECKING:
-    from experiments.study.schedule import Job
 
 LauncherName = Literal["inprocess", "subprocess", "gpus", "cpus", "slurm"]
 

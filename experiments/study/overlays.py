@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,6 @@ from typing import Any
 import yaml
 
 from experiments.cli import TransferCLI
-
-# The runner hands the CLI its arguments while sys.argv holds its own; LightningCLI warns about that mix.
-warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
 Overlay = str | dict[str, Any]  # a config file path, or a config as a mapping
 UNFINGERPRINTED = ("trainer.logger", "run_folders")  # where a run logs and writes does not change the network

@@ -24,16 +24,15 @@ import yaml
 from experiments.study import groups
 from experiments.study.config import Study
 from experiments.study.grid import PRETRAINED, Cell, expand
-from experiments.study.jobs import CellFolder
+from experiments.study.cells import CellFolder
+from experiments.runs import CSV_LOGGER, WANDB_LOGGER
 from experiments.study.overlays import ConfigError, Overlay, digest, render
-from experiments.study.schedule import Job
+from experiments.study.jobs import Job
 from models.files import write_atomic
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.loading import import_path
 from models.transfer import copy_layers, load_base, sha256_of, transferable_layers
 
-CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 
 
 class StudyError(RuntimeError):

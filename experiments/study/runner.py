@@ -29,7 +29,7 @@ from experiments.errors import SettingError
 from experiments.report.table import METRIC, TableError, read_table, write_table
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.grid import Cell
-from experiments.study.jobs import CellError
+from experiments.study.cells import CellError
 from experiments.study.launchers import make_launcher
 from experiments.study.plan import StudyError, StudyPlan
 from experiments.study.schedule import Job, run_jobs

@@ -10,27 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
-from pathlib import Path
-
+from experiments.study.jobs import Job
 from experiments.study.launchers import Launcher, Slurm
 
-
-@dataclass(frozen=True)
-class Job:
-    """One unit the launchers run: a cell, or a fused group of cells.
-
-    Args:
-        name: The cell's name, or ``fused_<group>``.
-        folder: The job's folder (``config.yaml``).
-        cells: The names of the cells it finishes.
-        needs: The names of the jobs that must finish first (those training its base networks).
-    """
-
-    name: str
-    folder: Path
-    cells: tuple[str, ...]
-    needs: tuple[str, ...] = field(default_factory=tuple)
+__all__ = ["Job", "Outcome", "run_jobs"]
 
 
 Outcome = Callable[[Job, BaseException | None], None]

@@ -34,7 +34,7 @@ from torch import Tensor
 from experiments.report.cka import (CHANCE_PERMUTATIONS, CHANCE_SEED, MAX_IMAGES, PairCKA, collect_images, describe,
                                     stage_cka_and_chance, write_cka_table)
 from experiments.report.table import Row, is_base, is_random_split
-from experiments.study.jobs import CellFolder
+from experiments.study.cells import CellFolder
 from experiments.validation_data import spread_indices, validation_batches, validation_count, validation_module
 from models.files import write_atomic
 from models.network import StagedNetwork
