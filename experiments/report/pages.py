@@ -26,10 +26,10 @@ from pathlib import Path
 from experiments.families import FIGURE2_FAMILIES
 from experiments.report.compare import Study, compare, write_comparison
 from experiments.report.compare import markdown as compare_markdown
-from experiments.report.convergence import Convergence, check, plateau_rise, write_convergence
+from experiments.report.convergence import Convergence, check, plateau_rise
 from experiments.report.curves import figure2_target_bases, relative_values, value
-from experiments.report.effects import EffectRow, effects, markdown, write_effects
-from experiments.report.summary import write_summary
+from experiments.report.effects import EffectRow, effects, markdown
+from experiments.report.write import read_similarity, similarity_panel, write_tables
 from experiments.report.table import Row, is_base, is_random_split, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,11 +53,12 @@ STUDIES: tuple[StudyPage, ...] = (
         "`experiments/configs/fmnist/base.yaml` (widths 16, 32, 48, 48, 32, 128, 128; 5x5 conv1 stride 1; fc8 10 "
         "wide, as the paper's 1000 for all of ImageNet): batch 128 (about 1.3 epochs of a half), validation every 100 "
         "steps, lr x0.1 after step 200. The dissimilar split is clothing / footwear and bags, both directions, "
-        "frozen; random frozen features are trained on all 10 classes. Run on 2026-11-29 on the 2-core development "
-        "machine without GPU (`make study` with the environment set up, other work sharing the cores part of the "
-        "time): 16 min 56 s for every network, the 50 frozen transfer networks in 8 fused groups; add about 2 minutes "
-        "of set-up on a fresh clone. Its figures predate the layer-similarity (CKA) panel and its checkpoints are "
-        "not shipped: `make study` draws the panel."), (
+        "frozen; random frozen features are trained on all 10 classes. Re-run on 2026-12-07 with this code (its base "
+        "A of seed 0 re-trained alone gave the same paper metric to the last digit) on the 2-core development machine "
+        "without GPU, `--launcher cpus`, with other work sharing the cores: about 50 minutes; alone, `make study` "
+        "took 16 min 56 s on 2026-11-29, the 50 frozen transfer networks in 8 fused groups, plus about 2 minutes of "
+        "set-up on a fresh clone. Figure 2's third panel is the layer similarity (debiased linear CKA) of bases A "
+        "and B per layer (`docs/default_study_cka.csv`); the checkpoints are not shipped."), (
         "BnB and the \"+\" networks measure extra training as much as transfer: a reversed dip is BnB sitting above "
         "its base, more training of an unconverged network, and AnB+ - BnB+ compares with a BnB+ that has seen its "
         "own half twice as long.",
@@ -245,9 +246,9 @@ def pages(root: Path = ROOT) -> dict[str, str]:
         for name, (rows, verdict, rows_effects) in found.items():
             folder = Path(scratch) / name
             folder.mkdir()
-            write_summary(folder / "summary.csv", rows, verdict.status)
-            written = [folder / "summary.csv", *write_effects(folder, rows_effects, verdict),
-                       *write_convergence(folder, verdict)]
+            if (docs / f"{name}_cka.csv").is_file():  # the study's layer-similarity table, shipped beside its results
+                shutil.copy(docs / f"{name}_cka.csv", folder / "cka.csv")
+            written = write_tables(rows, folder, verdict, None, read_similarity(folder / "cka.csv"))
             out |= {f"docs/{name}_{path.name}": path.read_text() for path in written}
         pair, other = _pair(found)
         written = write_comparison(Path(scratch) / "compare", pair, other)
@@ -307,7 +308,8 @@ def draw_figures(root: Path = ROOT) -> list[Path]:
     found = reports(docs)
     with tempfile.TemporaryDirectory() as scratch:
         for name, (rows, verdict, _) in found.items():
-            for path in figures.draw(rows, Path(scratch) / name, None, verdict.note()):
+            similarity = read_similarity(docs / f"{name}_cka.csv")
+            for path in figures.draw(rows, Path(scratch) / name, None, verdict.note(), *similarity_panel(similarity)):
                 if path.suffix == ".png":
                     written.append(Path(shutil.copy(path, docs / f"{name}_{path.name}")))
         pair, other = _pair(found)

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.report import cka, figures
-from experiments.report.convergence import TOLERANCE, check, write_convergence
+from experiments.report.convergence import TOLERANCE, Convergence, check, write_convergence
 from experiments.report.effects import effects, write_effects
 from experiments.report.summary import SUMMARY_FIELDS, write_summary
-from experiments.report.table import Row
+from experiments.report.table import Points, Row
 from models.files import write_atomic
 
 
@@ -35,10 +35,28 @@ def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = No
     """
     folder.mkdir(parents=True, exist_ok=True)
     convergence = check(rows, tolerance)
-    similarity = cka.read_cka_table(folder / "cka.csv") if (folder / "cka.csv").is_file() else None
-    written = figures.draw(rows, folder / "figures", paper, convergence.note(),
-                           cka.cka_points(similarity) if similarity else None,
-                           cka_chance=(cka.chance_points(similarity) or None) if similarity else None)
+    similarity = read_similarity(folder / "cka.csv")
+    written = figures.draw(rows, folder / "figures", paper, convergence.note(), *similarity_panel(similarity))
+    return written + write_tables(rows, folder, convergence, paper, similarity)
+
+
+def read_similarity(path: Path) -> list[Row] | None:
+    """A study's layer-similarity table (its folder's ``cka.csv``), or None where there is none."""
+    return cka.read_cka_table(path) if path.is_file() else None
+
+
+def similarity_panel(similarity: list[Row] | None) -> tuple[Points | None, Points | None]:
+    """Figure 2's layer-similarity panel and its chance baseline from the table (None, None: no panel)."""
+    if not similarity:
+        return None, None
+    return cka.cka_points(similarity), cka.chance_points(similarity) or None
+
+
+def write_tables(rows: list[Row], folder: Path, convergence: Convergence, paper: Sequence[Row] | None = None,
+                 similarity: list[Row] | None = None) -> list[Path]:
+    """The report's text files in ``folder``: ``summary.csv`` (with the similarity rows, where given), effects and
+    convergence; return them."""
+    written = []
     write_summary(folder / "summary.csv", rows, convergence.status)
     if similarity:
         _append_summary(folder / "summary.csv", cka.summary_rows(similarity), convergence.status)
