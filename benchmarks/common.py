@@ -157,8 +157,10 @@ def lightning_step_time(model: dict[str, Any], loader: DataLoader, steps: int, w
     timer = StepTimer(warmup)
     settings = {**BARE_TRAINER, **(trainer or {})}
     callbacks = [timer, *settings.pop("callbacks", [])]
-    Trainer(accelerator=accelerator, devices=1, max_steps=warmup + steps, precision=precision, callbacks=callbacks,
-            **settings).fit(module, train_dataloaders=loader)
+    # precision: one of the strings Lightning's Literal lists, given by the caller.
+    Trainer(accelerator=accelerator, devices=1, max_steps=warmup + steps,
+            precision=precision,  # type: ignore[arg-type]
+            callbacks=callbacks, **settings).fit(module, train_dataloaders=loader)
     return timer.per_step
 
 
@@ -176,7 +178,10 @@ def plain_step_time(model: dict[str, Any], loader: DataLoader, steps: int, warmu
     module = CaffeNetClassifier(**model).to(device)
     module.configure_model()
     config = module.configure_optimizers()
-    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    scheduler_config = config["lr_scheduler"]
+    if not isinstance(scheduler_config, dict):
+        raise TypeError(f"configure_optimizers gave the scheduler {scheduler_config!r}, not its config")
+    optimizer, scheduler = config["optimizer"], scheduler_config["scheduler"]
     module.train()
     batches = endless(loader)
     device = torch.device(device)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule, Trainer, seed_everything
+from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from torch.utils.data import TensorDataset
 
 from benchmarks.common import SMALL, machine, markdown
@@ -35,14 +35,14 @@ from models.transfer import depths
 CELLS = depths()
 
 
-def datamodule(batch: int) -> tuple[LightningDataModule, str]:
-    """Fashion-MNIST random0 half B in memory, or random images of its shape."""
+def datamodule(batch: int) -> tuple[LightningDataModule, int, str]:
+    """Fashion-MNIST random0 half B in memory, or random images of its shape; with its number of classes."""
     try:
         from datamodules import FashionMNISTHalf
 
         data = FashionMNISTHalf(split="random0", half="B", batch_size=batch)
         data.setup("fit")
-        return data, "Fashion-MNIST random0 half B (in memory)"
+        return data, data.num_classes, "Fashion-MNIST random0 half B (in memory)"
     except (ImportError, RuntimeError, OSError) as err:
         generator = torch.Generator().manual_seed(0)
 
@@ -50,9 +50,8 @@ def datamodule(batch: int) -> tuple[LightningDataModule, str]:
             return TensorDataset(torch.randn(count, 1, 28, 28, generator=generator),
                                  torch.randint(0, 5, (count,), generator=generator))
 
-        data = LightningDataModule.from_datasets(random_set(30_000), random_set(5_000), batch_size=batch)
-        data.num_classes = 5
-        return data, f"random 28x28 images in memory (Fashion-MNIST unavailable: {type(err).__name__})"
+        random_data = LightningDataModule.from_datasets(random_set(30_000), random_set(5_000), batch_size=batch)
+        return random_data, 5, f"random 28x28 images in memory (Fashion-MNIST unavailable: {type(err).__name__})"
 
 
 def trainer_settings(steps: int, val_every: int, val_batches: int) -> dict[str, Any]:
@@ -68,7 +67,7 @@ def one_after_another(root: Path, base: str, data: LightningDataModule, model: d
     for n in CELLS:
         seed_everything(seed, verbose=False)
         module = CaffeNetClassifier(**model)
-        callbacks = [TransferCallback(base, n=n)]
+        callbacks: list[Callback] = [TransferCallback(base, n=n)]
         trainer = Trainer(**settings, default_root_dir=root / f"AnB_n{n}", callbacks=callbacks)
         trainer.fit(module, datamodule=data)
         trainer.save_checkpoint(root / f"AnB_n{n}" / "checkpoints" / "last.ckpt")
@@ -100,8 +99,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    data, described = datamodule(args.batch)
-    model = {**SMALL, "num_classes": data.num_classes}
+    data, num_classes, described = datamodule(args.batch)
+    model = {**SMALL, "num_classes": num_classes}
     settings = trainer_settings(args.steps, args.val_every, args.val_batches)
     seq_times, fused_times = [], []
     with tempfile.TemporaryDirectory() as tmp:

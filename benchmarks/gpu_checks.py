@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import tempfile
@@ -99,7 +100,7 @@ def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str
 
     run("plain loop, fp32", lambda: plain(False, {}, False))
     for name, (precision, switches, trainer) in ON_DEVICE.items():
-        run(f"Lightning, {name}", lambda p=precision, s=switches, t=trainer: lightning(p, s, t))
+        run(f"Lightning, {name}", functools.partial(lightning, precision, switches, trainer))
     run(f"plain loop, {FAST}", lambda: plain(True, {"channels_last": True}, True))
 
 

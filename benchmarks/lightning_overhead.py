@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from benchmarks.common import (SIZES, Batches, interleaved, lightning_step_time, machine, markdown, median,
+from benchmarks.common import (SIZES, Batches, Timing, interleaved, lightning_step_time, machine, markdown, median,
                                paired_ratio, plain_step_time, pooled_ratio)
 
 VARIANTS = ("bare", "default", "wandb")
@@ -69,13 +70,15 @@ def main(argv: list[str] | None = None) -> str:
     # One epoch covers the whole run, so no epoch-end checkpoint lands inside the timed window.
     loader = Batches(model, args.batch, args.warmup + args.steps).loader()
     with tempfile.TemporaryDirectory() as root:
+        runs: dict[str, Callable[[], Timing]]
         runs = {"plain PyTorch loop": lambda: plain_step_time(model, loader, args.steps, args.warmup),
                 "plain loop + the module's training accuracy": lambda: plain_step_time(model, loader, args.steps,
                                                                                    args.warmup, metrics=True)}
         for variant in variants:
-            runs[f"Lightning, {variant}"] = (
-                lambda v=variant: lightning_step_time(model, loader, args.steps, args.warmup,
-                                                      trainer=trainer_settings(v, root)))
+            def lightning_run(v: str = variant) -> Timing:
+                return lightning_step_time(model, loader, args.steps, args.warmup, trainer=trainer_settings(v, root))
+
+            runs[f"Lightning, {variant}"] = lightning_run
         times = interleaved(runs, args.repeats)
 
     plain = times["plain PyTorch loop"]

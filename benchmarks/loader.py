@@ -26,6 +26,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -82,7 +83,8 @@ def images_per_second(loader: DataLoader, repeats: int) -> float:
     return best
 
 
-def half_loader(root: Path, preprocess: str, batch_size: int, device_preprocess: bool = False) -> DataLoader:
+def half_loader(root: Path, preprocess: Literal["caffe", "torchvision"], batch_size: int,
+                device_preprocess: bool = False) -> DataLoader:
     """The training loader of ``ImageNetHalf``; with ``device_preprocess`` its batches are uint8 256x256 images
     whose crop, mirror and mean subtraction are left to the device (not timed here)."""
     dm = ImageNetHalf(str(root), SPLIT, HALF, batch_size=batch_size, num_workers=0, preprocess=preprocess,

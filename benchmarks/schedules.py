@@ -63,7 +63,8 @@ def doubling_rows(tables: dict[str, list[Row]]) -> list[str]:
         if not differences:
             continue
         interval = mean_interval(differences)
-        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}" if interval.defined else "no interval")
+        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
+              if interval.low is not None and interval.high is not None else "no interval")
         out.append(f"| {steps} + {steps} | {2 * steps} | {images or 'all'} | {n} | "
                    f"{100 * interval.estimate:+.2f} ({ci}), {interval.count} seeds |")
     return out
@@ -80,7 +81,8 @@ def rows_of(folder: Path, rows: list[Row], tolerance: float) -> list[str]:
     for n, units in selffer_differences(rows).items():
         interval = mean_interval(list(units.values()))
         inside = equivalent(interval, tolerance)
-        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}" if interval.defined else "no interval")
+        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
+              if interval.low is not None and interval.high is not None else "no interval")
         seeds = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
         out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {seeds} | "
                    f"{'yes' if inside else 'no'} | {100 * rise:+.2f} | {seconds:.0f} | {status} |")

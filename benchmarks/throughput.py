@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from benchmarks.common import SIZES, Batches, interleaved, lightning_step_time, machine, markdown, median, paired_ratio
+from benchmarks.common import (SIZES, Batches, Timing, interleaved, lightning_step_time, machine, markdown, median,
+                               paired_ratio)
 
 # name -> (precision, model switches)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -38,11 +40,14 @@ def throughput_table(model: dict[str, Any], batch: int, steps: int, warmup: int,
     """Rows ``[variant, images/s, ms/step, x fp32 (wall), x fp32 (CPU)]``: medians and paired ratios."""
     loader = Batches(model, batch, count=4, device=device).loader()
     accelerator = "gpu" if torch.device(device).type == "cuda" else "cpu"
-    runs = {}
+    runs: dict[str, Callable[[], Timing]] = {}
     for name in variants:
         precision, switches = VARIANTS[name]
-        runs[name] = (lambda p=precision, s=switches: lightning_step_time(
-            {**model, **s}, loader, steps, warmup, accelerator=accelerator, precision=p))
+
+        def run(p: str = precision, s: dict[str, Any] = switches) -> Timing:
+            return lightning_step_time({**model, **s}, loader, steps, warmup, accelerator=accelerator, precision=p)
+
+        runs[name] = run
     times = interleaved(runs, repeats)
     baseline = times.get("fp32")
     rows = []

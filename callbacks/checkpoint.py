@@ -39,7 +39,8 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     def refresh_last(self, trainer: Trainer) -> None:
         """Write ``last.ckpt`` (or the ``last_model_path`` this run already uses) with the current state."""
-        if (self.save_last is not True or trainer.fast_dev_run or trainer.sanity_checking
+        fast_dev_run = trainer.fast_dev_run  # type: ignore[attr-defined]  # set at run time by Lightning
+        if (self.save_last is not True or fast_dev_run or trainer.sanity_checking
                 or trainer.state.fn != TrainerFn.FITTING):
             return
         metrics = {**trainer.callback_metrics, "epoch": torch.tensor(trainer.current_epoch),

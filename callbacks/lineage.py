@@ -80,7 +80,8 @@ class WandbLineage(Callback):
 
         A ``TransferCallback``'s ``provenance`` for one network; each cell's ``transfer_record`` for a fused group.
         """
-        found = [cb.provenance for cb in trainer.callbacks if isinstance(cb, TransferCallback)]
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set at run time by Lightning
+        found = [cb.provenance for cb in callbacks if isinstance(cb, TransferCallback)]
         records = [getattr(cell, "transfer_record", None) for cell in getattr(pl_module, "cells", ())]
         return found + [record.as_dict() for record in records if record is not None]
 

@@ -48,7 +48,8 @@ class PlainProgress(ProgressBar):
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        every = self.every_n_steps or trainer.log_every_n_steps or 50
+        # Lightning sets this Trainer attribute at run time; its class does not declare it.
+        every = self.every_n_steps or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
         step = trainer.global_step
         if self._enabled and step % every == 0 and not trainer.sanity_checking:
             began, first = self._since

@@ -121,8 +121,10 @@ class TransferCallback(Callback):
         elif self.base_checkpoint is not None:
             rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
         self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256, self.frozen_norm)
-        pl_module.transfer_record = self.record  # the network's provenance, saved with its checkpoints
-        layers = ", ".join(core.transferable_layers(net.layer_names)[: self.n])
+        # The network's provenance, saved with its checkpoints (torch types a module's unknown attributes as
+        # Tensor | Module).
+        pl_module.transfer_record = self.record  # type: ignore[assignment]
+        layers = ", ".join(core.transferable_layers(core.layer_names_of(net))[: self.n])
         if self.record.copied:
             rank_zero_info(f"TransferCallback: copied {layers} from {self.base_checkpoint}")
         elif self.n:

@@ -83,7 +83,8 @@ class SkippedImagesLogger(Callback):
 
     @staticmethod
     def _totals(trainer: Trainer) -> dict[str, int]:
-        return getattr(trainer.datamodule, "skipped_images", {})
+        # Lightning sets this Trainer attribute at run time; its class does not declare it.
+        return getattr(trainer.datamodule, "skipped_images", {})  # type: ignore[attr-defined]
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         totals = self._totals(trainer)

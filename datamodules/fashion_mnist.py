@@ -45,10 +45,10 @@ def _idx_files(folder: Path) -> dict[str, tuple[Path, Path]] | None:
     """The four IDX files lying flat in ``folder`` (each plain or gzipped), or None if any is missing."""
     found = {}
     for subset, stems in IDX_FILES.items():
-        paths = [next((p for p in (folder / f"{s}.gz", folder / s) if p.is_file()), None) for s in stems]
-        if None in paths:
+        images, labels = [next((p for p in (folder / f"{s}.gz", folder / s) if p.is_file()), None) for s in stems]
+        if images is None or labels is None:
             return None
-        found[subset] = (paths[0], paths[1])
+        found[subset] = (images, labels)
     return found
 
 
@@ -109,7 +109,7 @@ class InMemoryHalf(Dataset):
         return subtract_mean_and_mirror(self.images[index], self.mean, mirror, self.scale), self.labels[index]
 
     def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, Tensor]:
-        images, labels = self.__getitems__([key])  # type: ignore[list-item]
+        images, labels = self.__getitems__([key])  # type: ignore[arg-type]  # one key: a list of one kind
         return images[0], labels[0]
 
 

@@ -77,6 +77,10 @@ class HalfImageFolder(DatasetFolder):
         keep: Chooses the samples to keep (their indices) from all of them, e.g. a hold-out's share.
     """
 
+    samples: Samples  # set by DatasetFolder (untyped)
+    imgs: Samples
+    targets: list[int]
+
     def __init__(
         self,
         root: str | Path,
@@ -216,9 +220,13 @@ class FolderHalfDataModule(HalfDataModule):
         super().setup(stage)
         self.check_layout()
         self._own_skip_counters()
-        if self.trainer is not None and not any(isinstance(cb, SkippedImagesLogger) for cb in self.trainer.callbacks):
-            self.trainer.callbacks.insert(0, SkippedImagesLogger())
-        loader = self.reader()
+        if self.trainer is not None:
+            callbacks = self.trainer.callbacks  # type: ignore[attr-defined]  # set at run time by Lightning
+            if not any(isinstance(cb, SkippedImagesLogger) for cb in callbacks):
+                callbacks.insert(0, SkippedImagesLogger())
+        loader: Callable[[str], Any] = self.reader()
+        train_tf: Callable[[Tensor], Any] | None
+        val_tf: Callable[[Tensor], Any] | None
         self._device_mean = None  # moved to the device at the first batch
         if self.decode_on_device:  # file bytes travel; decode, warp, crop, mirror and mean on the device
             self.collate_fn, loader = collate_jpeg_bytes, read_bytes_with_path
@@ -504,7 +512,8 @@ class ImageFolderHalves(FolderHalfDataModule):
         subtracted_mean(torch.zeros(1, 1, 1), mean)  # an unknown mean fails here, by name
         self.folders, self.dataset_classes = read_layout(root, classes)
         self.splits = file_splits(self.dataset_classes, split_files, split_checksums)
-        where = (f"move classes into it in {split_files[split]}" if split in (split_files or {})
+        files = split_files or {}
+        where = (f"move classes into it in {files[split]}" if split in files
                  else f"a random split needs 4 or more; add class folders to {root}")
         check_half_sizes(self.splits, split, self.dataset_classes, where)
         super().__init__(
@@ -561,7 +570,8 @@ class ImageFolderHalves(FolderHalfDataModule):
         for callback in getattr(self.trainer, "callbacks", None) or []:
             config = getattr(callback, "config", None) if isinstance(callback, SaveConfigCallback) else None
             init_args = config.get("data.init_args") if config is not None else None
-            if init_args is None or not str(config.get("data.class_path", "")).endswith(type(self).__name__):
+            if (config is None or init_args is None
+                    or not str(config.get("data.class_path", "")).endswith(type(self).__name__)):
                 continue
             for key, value in self.resolved().items():
                 if init_args.get(key) is None:

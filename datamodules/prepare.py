@@ -43,6 +43,14 @@ IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm")
 RESIZED_FORMATS = ("jpeg", "ppm")
 
 
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The contents of ``member``, a regular file (``extractfile`` gives None only for other kinds of member)."""
+    fileobj = tar.extractfile(member)
+    if fileobj is None:
+        raise ValueError(f"tar member {member.name!r} is not a regular file")
+    return fileobj
+
+
 def _class_tars(train: Path) -> Iterator[tuple[str, IO[bytes]]]:
     """``(wnid, file object)`` of each per-class tar in the train tar or folder."""
     if train.is_dir():
@@ -53,7 +61,7 @@ def _class_tars(train: Path) -> Iterator[tuple[str, IO[bytes]]]:
     with tarfile.open(train, mode="r|*") as outer:
         for member in outer:
             if member.isfile() and member.name.endswith(".tar"):
-                yield Path(member.name).stem, outer.extractfile(member)
+                yield Path(member.name).stem, _member_file(outer, member)
 
 
 def extract_train(train: Path, out: Path) -> int:
@@ -74,7 +82,7 @@ def extract_train(train: Path, out: Path) -> int:
         with tarfile.open(fileobj=fileobj, mode="r|*") as inner:
             for member in inner:
                 if member.isfile():  # basename: never write outside the class folder
-                    (partial / Path(member.name).name).write_bytes(inner.extractfile(member).read())
+                    (partial / Path(member.name).name).write_bytes(_member_file(inner, member).read())
         os.replace(partial, final)
         written += 1
     return written
@@ -90,7 +98,7 @@ def _val_images(val: Path) -> Iterator[tuple[str, bytes]]:
     with tarfile.open(val, mode="r|*") as tar:
         for member in tar:
             if member.isfile():
-                yield Path(member.name).name, tar.extractfile(member).read()
+                yield Path(member.name).name, _member_file(tar, member).read()
 
 
 def sort_val(val: Path, out: Path, labels: dict[str, int]) -> list[str]:

@@ -10,7 +10,7 @@ it; a resumed fit then skips those batches and continues with the same keys as t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -72,15 +72,14 @@ class ResumableSampler(DistributedSampler):
         seed: The run's seed (Lightning's ``PL_GLOBAL_SEED``, set by ``seed_everything``).
     """
 
-    def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
                  seed: int = 0) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank,  # type: ignore[arg-type]
-                         shuffle=shuffle, seed=seed)
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.start = 0  # position in this rank's share where the next iteration begins
 
     def order(self) -> torch.Tensor:
         """The epoch's order over all ranks, padded to ``total_size``."""
-        n = len(self.dataset)  # type: ignore[arg-type]
+        n = len(self.dataset)  # type: ignore[arg-type]  # a sized Dataset (torch's Dataset declares no __len__)
         if self.shuffle:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
         else:
@@ -89,7 +88,7 @@ class ResumableSampler(DistributedSampler):
         return torch.cat([order, order.repeat(padding // n + 1)[:padding]]) if padding else order
 
     @override
-    def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[SampleKey]:
         positions = np.arange(self.rank + self.start * self.num_replicas, self.total_size, self.num_replicas)
         indices = self.order()[torch.from_numpy(positions)].tolist()
         return zip(indices, sample_seeds(self.seed, self.epoch, positions).tolist())
@@ -122,7 +121,7 @@ class ResumableLoader(DataLoader):
         self._resume_at: tuple[int, int] | None = None
 
     @override
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # torch types it as its private iterator class
         return _EpochIterator(self)
 
     def state_dict(self) -> dict[str, int]:

@@ -101,8 +101,9 @@ class TransferCLI(LightningCLI):
                                  "run's folder (a study's cells)")
         for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
             # Lightning's Union[int, float] reaches jsonargparse as float | int, which reads "1" as 1.0 (every
-            # batch); int first reads it as one batch, and "0.5" still as a fraction.
-            parser._option_string_actions[f"--trainer.{name}"]._typehint = int | float | None
+            # batch); int first reads it as one batch, and "0.5" still as a fraction (a private jsonargparse attribute).
+            action = parser._option_string_actions[f"--trainer.{name}"]
+            action._typehint = int | float | None  # type: ignore[attr-defined]
         parser.set_defaults({
             "model": {"class_path": DEFAULT_CLASSIFIER},
             "checkpoint.monitor": "val/top1",
@@ -147,7 +148,7 @@ class TransferCLI(LightningCLI):
         if plain_progress_wanted(config.trainer):
             kwargs["callbacks"] = [*(config.trainer.get("callbacks") or []), PlainProgress()]
         trainer = super().instantiate_trainer(**kwargs)
-        for callback in trainer.callbacks:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # set at run time by Lightning
             if isinstance(callback, LoggedConfigCallback):
                 callback.run_dir = getattr(self, "run_dir", None)
         return trainer
@@ -158,7 +159,7 @@ class TransferCLI(LightningCLI):
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         check_ckpt_path(ckpt_path)
         if self.subcommand == "fit":
-            for callback in self.trainer.callbacks:
+            for callback in self.trainer.callbacks:  # type: ignore[attr-defined]  # set at run time by Lightning
                 if isinstance(callback, TransferCallback):
                     callback.check(self.model)
         if ckpt_path is not None and self.trainer.checkpoint_callback is not None:

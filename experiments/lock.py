@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +33,9 @@ def normalise(name: str) -> str:
 
 def project_requirements(pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, ...] = EXTRAS) -> list[str]:
     """The project's declared requirement strings: the main dependencies and the named extras."""
-    import tomllib
+    if sys.version_info < (3, 11):
+        raise SystemExit("lock: `make lock` needs Python 3.11+ (tomllib)")
+    import tomllib  # type: ignore[import-not-found,unused-ignore]  # mypy checks as Python 3.10, which lacks it
 
     project = tomllib.loads(pyproject.read_text())["project"]
     optional = project.get("optional-dependencies", {})
@@ -66,7 +67,7 @@ def closure(requirements: list[str]) -> dict[str, str]:
         for line in distribution.requires or []:
             child = Requirement(line)
             wanted = set(key[1]) or {""}
-            if child.marker is None or any(child.marker.evaluate({**default_environment(), "extra": extra})
+            if child.marker is None or any(child.marker.evaluate({"extra": extra})
                                            for extra in wanted):
                 todo.append((child, frozenset()))
     return pinned

@@ -218,9 +218,9 @@ class ViTStages(_ModuleStages):
                                  "hidden_dim, mlp_dim")
             config = {"patch_size": 16, "num_layers": 12, "num_heads": 12, "hidden_dim": 768, "mlp_dim": 3072}
         else:
-            config = {name: SMALL_VIT.get(name) if value is None else value for name, value in given.items()}
-            if config["mlp_dim"] is None:
-                config["mlp_dim"] = MLP_RATIO * config["hidden_dim"]
+            config = {name: SMALL_VIT[name] if value is None else value
+                      for name, value in given.items() if name != "mlp_dim"}
+            config["mlp_dim"] = MLP_RATIO * config["hidden_dim"] if mlp_dim is None else mlp_dim
         _positive(num_outputs=num_outputs, in_channels=in_channels, input_size=input_size, **config)
         if input_size % config["patch_size"]:
             raise ValueError(f"model input_size={input_size} is not divisible by patch_size={config['patch_size']}")
@@ -247,6 +247,7 @@ class ViTStages(_ModuleStages):
                 conv = nn.Conv2d(in_channels, model.hidden_dim, model.patch_size, stride=model.patch_size)
                 fan_in = in_channels * model.patch_size**2
                 nn.init.trunc_normal_(conv.weight, std=math.sqrt(1 / fan_in))
+                assert conv.bias is not None  # Conv2d's default bias=True
                 nn.init.zeros_(conv.bias)
                 model.conv_proj = conv
         encoder = model.encoder
@@ -271,7 +272,7 @@ class ViTStages(_ModuleStages):
 
 
 # name -> (class, fixed arguments); the options of a name are the class's other keyword arguments.
-BACKBONES: dict[str, tuple[type[StagedNetwork], dict[str, Any]]] = {
+BACKBONES: dict[str, tuple[type[ResNetStages | ViTStages], dict[str, Any]]] = {
     "resnet18": (ResNetStages, {"arch": "resnet18"}),
     "resnet50": (ResNetStages, {"arch": "resnet50"}),
     "vit_b_16": (ViTStages, {"arch": "vit_b_16"}),

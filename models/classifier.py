@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
@@ -86,15 +87,15 @@ class TransferClassifier(LightningModule):
 
     def configure_model(self) -> None:
         """Speed switches, applied after callbacks' ``setup`` (so after any transfer copy)."""
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
-        if self.hparams.compile and not getattr(self, "_compiled", False):
+        if self.hparams["compile"] and not getattr(self, "_compiled", False):
             # nn.Module.compile keeps parameter names (no ``_orig_mod.`` prefix in checkpoints).
             self.net.compile()
             self._compiled = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
@@ -146,12 +147,12 @@ class TransferClassifier(LightningModule):
         if record:
             self.val_top1_history.append(top1)
         if self.val_top1_history:
-            values[f"val/top1_best{self.hparams.best_k}_mean"] = self.best_k_mean()
+            values[f"val/top1_best{self.hparams['best_k']}_mean"] = self.best_k_mean()
         return {prefix + key: value for key, value in values.items()}
 
     def best_k_mean(self) -> float:
         """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
-        best = sorted(self.val_top1_history)[-self.hparams.best_k:]
+        best = sorted(self.val_top1_history)[-self.hparams["best_k"]:]
         return sum(best) / len(best)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -175,7 +176,7 @@ class TransferClassifier(LightningModule):
         recipe = self.recipe
         return lambda step: recipe.lr_factor(step, total_steps)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         groups = self.parameter_groups()
         if not groups:
             raise ValueError("every parameter of the network is frozen: nothing to train (check transfer.n)")
@@ -299,7 +300,8 @@ def logs_this_step(trainer: Trainer) -> bool:
     The training step calls ``self.log`` only then: each call costs about 0.25 ms of CPU, a fixed cost per step
     that a GPU step of a few milliseconds cannot hide (``BENCHMARKS.md``, Lightning overhead).
     """
-    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+    every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set at run time by Lightning
+    return (trainer.global_step + 1) % every == 0 or trainer.should_stop
 
 
 class TrainAccuracy(nn.Module):

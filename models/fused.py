@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -144,11 +145,15 @@ class FusedTransfer(LightningModule):
         self.specs = specs
         base, sha256 = core.load_base(str(base_checkpoint))
         core.check_sha256(str(base_checkpoint), sha256, base_sha256, "model.init_args.base_sha256")
-        shape = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+        shape: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+        # A subclass's constructor: its own keyword arguments (the shape and the seeds among them), not the base's.
+        make: Callable[..., TransferClassifier] = classifier
         # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
         # as it was: the data stream after this constructor is the one a fit of one network would read.
-        self.cells = nn.ModuleList([classifier(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
-                                    for spec in specs])
+        # A ModuleList (it registers the cells' parameters), typed as the classifiers it holds.
+        self.cells = cast(Sequence[TransferClassifier],
+                          nn.ModuleList([make(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
+                                         for spec in specs]))
         for spec, cell in zip(specs, self.cells):
             core.check_depth(spec.n, what=f"fused cell {spec.label!r}: n", layer_names=cell.net.layer_names,
                              allow_zero=False)
@@ -228,7 +233,7 @@ class FusedTransfer(LightningModule):
     def trunk_activations(self, images: Tensor) -> dict[int, Tensor]:
         """Outputs of the base's layers 1..``shared_depth`` (before dropout) that some cell starts from."""
         self.trunk.check_input(images)
-        if self.cells[self.trunk_cell].hparams.channels_last:
+        if self.cells[self.trunk_cell].hparams["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         wanted = {min(spec.n, self.shared_depth) for spec in self.specs}
         outputs: dict[int, Tensor] = {}
@@ -287,7 +292,7 @@ class FusedTransfer(LightningModule):
             log_reduced(self, {f"{spec.label}/{key}": value for key, value in values.items()})
 
     @override
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         groups: list[dict[str, Any]] = []
         factors = []
         total_steps = int(self.trainer.estimated_stepping_batches)
@@ -358,7 +363,7 @@ class FusedTransfer(LightningModule):
         for spec, cell, last in zip(self.specs, self.cells, self.last_val):
             rows.append({
                 "name": spec.label, "n": spec.n, "mode": "frozen", "seed": spec.seed, "root": str(spec.root),
-                "base_checkpoint": self.hparams.base_checkpoint, "global_step": step, **last,
+                "base_checkpoint": self.hparams["base_checkpoint"], "global_step": step, **last,
                 "val_top1_history": list(cell.val_top1_history),
                 "checkpoint": str(Path(spec.root) / LAST_CHECKPOINT), "fused_with": names,
             })

@@ -81,7 +81,8 @@ class Recipe:
 
     def parameter_groups(self, named_parameters: Iterable[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
         """The optimizer's groups over the parameters that require grad (empty groups left out)."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, param in named_parameters:
             if param.requires_grad:
                 (decay if self._decays(name, param) else no_decay).append(param)

@@ -309,10 +309,11 @@ def freeze(net: nn.Module, layers: tuple[str, ...], frozen_norm: FrozenNorm = "e
     norms = tuple(f"{name}.{sub}" if sub else name for name in layers
                   for sub, module in getattr(net, name).named_modules() if isinstance(module, _BatchNorm))
     if norms:
-        if not hasattr(net, "keep_in_eval"):
+        keep_in_eval = getattr(net, "keep_in_eval", None)
+        if keep_in_eval is None:
             raise TypeError(f"{type(net).__name__} has batch norms in frozen stages but cannot hold them in eval "
                             "mode: make it a models.network.StagedNetwork")
-        net.keep_in_eval(norms)
+        keep_in_eval(norms)
     return norms
 
 

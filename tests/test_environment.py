@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
+
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "datamodules", "callbacks", "experiments", "benchmarks")
 
 
@@ -23,7 +24,7 @@ def requirement_name(requirement: str) -> str:
 
 def declared() -> dict[str, set[str]]:
     """Requirements of the project by extra (``""`` for the main dependencies)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = {name: {requirement_name(r) for r in reqs} for name, reqs in project["optional-dependencies"].items()}
     return {"": {requirement_name(r) for r in project["dependencies"]}, **extras}
 
@@ -32,13 +33,17 @@ def imported_modules() -> dict[str, list[str]]:
     """Top-level modules imported by the project's packages, with the files importing them."""
     found: dict[str, list[str]] = {}
     for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
+        for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                         else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
-                         else [])
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                    else []
+                )
                 for name in names:
-                    found.setdefault(name.split(".")[0], []).append(str(path.relative_to(ROOT)))
+                    found.setdefault(name.split(".")[0], []).append(str(path.relative_to(REPO)))
     return found
 
 
@@ -59,7 +64,7 @@ def test_every_imported_package_is_declared() -> None:
 def test_every_declared_package_is_pinned() -> None:
     """constraints.txt pins each declared distribution to one version (what `make setup` installs)."""
     pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
+    for line in (REPO / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             pins[name.strip().lower().replace("_", "-")] = version.strip()
@@ -71,8 +76,11 @@ def test_constraints_pin_only_what_the_project_needs() -> None:
     """constraints.txt is what `make lock` writes: the closure of the declared requirements, no torch-build wheels."""
     from experiments import lock
 
-    pins = {line.partition("==")[0] for line in (ROOT / "constraints.txt").read_text().splitlines()
-            if line and not line.startswith("#")}
+    pins = {
+        line.partition("==")[0]
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert not {name for name in pins if lock.TORCH_BUILD.match(name)}, "a torch-build package is pinned"
     needed = lock.closure(lock.project_requirements())
     assert pins <= set(needed), f"pinned but not required by the project: {sorted(pins - set(needed))}"

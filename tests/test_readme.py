@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from experiments.readme_check import Block, BlockError, blocks, fresh_copy, judge, pages, parse, run
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = ".venv/bin/"
 
 
@@ -43,20 +43,28 @@ def commands(found: list[Block]) -> list[list[str]]:
                 name, _, value = words[0].partition("=")
                 variables[name] = value
                 continue
-            out.append([re.sub(r"\$([A-Z]+)", lambda m: variables[m.group(1)], word) for word in words])
+            out.append(
+                [re.sub(r"\$([A-Z]+)", lambda m, variables=variables: variables[m.group(1)], word) for word in words]
+            )
     return out
 
 
-PAGES = pages(ROOT)
-BLOCKS = blocks(ROOT)
+PAGES = pages(REPO)
+BLOCKS = blocks(REPO)
 COMMANDS = commands(BLOCKS)
 
 
 def test_the_pages_have_commands_of_every_script() -> None:
     """The parse below sees the pages' commands (a changed block format would leave it checking nothing)."""
     programs = {words[0].removeprefix(BIN) for words in COMMANDS}
-    assert {"make", "python", "transferability", "transferability-study", "transferability-compare",
-            "transferability-prepare-imagenet"} <= programs
+    assert {
+        "make",
+        "python",
+        "transferability",
+        "transferability-study",
+        "transferability-compare",
+        "transferability-prepare-imagenet",
+    } <= programs
 
 
 def test_the_readme_links_every_page_of_docs() -> None:
@@ -65,7 +73,7 @@ def test_the_readme_links_every_page_of_docs() -> None:
     from experiments.report.pages import COMPARISON, STUDIES
 
     written = {f"docs/{study.name}_effects.md" for study in STUDIES} | {f"docs/{COMPARISON[4]}.md"}
-    assert {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")} - written == set(PAGES) - {"README.md"}
+    assert {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")} - written == set(PAGES) - {"README.md"}
 
 
 def test_every_block_states_its_time_or_why_it_is_skipped() -> None:
@@ -78,19 +86,21 @@ def test_every_block_states_its_time_or_why_it_is_skipped() -> None:
 
 def _anchors(path: Path) -> set[str]:
     """GitHub's anchors of ``path``'s headings."""
-    return {re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-")
-            for heading in re.findall(r"^#+ (.+)$", path.read_text(), re.M)}
+    return {
+        re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", path.read_text(), re.M)
+    }
 
 
 def test_every_link_of_the_pages_resolves() -> None:
     """Each relative link of the README and its pages (and of the results page) names a file, and its anchor a
     heading there."""
     for page in [*PAGES, "docs/results.md"]:
-        for target in re.findall(r"\]\(([^)\s]+)\)", (ROOT / page).read_text()):
+        for target in re.findall(r"\]\(([^)\s]+)\)", (REPO / page).read_text()):
             if re.match(r"[a-z]+:", target):
                 continue
             name, _, anchor = target.partition("#")
-            path = (ROOT / page).parent / name if name else ROOT / page
+            path = (REPO / page).parent / name if name else REPO / page
             assert path.exists(), f"{page}: link to {target}: no such file"
             if anchor:
                 assert anchor in _anchors(path), f"{page}: link to {target}: no such heading"
@@ -98,7 +108,7 @@ def test_every_link_of_the_pages_resolves() -> None:
 
 def test_make_targets_exist() -> None:
     """Each ``make X`` of the pages is a target of the Makefile (``NAME=value`` words are its variables)."""
-    targets = set(re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), re.M))
+    targets = set(re.findall(r"^([a-z]+):", (REPO / "Makefile").read_text(), re.M))
     for words in COMMANDS:
         if words[0] == "make":
             assert {word for word in words[1:] if "=" not in word} <= targets, words
@@ -123,7 +133,7 @@ def test_cli_commands_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (``--print_config > my.yaml``) is the one the next commands read."""
     from experiments.cli import main
 
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     printed: dict[str, Path] = {}
     for words in COMMANDS:
         if words[0] != BIN + "transferability":
@@ -147,7 +157,7 @@ def test_study_compare_and_prepare_commands_parse(monkeypatch: pytest.MonkeyPatc
     from datamodules.prepare import _parser as prepare_parser
     from experiments.study.config import build_parser, study_from_config
 
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     for words in COMMANDS:
         program, args = words[0].removeprefix(BIN), words[1:]
         if program == "transferability-study":
@@ -155,20 +165,23 @@ def test_study_compare_and_prepare_commands_parse(monkeypatch: pytest.MonkeyPatc
             study_from_config(parser, parser.parse_args(args))
         elif program == "transferability-compare":
             tables = [arg for arg in args if arg.endswith(".csv")]
-            assert tables and all((ROOT / table).is_file() for table in tables), words
+            assert tables and all((REPO / table).is_file() for table in tables), words
         elif program == "transferability-prepare-imagenet":
             prepare_parser().parse_args(args)
 
 
 # The runner (experiments.readme_check) on small pages.
 
+
 def test_a_block_needs_one_time_or_a_skip_marker() -> None:
     assert parse("(about 2 min on 2 CPU cores)\n\n```bash\ntrue\n```\n", "p.md")[0].seconds == 120
     assert parse("<!-- readme-check: skip (long) -->\n```bash\ntrue\n```\n", "p.md")[0].skip == "long"
     assert parse("```text\nnot a command\n```\n", "p.md") == []
-    for page, message in (("text\n```bash\ntrue\n```\n", "no stated time"),
-                          ("(about 1 s on 2 CPU cores) (about 2 s on 2 CPU cores)\n```bash\ntrue\n```\n", "2 times"),
-                          ("(about 1 s on 2 CPU cores)\n```bash\ntrue\n", "never closed")):
+    for page, message in (
+        ("text\n```bash\ntrue\n```\n", "no stated time"),
+        ("(about 1 s on 2 CPU cores) (about 2 s on 2 CPU cores)\n```bash\ntrue\n```\n", "2 times"),
+        ("(about 1 s on 2 CPU cores)\n```bash\ntrue\n", "never closed"),
+    ):
         with pytest.raises(BlockError, match=message):
             parse(page, "p.md")
     # a block's preamble starts after the previous fence: the first block's time does not carry over
@@ -182,16 +195,24 @@ def test_stated_times_hold_within_a_factor_of_two() -> None:
 
 
 def test_blocks_run_in_order_in_one_folder_and_are_timed(tmp_path: Path) -> None:
-    page = ("(about 2 s on 2 CPU cores)\n```bash\nsleep 2\necho made > made.txt\n```\n"
-            "(about 1 s on 2 CPU cores)\n```bash\ntest -f made.txt\nsleep 1\n```\n"
-            "(about 10 s on 2 CPU cores)\n```bash\ntrue\n```\n"
-            "(about 1 s on 2 CPU cores)\n```bash\nexit 3\n```\n"
-            "(about 1 s on 2 CPU cores)\n```bash\nfalse | true\n```\n"
-            "<!-- readme-check: skip (never) -->\n```bash\nexit 1\n```\n")
+    page = (
+        "(about 2 s on 2 CPU cores)\n```bash\nsleep 2\necho made > made.txt\n```\n"
+        "(about 1 s on 2 CPU cores)\n```bash\ntest -f made.txt\nsleep 1\n```\n"
+        "(about 10 s on 2 CPU cores)\n```bash\ntrue\n```\n"
+        "(about 1 s on 2 CPU cores)\n```bash\nexit 3\n```\n"
+        "(about 1 s on 2 CPU cores)\n```bash\nfalse | true\n```\n"
+        "<!-- readme-check: skip (never) -->\n```bash\nexit 1\n```\n"
+    )
     log = tmp_path / "log.txt"
     outcomes = [run(block, tmp_path, log) for block in parse(page, "p.md")]
     assert [outcome.verdict.split(":")[0] for outcome in outcomes] == [
-        "ok", "ok", "too fast", "failed", "failed", "skipped"]
+        "ok",
+        "ok",
+        "too fast",
+        "failed",
+        "failed",
+        "skipped",
+    ]
     assert 2 <= outcomes[0].seconds < 4 and "exit status 3" in outcomes[3].verdict  # and pipefail: status 1
     assert "exit status 1" in outcomes[4].verdict
     assert "===== p.md:2" in log.read_text()  # each block's output is logged under its place
@@ -214,20 +235,32 @@ def test_the_fresh_copy_holds_what_a_clone_would(tmp_path: Path) -> None:
     repo, copy = tmp_path / "repo", tmp_path / "copy"
     (repo / ".venv").mkdir(parents=True)
     (repo / ".venv" / ".installed").write_text("")
-    for name, text in ((".gitignore", "runs/\n.venv/\n"), ("pyproject.toml", "x"), ("constraints.txt", "y"),
-                       ("tracked.md", "t"), ("untracked.md", "u"), ("runs/old.txt", "o")):
+    for name, text in (
+        (".gitignore", "runs/\n.venv/\n"),
+        ("pyproject.toml", "x"),
+        ("constraints.txt", "y"),
+        ("tracked.md", "t"),
+        ("untracked.md", "u"),
+        ("runs/old.txt", "o"),
+    ):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run(["git", "add", ".gitignore", "pyproject.toml", "constraints.txt", "tracked.md"], cwd=repo,
-                   check=True)
+    subprocess.run(
+        ["git", "add", ".gitignore", "pyproject.toml", "constraints.txt", "tracked.md"], cwd=repo, check=True
+    )
     stamp = (repo / ".venv" / ".installed").stat().st_mtime
     os.utime(repo / "constraints.txt", (stamp - 10, stamp - 10))
     os.utime(repo / "pyproject.toml", (stamp + 10, stamp + 10))
     copy.mkdir()
     warnings = fresh_copy(repo, copy)
     assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) == [
-        ".gitignore", "constraints.txt", "pyproject.toml", "tracked.md", "untracked.md"]
+        ".gitignore",
+        "constraints.txt",
+        "pyproject.toml",
+        "tracked.md",
+        "untracked.md",
+    ]
     assert (copy / ".venv").is_symlink() and (copy / ".venv" / ".installed").is_file() and not (copy / "runs").exists()
     assert len(warnings) == 1 and warnings[0].startswith("pyproject.toml is newer")
     assert (copy / "pyproject.toml").stat().st_mtime <= stamp

@@ -9,30 +9,36 @@ from pathlib import Path
 import pytest
 
 from experiments.report import pages
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
 def written() -> dict[str, str]:
     """What the command writes from the committed tables."""
-    return pages.pages(ROOT)
+    return pages.pages(REPO)
 
 
 def test_the_committed_pages_are_what_the_command_writes(written: dict[str, str]) -> None:
-    assert pages.stale(ROOT, written) == [], \
+    assert pages.stale(REPO, written) == [], (
         "run `.venv/bin/python -m experiments.report.pages` (never edit these files by hand)"
+    )
 
 
 def test_every_study_file_and_page_is_written(written: dict[str, str]) -> None:
     for study in pages.STUDIES:
-        assert {f"docs/{study.name}_{name}" for name in ("summary.csv", "effects.csv", "effects.md",
-                                                         "convergence.json", "convergence.txt")} <= set(written)
-    assert {"docs/results.md", "README.md", "docs/fmnist_vit_vs_caffenet.md", "docs/fmnist_vit_vs_caffenet.csv"} \
-        <= set(written)
+        assert {
+            f"docs/{study.name}_{name}"
+            for name in ("summary.csv", "effects.csv", "effects.md", "convergence.json", "convergence.txt")
+        } <= set(written)
+    assert {"docs/results.md", "README.md", "docs/fmnist_vit_vs_caffenet.md", "docs/fmnist_vit_vs_caffenet.csv"} <= set(
+        written
+    )
     results = written["docs/results.md"]
     assert [line for line in results.splitlines() if line.startswith("## ")] == [
-        "## At a glance", *[f"## {study.title}" for study in pages.STUDIES], "## CaffeNet against ViT"]
+        "## At a glance",
+        *[f"## {study.title}" for study in pages.STUDIES],
+        "## CaffeNet against ViT",
+    ]
     # the numbers come from the tables: the 4000-step study's specificity, its seeds and its verdict
     assert "-28.03 (-33.59 to -22.48; Holm -46.22 to -9.85), n = 7, 3 seeds: **shown**" in written["README.md"]
 
@@ -40,8 +46,8 @@ def test_every_study_file_and_page_is_written(written: dict[str, str]) -> None:
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """The README and docs/ in a folder of their own."""
-    shutil.copytree(ROOT / "docs", tmp_path / "docs")
-    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(REPO / "docs", tmp_path / "docs")
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
     return tmp_path
 
 
@@ -72,6 +78,7 @@ def test_the_figures_are_redrawn_from_the_tables(copy: Path) -> None:
         path.unlink()
     drawn = pages.draw_figures(copy)
     names = sorted(path.name for path in drawn)
-    assert names == sorted([f"{study.name}_figure{n}.png" for study in pages.STUDIES for n in (2, 3)]
-                           + ["fmnist_vit_vs_caffenet.png"])
+    assert names == sorted(
+        [f"{study.name}_figure{n}.png" for study in pages.STUDIES for n in (2, 3)] + ["fmnist_vit_vs_caffenet.png"]
+    )
     assert all(path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG" for path in drawn)

@@ -9,16 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_dirs import run_dir
+from tests.helpers import REPO
+from tests.helpers.run_dirs import run_dir
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where `pip install -e .` put the scripts
-CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
-TINY_FIT = ["fit", "--config", str(CONFIG), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
-            "--trainer.limit_val_batches", "1", "--data.init_args.images_per_class", "20",
-            "--data.init_args.batch_size", "8", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", "run"]
+CONFIG = REPO / "experiments" / "configs" / "fmnist" / "base.yaml"
+TINY_FIT = [
+    "fit",
+    "--config",
+    str(CONFIG),
+    "--trainer.max_steps",
+    "2",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--data.init_args.images_per_class",
+    "20",
+    "--data.init_args.batch_size",
+    "8",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.default_root_dir",
+    "run",
+]
 
 
 def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,8 +70,13 @@ def test_missing_ckpt_path_exits_nonzero_before_any_wandb_run(tmp_path: Path) ->
         ("transferability-compare", ["no/such/study", "."], "no/such/study' has no results.csv"),
         ("transferability-predict", ["--base", "no/such.ckpt", "--config", str(CONFIG)], "'no/such.ckpt' does not"),
     ],
-    ids=["fit-unknown-key", "study-unknown-key", "prepare-missing-root", "compare-missing-study",
-         "predict-missing-base"],
+    ids=[
+        "fit-unknown-key",
+        "study-unknown-key",
+        "prepare-missing-root",
+        "compare-missing-study",
+        "predict-missing-base",
+    ],
 )
 def test_bad_input_exits_nonzero(tmp_path: Path, script: str, args: list[str], message: str) -> None:
     """A bad config key or a missing folder is an error status with a message that names it."""

@@ -6,21 +6,22 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 def imported_after(statement: str, first: str = "pass") -> dict[str, object]:
     """What a fresh interpreter has after ``statement``: its modules, matplotlib's backend, and the warning filters
     that ``statement`` added (those of ``first``, run before it, are not counted)."""
-    code = (f"import sys, warnings; {first}; before = len(warnings.filters); {statement}\n"
-            "backend = sys.modules['matplotlib'].rcParams._get_backend_or_none() if 'matplotlib' in sys.modules else None\n"
-            "print(repr({'modules': sorted(sys.modules), 'backend': backend, 'filters': len(warnings.filters) - before}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return eval(out)  # noqa: S307 -- our own repr of plain values
+    code = (
+        f"import sys, warnings; {first}; before = len(warnings.filters); {statement}\n"
+        "backend = sys.modules['matplotlib'].rcParams._get_backend_or_none() if 'matplotlib' in sys.modules else None\n"
+        "print(repr({'modules': sorted(sys.modules), 'backend': backend, 'filters': len(warnings.filters) - before}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return eval(out)
 
 
 def test_models_files_does_not_import_lightning():
@@ -42,8 +43,11 @@ def test_the_models_package_still_gives_its_names():
 def test_importing_the_report_sets_no_backend_and_no_warning_filter():
     """The figures, the comparison and the pages writer choose no matplotlib backend and add no warning filter."""
     libraries = "import torch, torchvision, lightning.pytorch.cli, wandb, matplotlib.figure, jsonargparse"
-    after = imported_after("import experiments.report.figures, experiments.report.compare, experiments.report.pages,"
-                           " experiments.study.overlays, experiments.cli", first=libraries)
+    after = imported_after(
+        "import experiments.report.figures, experiments.report.compare, experiments.report.pages,"
+        " experiments.study.overlays, experiments.cli",
+        first=libraries,
+    )
     assert after["backend"] is None, after["backend"]
     assert after["filters"] == 0
 
@@ -67,7 +71,8 @@ def test_wandb_still_has_the_private_artifact_call_lineage_uses():
 
 
 def test_a_module_outside_a_fit_has_no_trainer():
-    """`attached_trainer` reads Lightning's public `trainer` property: None when not attached, the trainer when it is."""
+    """`attached_trainer` reads Lightning's public `trainer` property: None when not attached, the trainer when it
+    is."""
     from lightning.pytorch import LightningModule, Trainer
 
     from models.classifier import attached_trainer

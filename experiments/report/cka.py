@@ -33,7 +33,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -219,7 +219,8 @@ def collect_images(images_or_loader: Tensor | Iterable[Any], max_images: int = M
     return torch.cat(batches)
 
 
-def stage_features(net: StagedNetwork, images: Tensor, batch_size: int = BATCH_SIZE) -> Iterator[tuple[str, Tensor]]:
+def stage_features(net: StagedNetwork, images: Tensor,
+                   batch_size: int = BATCH_SIZE) -> Generator[tuple[str, Tensor], None, None]:
     """``(stage name, that stage's outputs for every image)`` for each transferable stage in order, in eval mode
     without gradients.
 
@@ -245,6 +246,8 @@ def stage_features(net: StagedNetwork, images: Tensor, batch_size: int = BATCH_S
                 if out is None:
                     out = part.new_empty((len(x), *part.shape[1:]))
                 out[start:start + len(part)] = part
+            if out is None:
+                raise ValueError("stage_features needs at least one image")
             x = out
             yield name, x
     finally:

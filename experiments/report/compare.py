@@ -88,6 +88,13 @@ class Study:
             object.__setattr__(self, "convergence", check(self.rows))
 
     @property
+    def convergence_status(self) -> str:
+        """The convergence check's verdict (``convergence``, which ``__post_init__`` filled in)."""
+        if self.convergence is None:
+            raise RuntimeError("Study.convergence is unset: __post_init__ did not run")
+        return self.convergence.status
+
+    @property
     def debiased_cka(self) -> bool:
         """Whether the CKA table was computed with the debiased estimator (it has the chance column)."""
         return any(row.get("chance") is not None for row in self.cka)
@@ -149,7 +156,7 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
     """n -> each unit's value of ``contrast`` in ``study`` (see the module docstring); empty where it has none."""
     rows = study.rows
     if contrast == BASE:
-        bases = [value(row) for row in figure2_target_bases(rows) if value(row) is not None]
+        bases = [metric for row in figure2_target_bases(rows) if (metric := value(row)) is not None]
         return {0: bases} if bases else {}
     if contrast == CKA:
         if not study.debiased_cka:
@@ -170,8 +177,9 @@ def compare(left: Study, right: Study) -> list[Comparison]:
     adjustment over the rows (module docstring)."""
     found = []
     for quantity, contrast in QUANTITIES:
-        ours, theirs = unit_values(left, contrast), unit_values(right, contrast)
-        found += [(quantity, contrast, n, ours[n], theirs[n]) for n in sorted(set(ours) & set(theirs))]
+        left_values, right_values = unit_values(left, contrast), unit_values(right, contrast)
+        found += [(quantity, contrast, n, left_values[n], right_values[n])
+                  for n in sorted(set(left_values) & set(right_values))]
     p_values = [welch_p_value(ours, theirs) for *_, ours, theirs in found]
     comparisons = []
     for (quantity, contrast, n, ours, theirs), p, step in zip(found, p_values, holm(p_values)):
@@ -195,8 +203,8 @@ def _record(left: Study, right: Study, row: Comparison) -> dict[str, object]:
                      "p_holm": csv_number(row.p_holm), "adjusted_level": csv_number(row.adjusted_level),
                      "difference_adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
                      "difference_adj_ci_high": csv_number(None if adjusted is None else adjusted.high),
-                     "verdict": row.verdict, "left_convergence": left.convergence.status,
-                     "right_convergence": right.convergence.status}
+                     "verdict": row.verdict, "left_convergence": left.convergence_status,
+                     "right_convergence": right.convergence_status}
 
 
 def _text(number: float | None, contrast: str, signed: bool) -> str:
@@ -219,7 +227,7 @@ def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
     family = sum(row.p is not None for row in rows)
     lines = [
         f"# {left.label} against {right.label}", "",
-        f"Convergence: {left.label} **{left.convergence.status}**, {right.label} **{right.convergence.status}** "
+        f"Convergence: {left.label} **{left.convergence_status}**, {right.label} **{right.convergence_status}** "
         "(experiments.report.convergence; a difference between studies that did not both converge may be a "
         "difference in how far they trained).", "",
         "Each study's mean over its units (networks minus the base of their replicate, Figure 3's paired "
@@ -279,8 +287,8 @@ def figure(left: Study, right: Study) -> Figure:
         ax.set_title(title, fontsize=10)
         finish(ax, "stage n (its position in each network's stage list)",
                "debiased linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference")
-    fig.suptitle(f"{left.label} (solid, {left.convergence.status}) against {right.label} (dashed, "
-                 f"{right.convergence.status}): 95% t-intervals over seeds", fontsize=10)
+    fig.suptitle(f"{left.label} (solid, {left.convergence_status}) against {right.label} (dashed, "
+                 f"{right.convergence_status}): 95% t-intervals over seeds", fontsize=10)
     fig.tight_layout()
     return fig
 

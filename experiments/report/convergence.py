@@ -28,14 +28,14 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from experiments.report.curves import COMPARISONS, figure2_unit_differences
 from experiments.report.intervals import Interval, mean_interval
-from experiments.report.table import Row, is_base
+from experiments.report.table import Replicate, Row, is_base
 from models.files import write_atomic
 
 Status = Literal["converged", "not converged", "unchecked"]
@@ -119,10 +119,10 @@ def check(rows: list[Row], tolerance: float = TOLERANCE, min_window: int = MIN_W
     return Convergence(status, failures, unchecked, {"tolerance": tolerance, "min_window": min_window}, measured)
 
 
-def selffer_differences(rows: list[Row]) -> dict[int, dict[Hashable, float]]:
+def selffer_differences(rows: list[Row]) -> dict[int, dict[Replicate, float]]:
     """n -> unit ``(split, target half, seed)`` -> BnB+(n) - its base, over the BnB+ networks of the random splits
     and of a pretrained base's target (its units are its own: another split)."""
-    per_n: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    per_n: dict[int, dict[Replicate, float]] = defaultdict(dict)
     for comparison in COMPARISONS:
         for n, units in figure2_unit_differences(rows, comparison).get("BnB+", {}).items():
             per_n[n].update(units)
@@ -135,7 +135,7 @@ def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchec
     if not per_n:
         unchecked.append("BnB+ against its base: no BnB+ network with its base in the table")
         return
-    pooled: dict[Hashable, list[float]] = defaultdict(list)
+    pooled: dict[Replicate, list[float]] = defaultdict(list)
     for units in per_n.values():
         for unit, difference in units.items():
             pooled[unit].append(difference)
@@ -156,7 +156,8 @@ def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchec
 
 def equivalent(interval: Interval, tolerance: float) -> bool:
     """Whether ``interval`` shows its difference equivalent to zero: defined and inside ``[-tolerance, +tolerance]``."""
-    return interval.defined and -tolerance <= interval.low and interval.high <= tolerance
+    return (interval.low is not None and interval.high is not None  # defined
+            and -tolerance <= interval.low and interval.high <= tolerance)
 
 
 def plateau_rise(history: Sequence[float], min_window: int = MIN_WINDOW) -> tuple[float, int] | None:
@@ -190,7 +191,7 @@ def _plateau_rule(row: Row, tolerance: float, min_window: int, failures: list[st
 
 def _describe(interval: Interval) -> str:
     estimate = f"{100 * interval.estimate:+.2f}"
-    if not interval.defined:
+    if interval.low is None or interval.high is None:  # not defined
         return f"{estimate} points (no interval)"
     return f"{estimate} points (95% CI {100 * interval.low:+.2f} to {100 * interval.high:+.2f})"
 

@@ -26,8 +26,9 @@ from experiments.report.table import METRIC, Points, Replicate, Row, is_base, is
 
 Comparison = Literal["random", "pretrained"]
 COMPARISONS: tuple[Comparison, ...] = ("random", "pretrained")
-# curve -> n -> unit (a replicate, or (split, seed)) -> that unit's value minus its own n=0 reference
-Relative = dict[str, dict[int, dict[Hashable, float]]]
+Unit = tuple[Hashable, ...]  # a replicate, or (split, seed)
+# curve -> n -> unit -> that unit's value minus its own n=0 reference
+Relative = dict[str, dict[int, dict[Unit, float]]]
 
 
 def replicate(row: Row) -> Replicate:
@@ -44,8 +45,8 @@ def value(row: Row) -> float | None:
 def _points(rows: Iterable[Row]) -> Points:
     points: Points = defaultdict(list)
     for row in rows:
-        if value(row) is not None:
-            points[row["n"]].append(value(row))
+        if (metric := value(row)) is not None:
+            points[row["n"]].append(metric)
     return dict(sorted(points.items()))
 
 
@@ -132,8 +133,8 @@ def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
     bases = {replicate(row): value(row) for row in rows if is_base(row) and value(row) is not None}
 
     def minus_base(row: Row) -> float | None:
-        reference = bases.get(replicate(row))
-        return None if reference is None or value(row) is None else value(row) - reference
+        reference, metric = bases.get(replicate(row)), value(row)
+        return None if reference is None or metric is None else metric - reference
     return minus_base
 
 
@@ -157,8 +158,8 @@ def reduced_data_points(rows: list[Row]) -> Points:
     """The reduced-data panel: the networks trained on N images per class, by N (the points' key)."""
     points: Points = defaultdict(list)
     for row in rows:
-        if row["family"] == "reduced" and row.get("images_per_class") and value(row) is not None:
-            points[int(row["images_per_class"])].append(value(row))
+        if row["family"] == "reduced" and row.get("images_per_class") and (metric := value(row)) is not None:
+            points[int(row["images_per_class"])].append(metric)
     return dict(sorted(points.items()))
 
 
@@ -177,37 +178,37 @@ def relative_values(rows: list[Row]) -> Relative:
     Every unit's n=0 value is 0 (its base minus itself). Networks without their base are left out.
     """
     minus_base = _minus_base(rows)
-    random_anb: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    random_anb: dict[int, dict[Unit, float]] = defaultdict(dict)
     for row in rows:
-        if is_random_split(row["split"]) and row["family"] == "AnB" and minus_base(row) is not None:
-            random_anb[row["n"]][replicate(row)] = minus_base(row)
+        if is_random_split(row["split"]) and row["family"] == "AnB" and (difference := minus_base(row)) is not None:
+            random_anb[row["n"]][replicate(row)] = difference
     dissimilar = _directions_averaged([row for row in rows if not is_random_split(row["split"])
                                        and row["family"] == "AnB" and row["target_half"] != "all"
                                        and row.get("base_half") != PRETRAINED], minus_base)
-    features: dict[int, dict[Hashable, float]] = defaultdict(dict)
+    features: dict[int, dict[Unit, float]] = defaultdict(dict)
     for row in rows:
-        if row["family"] == "random" and minus_base(row) is not None:
-            features[row["n"]][(row["split"], row["seed"])] = minus_base(row)
+        if row["family"] == "random" and (difference := minus_base(row)) is not None:
+            features[row["n"]][(row["split"], row["seed"])] = difference
     curves = {"AnB, random splits": random_anb, "AnB, dissimilar split": dissimilar, "random features": features}
     return {name: _with_zero(curve) for name, curve in curves.items() if curve}
 
 
 def _directions_averaged(transfers: list[Row], minus_base: Callable[[Row], float | None]
-                         ) -> dict[int, dict[Hashable, float]]:
+                         ) -> dict[int, dict[Unit, float]]:
     directions: dict[str, set[str]] = defaultdict(set)
     values: dict[tuple[str, int, int], dict[str, float]] = defaultdict(dict)
     for row in transfers:
         directions[row["split"]].add(row["target_half"])
-        if minus_base(row) is not None:
-            values[row["split"], row["seed"], row["n"]][row["target_half"]] = minus_base(row)
-    curve: dict[int, dict[Hashable, float]] = defaultdict(dict)
+        if (difference := minus_base(row)) is not None:
+            values[row["split"], row["seed"], row["n"]][row["target_half"]] = difference
+    curve: dict[int, dict[Unit, float]] = defaultdict(dict)
     for (split, seed, n), by_target in values.items():
         if set(by_target) == directions[split]:
             curve[n][(split, seed)] = statistics.fmean(by_target.values())
     return curve
 
 
-def _with_zero(curve: dict[int, dict[Hashable, float]]) -> dict[int, dict[Hashable, float]]:
+def _with_zero(curve: dict[int, dict[Unit, float]]) -> dict[int, dict[Unit, float]]:
     units = {unit for by_unit in curve.values() for unit in by_unit}
     return {0: dict.fromkeys(units, 0.0)} | {n: curve[n] for n in sorted(curve)}
 

@@ -146,15 +146,15 @@ def _family(name: str) -> SideOf:
     def side(rows: list[Row], comparison: Comparison) -> Side:
         values: Side = defaultdict(list)
         for row in figure2_rows(rows, comparison):
-            if row["family"] == name and value(row) is not None:
-                values[replicate(row), row["n"]].append(value(row))
+            if row["family"] == name and (metric := value(row)) is not None:
+                values[replicate(row), row["n"]].append(metric)
         return values
     return side
 
 
 def _bases(rows: list[Row], comparison: Comparison) -> Side:
-    return {(replicate(row), None): [value(row)] for row in figure2_target_bases(rows, comparison)
-            if value(row) is not None}
+    return {(replicate(row), None): [metric] for row in figure2_target_bases(rows, comparison)
+            if (metric := value(row)) is not None}
 
 
 def _relative(curve: str) -> SideOf:
@@ -321,8 +321,8 @@ def effects(rows: list[Row], paper: Sequence[Row] | None = None,
         from experiments.report.paper import paper_rows
 
         paper = paper_rows()
-    found = [(effect, estimate(effect, rows)) for effect in plan(rows)]
-    found = [(effect, result) for effect, result in found if result is not None]
+    estimates = [(effect, estimate(effect, rows)) for effect in plan(rows)]
+    found = [(effect, result) for effect, result in estimates if result is not None]
     p_values = [p_value(differences) for _, (differences, _) in found]
     family = sum(p is not None for p in p_values)
     out = []

@@ -117,7 +117,8 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     else:
         figure = Figure(figsize=(7, 9))
         top, bottom = figure.subplots(2, 1, sharex=True)
-    labels = PRETRAINED_LABELS if comparison == "pretrained" else {family: family for family in FIGURE2_FAMILIES}
+    labels: dict[str, str] = (PRETRAINED_LABELS if comparison == "pretrained"
+                              else {family: family for family in FIGURE2_FAMILIES})
     points = figure2_points(rows, comparison)
     _networks(top, points, base_label(rows, comparison), labels)
     if paper:
@@ -188,7 +189,8 @@ def _similarity(axes: Axes, cka: Points, chance: Points | None) -> None:
         for run in _runs(ns):
             band = [(ns[i], means[i] - low[i], means[i] + high[i]) for i in run if not math.isnan(low[i])]
             if band:
-                axes.fill_between(*zip(*band), color=CHANCE_COLOR, alpha=0.25, lw=0)
+                band_ns, lower, upper = zip(*band)
+                axes.fill_between(band_ns, lower, upper, color=CHANCE_COLOR, alpha=0.25, lw=0)
         _connect(axes, ns, means, CHANCE_COLOR, linestyle="--", lw=1.2, label=CHANCE_LABEL)
     axes.set_ylim(min([0.0, *values]) - 0.05, 1.05)  # CKA's range: a wider t-interval runs off it (see summary.csv)
     pairs = _seeds([cka], unit="seed pair")
@@ -263,8 +265,12 @@ def _intervals(points: Points) -> tuple[list[int], list[float], list[float], lis
         interval = mean_interval(values)
         ns.append(n)
         means.append(interval.estimate)
-        low.append(interval.estimate - interval.low if interval.defined else math.nan)
-        high.append(interval.high - interval.estimate if interval.defined else math.nan)
+        if interval.low is None or interval.high is None:  # not defined
+            low.append(math.nan)
+            high.append(math.nan)
+        else:
+            low.append(interval.estimate - interval.low)
+            high.append(interval.high - interval.estimate)
     return ns, means, low, high
 
 
@@ -284,7 +290,8 @@ def mean_with_interval(axes: Axes, points: Points, color: str, marker: str, labe
         _gaps(axes, ns, means, color, linestyle, shift)
     single = [(x, mean) for x, mean, down in zip(xs, means, low) if math.isnan(down)]
     if single:
-        axes.scatter(*zip(*single), marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2,
+        single_xs, single_means = zip(*single)
+        axes.scatter(single_xs, single_means, marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2,
                      zorder=4)
         if SINGLE_LABEL not in axes.get_legend_handles_labels()[1]:
             axes.scatter([], [], marker="o", facecolors="white", edgecolors="gray", label=SINGLE_LABEL)
@@ -349,7 +356,7 @@ def _seeds(curves: Iterable[Points], unit: str = "seed") -> str:
 
 
 def _paper_line(axes: Axes, curve: dict[int, float], color: str, layers: bool = True) -> None:
-    style = {"lw": 1, "alpha": 0.7, "marker": "x", "ms": 4, "zorder": 1}
+    style: dict[str, Any] = {"lw": 1, "alpha": 0.7, "marker": "x", "ms": 4, "zorder": 1}
     if layers:
         _connect(axes, list(curve), list(curve.values()), color, linestyle="--", **style)
     else:

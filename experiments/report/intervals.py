@@ -180,12 +180,12 @@ def holm(p_values: Sequence[float | None], alpha: float = 1.0 - LEVEL) -> list[H
 
     A None (a row without an interval, so without a test) stays None and is not counted in the family.
     """
-    tested = [index for index, p in enumerate(p_values) if p is not None]
+    tested = [(index, p) for index, p in enumerate(p_values) if p is not None]
     m = len(tested)
     steps: list[HolmStep | None] = [None] * len(p_values)
     running = 0.0
-    for rank, index in enumerate(sorted(tested, key=lambda index: p_values[index]), start=1):
-        running = max(running, min(1.0, (m - rank + 1) * p_values[index]))
+    for rank, (index, p) in enumerate(sorted(tested, key=lambda pair: pair[1]), start=1):
+        running = max(running, min(1.0, (m - rank + 1) * p))
         steps[index] = HolmStep(running, 1.0 - alpha / (m - rank + 1))
     return steps
 

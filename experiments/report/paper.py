@@ -13,6 +13,7 @@ from pathlib import Path
 
 from experiments.report.table import Row
 from experiments.study.grid import Cell
+from models.transfer import TransferMode
 
 DATA_DIR = Path(__file__).parent.parent / "data"
 PER_RUN = DATA_DIR / "per_run_summary.csv"
@@ -34,11 +35,14 @@ def paper_rows() -> tuple[Row, ...]:
         for run in csv.DictReader(file):
             split = run["split"] if run["split"] in ("natman", "whole") else f"random{run['split']}"
             n = int(run["n"])
-            mode = None if n == 0 else "frozen" if run["frozen"] == "yes" else "finetune"
+            mode: TransferMode | None = None if n == 0 else "frozen" if run["frozen"] == "yes" else "finetune"
             if run["family"] == "reduced_data":  # target "<N> imgs/class"; reduced-1300 is every image
                 cell = Cell("whole", None, "all", 0, None, 0, images_per_class=int(run["target"].split()[0]))
             else:
-                cell = Cell(split, _half(run["base"]), _half(run["target"]), n, mode, 0)
+                target = _half(run["target"])
+                if target is None:
+                    raise ValueError(f"{PER_RUN}: a run without a target half: {run}")
+                cell = Cell(split, _half(run["base"]), target, n, mode, 0)
             rows.append({
                 "split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": n, "mode": mode,
                 "family": cell.family, "seed": 0, "top1_best_k_mean": float(run["mean_top10_acc"]), "best_k": 10,

@@ -109,7 +109,7 @@ class StudyPlan:
                 data_class = import_path(class_path) if class_path and "." in class_path else None
             except AttributeError:  # the module has no such class
                 data_class = None
-            if not callable(getattr(data_class, "halves", None)):
+            if data_class is None or not callable(getattr(data_class, "halves", None)):
                 raise StudyError(
                     f"the study's data class {class_path!r} has no halves(split): the study needs a data module "
                     "of class splits such as datamodules.FashionMNISTHalf or datamodules.ImageNetHalf"

@@ -246,7 +246,7 @@ class _Progress:
         print(f"[{self.count}/{self.total}] {cell.name} done in {result['wall_time_s']:.1f} s{resumed}: "
               f"top-1 {result['top1']:.4f}, paper metric {result[METRIC]:.4f} | {self._times()}", flush=True)
 
-    def failed(self, cell: Cell, error: Exception) -> None:
+    def failed(self, cell: Cell, error: BaseException) -> None:
         self.count += 1
         print(f"[{self.count}/{self.total}] {cell.name} FAILED: {type(error).__name__}: {error} | {self._times()}",
               flush=True)

@@ -7,7 +7,7 @@ fused row (seven frozen cells, bf16 + channels_last) trains; and with two GPUs a
 the frozen layers on both ranks and ends with the same trained weights on both. Every test carries the ``gpu``
 marker (tests/conftest.py): without enough CUDA GPUs it is skipped, saying how many it needs. On a GPU machine::
 
-    .venv/bin/python -m pytest tests/test_gpu_smoke.py -m gpu -v
+    .venv/bin/python -m pytest tests/benchmarks/test_gpu_smoke.py -m gpu -v
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from callbacks.transfer import TransferCallback
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
 from models.transfer import load_base
-from tests.test_fast_paths import Record
-from tests.ranks import run_two_ranks
-from tests.tiny_data import TINY_MODEL, TinyData
+from tests.helpers.fit_record import Record
+from tests.helpers.ranks import run_two_ranks
+from tests.helpers.tiny_data import TINY_MODEL, TinyData
 
 pytestmark = pytest.mark.gpu
 
-ROOT = Path(__file__).resolve().parents[1]
 FROZEN = 3  # transfer n: conv1..conv3 copied from the base and frozen
 STEPS = 4
 SWITCHES = [name for name in ON_DEVICE if "progress bar" not in name]  # the bar changes no computation
@@ -60,9 +59,15 @@ def test_frozen_transfer_on_gpu(row: str, base: Path, tmp_path: Path) -> None:
     seed_everything(0, verbose=False)
     module = CaffeNetClassifier(**TINY_MODEL, **switches)
     record = Record()
-    trainer = Trainer(accelerator="gpu", devices=1, max_steps=STEPS, precision=precision, default_root_dir=tmp_path,
-                      callbacks=[TransferCallback(str(base), n=FROZEN), record],
-                      **{**BARE_TRAINER, "benchmark": False, **trainer_switches})
+    trainer = Trainer(
+        accelerator="gpu",
+        devices=1,
+        max_steps=STEPS,
+        precision=precision,
+        default_root_dir=tmp_path,
+        callbacks=[TransferCallback(str(base), n=FROZEN), record],
+        **{**BARE_TRAINER, "benchmark": False, **trainer_switches},
+    )
     trainer.fit(module, datamodule=TinyData(num_samples=32, batch_size=8, shuffle=True))
 
     assert trainer.global_step == STEPS
@@ -109,13 +114,20 @@ class RecordRank(Callback):
 
 
 def nccl_main(out_dir: str, base: str) -> None:
-    """Entry point of the NCCL test's subprocess: ``python -m tests.test_gpu_smoke nccl OUT BASE``."""
+    """Entry point of the NCCL test's subprocess: ``python -m tests.benchmarks.test_gpu_smoke nccl OUT BASE``."""
     precision, switches, trainer_switches = ON_DEVICE[FAST]
     seed_everything(0, verbose=False)
     module = CaffeNetClassifier(**TINY_MODEL, **switches)
-    trainer = Trainer(accelerator="gpu", devices=2, strategy="ddp", max_steps=STEPS, precision=precision,
-                      default_root_dir=out_dir, callbacks=[TransferCallback(base, n=FROZEN), RecordRank(out_dir, base)],
-                      **{**BARE_TRAINER, **trainer_switches})
+    trainer = Trainer(
+        accelerator="gpu",
+        devices=2,
+        strategy="ddp",
+        max_steps=STEPS,
+        precision=precision,
+        default_root_dir=out_dir,
+        callbacks=[TransferCallback(base, n=FROZEN), RecordRank(out_dir, base)],
+        **{**BARE_TRAINER, **trainer_switches},
+    )
     trainer.fit(module, datamodule=TinyData(num_samples=64, batch_size=8))
 
 
@@ -123,7 +135,7 @@ def nccl_main(out_dir: str, base: str) -> None:
 def test_two_ranks_over_nccl(base: Path, tmp_path: Path) -> None:
     """DDP on two GPUs (NCCL, the fast settings): frozen layers equal the base on both ranks, the trained layers
     end equal across ranks, and nothing hangs."""
-    records = run_two_ranks("tests.test_gpu_smoke", "nccl", tmp_path, base, "NCCL")
+    records = run_two_ranks("tests.benchmarks.test_gpu_smoke", "nccl", tmp_path, base, "NCCL")
     assert [(r["rank"], r["device"]) for r in records] == [(0, "cuda:0"), (1, "cuda:1")], records
     for record in records:
         assert (record["world_size"], record["backend"], record["steps"]) == (2, "nccl", STEPS), record

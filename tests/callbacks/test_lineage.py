@@ -1,38 +1,45 @@
-"""W&B lineage and run records, read back from the offline run's ``run-*.wandb`` log.
-
-The log is LevelDB's log format (a ``:W&B`` header, 32 KiB blocks of CRC-checked records) holding
-``wandb_internal_pb2.Record`` protobufs; :func:`wandb_records` reads it with wandb's own protobuf classes.
-"""
+"""W&B lineage and run records (``callbacks.lineage``), read back from the offline run's ``run-*.wandb`` log
+(``tests/helpers/wandb_log.py``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import wandb
 import yaml
-from wandb.proto import wandb_internal_pb2
 
 from experiments.cli import run_cli
-from tests.run_dirs import run_dir
-from tests.tiny_data import TINY_NETWORK, tiny_model_args
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import TINY_NETWORK, tiny_model_args
+from tests.helpers.wandb_log import of_type, wandb_records
 
 NETWORK = {**TINY_NETWORK, "widths": list(TINY_NETWORK["widths"])}
-DATA_AND_TRAINER = ["--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
-                    "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
-                    "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-                    "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"]
+DATA_AND_TRAINER = [
+    "--data",
+    "tests.helpers.tiny_data.TinyData",
+    "--data.num_samples",
+    "32",
+    "--trainer.max_steps",
+    "4",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.num_sanity_val_steps",
+    "0",
+]
 TINY = [*tiny_model_args(), *DATA_AND_TRAINER]
-BLOCK = 32 * 1024
-HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version 0
-CHUNK = struct.Struct("<IHB")  # CRC-32 (zlib) of the type byte and the data, data length, type
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 @pytest.fixture(autouse=True)
@@ -43,38 +50,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(sys, "argv", ["transferability"])  # pytest's own arguments are not the CLI's
     monkeypatch.chdir(tmp_path)
-
-
-def wandb_records(root: Path) -> list[Any]:
-    """Every record of the one offline W&B run under ``root/wandb`` (the run must be finished); a CLI fit's run
-    folder (``run_dir``) holds its ``wandb/``."""
-    (log,) = root.glob("wandb/offline-run-*/run-*.wandb")
-    data = log.read_bytes()
-    assert HEADER.unpack_from(data) == (b":W&B", 0xBEE1, 0), "not a W&B transaction log"
-    records, pending, pos = [], b"", HEADER.size
-    while pos + CHUNK.size <= len(data):
-        left = BLOCK - pos % BLOCK
-        if left < CHUNK.size:  # a block's tail too short for a chunk header is padding
-            pos += left
-            continue
-        crc, length, kind = CHUNK.unpack_from(data, pos)
-        if kind == 0:  # zero padding up to the end of the block
-            pos += left
-            continue
-        payload = data[pos + CHUNK.size: pos + CHUNK.size + length]
-        assert zlib.crc32(bytes([kind]) + payload) == crc, f"corrupt chunk at byte {pos} of {log}"
-        pos += CHUNK.size + length
-        pending = payload if kind in (FULL, FIRST) else pending + payload
-        if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-    return records
-
-
-def of_type(records: list[Any], kind: str) -> list[Any]:
-    """The payloads of the records of one kind (``artifact``, ``config``, ``exit`` ...)."""
-    return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
 
 
 def config_keys(records: list[Any]) -> set[str]:
@@ -124,12 +99,29 @@ def test_fused_group_declares_its_base_once(tmp_path: Path) -> None:
     """A fused group (cells n = 3 and 7 of one base) declares the base's output artifact as its one input."""
     fit(tmp_path / "base")
     base_ckpt = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
-    group = {"class_path": "models.fused.FusedTransfer", "init_args": {
-        "base_checkpoint": str(base_ckpt), "network": NETWORK,
-        "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)]}}
+    group = {
+        "class_path": "models.fused.FusedTransfer",
+        "init_args": {
+            "base_checkpoint": str(base_ckpt),
+            "network": NETWORK,
+            "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)],
+        },
+    }
     try:
-        run_cli(["fit", *DATA_AND_TRAINER, "--model", json.dumps(group), "--checkpoint.monitor", "null",
-                 "--checkpoint.save_top_k", "0", "--trainer.default_root_dir", str(tmp_path / "group")])
+        run_cli(
+            [
+                "fit",
+                *DATA_AND_TRAINER,
+                "--model",
+                json.dumps(group),
+                "--checkpoint.monitor",
+                "null",
+                "--checkpoint.save_top_k",
+                "0",
+                "--trainer.default_root_dir",
+                str(tmp_path / "group"),
+            ]
+        )
     finally:
         wandb.finish()
         wandb.teardown()
@@ -140,9 +132,13 @@ def test_fused_group_declares_its_base_once(tmp_path: Path) -> None:
 
 def test_full_config_goes_to_every_logger(tmp_path: Path) -> None:
     """With a CSV logger first and W&B second (as in study cells), both receive the full CLI config."""
-    loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "run")}},
-               {"class_path": "lightning.pytorch.loggers.WandbLogger",
-                "init_args": {"save_dir": str(tmp_path / "run"), "offline": True, "project": "transferability"}}]
+    loggers = [
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "run")}},
+        {
+            "class_path": "lightning.pytorch.loggers.WandbLogger",
+            "init_args": {"save_dir": str(tmp_path / "run"), "offline": True, "project": "transferability"},
+        },
+    ]
     fit(tmp_path / "run", "--trainer.logger", json.dumps(loggers))
     assert {"cli", "transfer"} <= config_keys(wandb_records(run_dir(tmp_path / "run")))
     (hparams,) = (tmp_path / "run").glob("**/version_*/hparams.yaml")

@@ -14,14 +14,13 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
-from models.transfer import load_base, strip_prefixes
 from models.caffenet import LAYER_NAMES
 from models.module import CaffeNetClassifier
-from tests.ranks import run_two_ranks
-from tests.run_dirs import run_dir
-from tests.tiny_data import TINY_MODEL, TinyData, tiny_model_args
+from models.transfer import load_base, strip_prefixes
+from tests.helpers.ranks import run_two_ranks
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import TINY_MODEL, TinyData, tiny_model_args
 
-ROOT = Path(__file__).resolve().parents[1]
 # He init: with Caffe's fillers on unit-scale random images the lower layers' gradients are ~1e-10,
 # too small to change a bias of 1 in float32 within a few steps, so "every layer trained" would fail.
 TINY = TINY_MODEL
@@ -34,9 +33,18 @@ def make_model(seed: int = 1, **overrides: Any) -> CaffeNetClassifier:
 
 
 def make_trainer(root: Path, callbacks: list[Callback], max_steps: int = 4, **overrides: Any) -> Trainer:
-    settings = dict(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                    num_sanity_val_steps=0, default_root_dir=root)
+    settings = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+    )
     return Trainer(**{**settings, **overrides}, callbacks=callbacks)
 
 
@@ -191,8 +199,11 @@ def test_unreadable_file(tmp_path: Path, base_ckpt: Path, monkeypatch: pytest.Mo
 
 def test_shape_mismatch(base_ckpt: Path) -> None:
     """A tensor of another shape is named, with both shapes."""
-    with pytest.raises(ValueError, match=r"shape mismatch for 'conv1.weight': \(8, 1, 5, 5\) in the base "
-                                         r"checkpoint, \(16, 1, 5, 5\) in this model"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatch for 'conv1.weight': \(8, 1, 5, 5\) in the base "
+        r"checkpoint, \(16, 1, 5, 5\) in this model",
+    ):
         setup_with(base_ckpt, widths=(16, 8, 8, 8, 8, 16, 16))
 
 
@@ -310,9 +321,14 @@ def test_provenance(tmp_path: Path, base_ckpt: Path) -> None:
     trainer.fit(make_model(), datamodule=TinyData())
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     state = torch.load(tmp_path / "run.ckpt", weights_only=True)["callbacks"]["TransferCallback"]
-    assert state == {"base_checkpoint": str(base_ckpt), "sha256": hashlib.sha256(base_ckpt.read_bytes()).hexdigest(),
-                     "n": 2, "mode": "frozen",
-                     "copied": ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"], "frozen_norm": "eval"}
+    assert state == {
+        "base_checkpoint": str(base_ckpt),
+        "sha256": hashlib.sha256(base_ckpt.read_bytes()).hexdigest(),
+        "n": 2,
+        "mode": "frozen",
+        "copied": ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"],
+        "frozen_norm": "eval",
+    }
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -331,15 +347,21 @@ class SeedEachStep(Callback):
         torch.manual_seed(10_000 + trainer.global_step)
 
 
-def fit_to(root: Path, base: Path, mode: str, max_steps: int, ckpt_path: str | None = None,
-           n: int = 3) -> tuple[CaffeNetClassifier, Trainer]:
+def fit_to(
+    root: Path, base: Path, mode: str, max_steps: int, ckpt_path: str | None = None, n: int = 3
+) -> tuple[CaffeNetClassifier, Trainer]:
     model = make_model()
     # As the CLI does: keep the best val/top1 and the last, saved after each validation. (Without
     # validation ModelCheckpoint saves in on_train_epoch_end, and Lightning 2.6 resuming from such a
     # checkpoint replays one extra batch, so the runs would differ for reasons unrelated to transfer.)
     checkpoints = ModelCheckpoint(dirpath=root / "checkpoints", monitor="val/top1", mode="max", save_last=True)
-    trainer = make_trainer(root, [TransferCallback(str(base), n=n, mode=mode), checkpoints, SeedEachStep()],
-                           max_steps=max_steps, enable_checkpointing=True, limit_val_batches=1)
+    trainer = make_trainer(
+        root,
+        [TransferCallback(str(base), n=n, mode=mode), checkpoints, SeedEachStep()],
+        max_steps=max_steps,
+        enable_checkpointing=True,
+        limit_val_batches=1,
+    )
     # The loader is not shuffled and the interruption falls on an epoch boundary (4 batches an epoch):
     # a plain DataLoader cannot resume mid-epoch, and its shuffle order is drawn from the global RNG.
     trainer.fit(model, datamodule=TinyData(num_samples=32, batch_size=8), ckpt_path=ckpt_path)
@@ -347,8 +369,9 @@ def fit_to(root: Path, base: Path, mode: str, max_steps: int, ckpt_path: str | N
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-def test_resume_matches_uninterrupted(tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor],
-                                      mode: str) -> None:
+def test_resume_matches_uninterrupted(
+    tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor], mode: str
+) -> None:
     """Interrupted at step 4 and resumed to 8 ends bit-identical to 8 uninterrupted steps; the base is
     never copied over the trained weights, and the same layers stay frozen."""
     whole, _ = fit_to(tmp_path / "whole", base_ckpt, mode, max_steps=8)
@@ -372,8 +395,9 @@ def test_resume_with_other_settings_fails(tmp_path: Path, base_ckpt: Path) -> No
         fit_to(tmp_path, base_ckpt, "frozen", max_steps=8, ckpt_path="last", n=5)
 
 
-def test_resume_with_changed_base_keeps_trained_weights(tmp_path: Path, base_ckpt: Path,
-                                                        base_weights: dict[str, torch.Tensor]) -> None:
+def test_resume_with_changed_base_keeps_trained_weights(
+    tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor]
+) -> None:
     """If the base file changed since the run started, resume warns and the checkpoint's weights still win."""
     fit_to(tmp_path, base_ckpt, "frozen", max_steps=4)
     other = tmp_path / "other_base.pt"
@@ -384,8 +408,12 @@ def test_resume_with_changed_base_keeps_trained_weights(tmp_path: Path, base_ckp
         assert same(layer_tensors(resumed.net, layer), base_layer(base_weights, layer)), layer
     original = hashlib.sha256(base_ckpt.read_bytes()).hexdigest()
     assert trainer.checkpoint_callback is not None
-    assert torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)[
-        "callbacks"]["TransferCallback"]["sha256"] == original
+    assert (
+        torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)["callbacks"]["TransferCallback"][
+            "sha256"
+        ]
+        == original
+    )
 
 
 # --- torch.compile ------------------------------------------------------------------------------
@@ -431,8 +459,9 @@ class RecordRank(Callback):
             "world_size": trainer.world_size,
             "steps": trainer.global_step,
             "frozen_equal_base": all(torch.equal(state[key], base[key]) for key in frozen),
-            "frozen_requires_grad": any(p.requires_grad for key, p in pl_module.net.named_parameters()
-                                        if key in frozen),
+            "frozen_requires_grad": any(
+                p.requires_grad for key, p in pl_module.net.named_parameters() if key in frozen
+            ),
             "find_unused_parameters": trainer.strategy.model.find_unused_parameters,
             "trainable_sha": hashlib.sha256(trainable).hexdigest(),
             "local_hits": self.local_hits,
@@ -444,10 +473,15 @@ class RecordRank(Callback):
 
 
 def ddp_main(out_dir: str, base: str) -> None:
-    """Entry point of the DDP test's subprocess: ``python -m tests.test_transfer ddp OUT BASE``."""
+    """Entry point of the DDP test's subprocess: ``python -m tests.callbacks.test_transfer ddp OUT BASE``."""
     model = make_model()
-    trainer = make_trainer(Path(out_dir), [TransferCallback(base, n=5), RecordRank(out_dir, base, 5)],
-                           max_steps=3, devices=2, strategy="ddp")
+    trainer = make_trainer(
+        Path(out_dir),
+        [TransferCallback(base, n=5), RecordRank(out_dir, base, 5)],
+        max_steps=3,
+        devices=2,
+        strategy="ddp",
+    )
     trainer.fit(model, datamodule=TinyData())
 
 
@@ -456,7 +490,7 @@ def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
     """DDP with 2 CPU processes (gloo): frozen layers equal the base on every rank, no
     find_unused_parameters, the trained layers agree across ranks, the epoch's training accuracy is that of
     both ranks' batches, and nothing hangs."""
-    records = run_two_ranks("tests.test_transfer", "ddp", tmp_path, base_ckpt, "DDP")
+    records = run_two_ranks("tests.callbacks.test_transfer", "ddp", tmp_path, base_ckpt, "DDP")
     for record in records:
         assert record["world_size"] == 2 and record["steps"] == 3
         assert record["frozen_equal_base"] and not record["frozen_requires_grad"]
@@ -472,20 +506,45 @@ def test_ddp_two_processes(tmp_path: Path, base_ckpt: Path) -> None:
 # --- the real CLI -------------------------------------------------------------------------------
 
 
-def test_cli_freezes_and_resumes(tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_freezes_and_resumes(
+    tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`fit --transfer.base_checkpoint B --transfer.n 3` freezes conv1..conv3 at the base's weights, logs the
     provenance, and `fit --ckpt_path last` continues with the same layers frozen."""
     from experiments.cli import run_cli
 
     monkeypatch.setattr(sys, "argv", ["transferability"])  # pytest's own arguments are not the CLI's
 
-    args = ["fit", *TINY_ARGS, "--data", "tests.tiny_data.TinyData", "--data.num_samples", "16",
-            "--transfer.base_checkpoint", str(base_ckpt), "--transfer.n", "3",
-            "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", str(tmp_path),
-            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
+    args = [
+        "fit",
+        *TINY_ARGS,
+        "--data",
+        "tests.helpers.tiny_data.TinyData",
+        "--data.num_samples",
+        "16",
+        "--transfer.base_checkpoint",
+        str(base_ckpt),
+        "--transfer.n",
+        "3",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path),
+    ]
     cli = run_cli(args)
     net = cli.model.net
     for layer in LAYER_NAMES[:3]:

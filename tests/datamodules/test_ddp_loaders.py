@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 import torch
-from data_fixtures import needs_debian_fashion_mnist, one_thread  # noqa: F401
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from test_exact_resume import fit_args, imagenet_args, make_half_tree, run_subprocess
 
 import datamodules.mean_image
 from datamodules import FashionMNISTHalf
 from datamodules.base import MAX_AUTO_WORKERS, auto_workers, cpus_per_rank
 from experiments.cli import main, run_cli
 from models.dropout import global_rank
-from tests.run_dirs import run_dir
+from tests.helpers.fake_data import needs_debian_fashion_mnist
+from tests.helpers.fits import fit_args, imagenet_args, make_half_tree, run_subprocess
+from tests.helpers.run_dirs import run_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,11 +59,35 @@ def test_auto_workers_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """`--data.init_args.num_workers auto` parses, and the fit's loaders get the resolved counts."""
     monkeypatch.setattr(sys, "argv", ["transferability"])
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    args = fit_args(tmp_path, ["--data", "datamodules.FashionMNISTHalf", "--data.init_args.images_per_class", "2",
-                               "--data.init_args.batch_size", "5"], max_steps=1, every=1, val_every=1)
-    cli = run_cli([*args, "--data.init_args.num_workers", "auto", "--model.num_outputs", "null",
-                   "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-                   "--model.conv1_stride", "1"])
+    args = fit_args(
+        tmp_path,
+        [
+            "--data",
+            "datamodules.FashionMNISTHalf",
+            "--data.init_args.images_per_class",
+            "2",
+            "--data.init_args.batch_size",
+            "5",
+        ],
+        max_steps=1,
+        every=1,
+        val_every=1,
+    )
+    cli = run_cli(
+        [
+            *args,
+            "--data.init_args.num_workers",
+            "auto",
+            "--model.num_outputs",
+            "null",
+            "--model.widths",
+            "[8, 8, 8, 8, 8, 16, 16]",
+            "--model.conv1_kernel",
+            "5",
+            "--model.conv1_stride",
+            "1",
+        ]
+    )
     assert cli.trainer.train_dataloader.num_workers == 2
     assert cli.trainer.val_dataloaders.num_workers == 2
 
@@ -72,7 +96,8 @@ def test_auto_workers_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def start_main(out: str, tree: str) -> None:
-    """The launch (``python -m test_ddp_loaders start OUT TREE``): a 2-rank fit whose mean image is not cached.
+    """The launch (``python -m tests.datamodules.test_ddp_loaders start OUT TREE``): a 2-rank fit whose mean image
+    is not cached.
 
     Writing the mean image takes 3 s longer and is recorded with the rank that wrote it (``OUT/writers``).
     """
@@ -85,11 +110,31 @@ def start_main(out: str, tree: str) -> None:
         save(value, path)
 
     datamodules.mean_image.save_atomic = slow_save
-    main([*fit_args(Path(out, "fit"), imagenet_args(Path(tree)), max_steps=2, every=2, val_every=2),
-          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.init_args.num_workers", "0",
-          "--data.init_args.cache_dir", str(Path(out, "cache")), "--data.init_args.batch_size", "64",
-          "--model.num_outputs", "null", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-          "--model.conv1_stride", "1", "--model.init", "kaiming"])
+    main(
+        [
+            *fit_args(Path(out, "fit"), imagenet_args(Path(tree)), max_steps=2, every=2, val_every=2),
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.cache_dir",
+            str(Path(out, "cache")),
+            "--data.init_args.batch_size",
+            "64",
+            "--model.num_outputs",
+            "null",
+            "--model.widths",
+            "[8, 8, 8, 8, 8, 16, 16]",
+            "--model.conv1_kernel",
+            "5",
+            "--model.conv1_stride",
+            "1",
+            "--model.init",
+            "kaiming",
+        ]
+    )
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["start"]:
@@ -99,7 +144,9 @@ if __name__ == "__main__" and sys.argv[1:2] == ["start"]:
 def test_two_ranks_start_without_a_cached_mean(tmp_path: Path) -> None:
     """2 gloo ranks, no mean cache: rank 0 computes it in prepare_data while rank 1 waits, then both train on it."""
     tree = make_half_tree(tmp_path / "imagenet")
-    code, output = run_subprocess("test_ddp_loaders", ["start", str(tmp_path), str(tree)], timeout=300)
+    code, output = run_subprocess(
+        "tests.datamodules.test_ddp_loaders", ["start", str(tmp_path), str(tree)], timeout=300
+    )
     assert code == 0, output[-3000:]
     assert "Starting with 2 processes" in output
     writers = (tmp_path / "writers").read_text().splitlines()

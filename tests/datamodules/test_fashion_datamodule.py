@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import needs_debian_fashion_mnist, one_thread  # noqa: F401
 from lightning.pytorch import LightningModule, Trainer
 
 from datamodules import FashionMNISTHalf
 from datamodules.fashion_mnist import DEBIAN_DIR, load_fashion_mnist
+from tests.helpers.fake_data import needs_debian_fashion_mnist
 
 pytestmark = [needs_debian_fashion_mnist, pytest.mark.usefixtures("one_thread")]
 
@@ -31,8 +31,12 @@ def test_reads_the_debian_files(raw: dict[str, tuple[torch.Tensor, torch.Tensor]
 
 @pytest.mark.parametrize(
     ("split", "half", "classes"),
-    [("random0", "A", (0, 1, 3, 7, 8)), ("dissimilar", "clothing", (0, 1, 2, 3, 4, 6)),
-     ("dissimilar", "footwear_bags", (5, 7, 8, 9)), ("whole", "all", tuple(range(10)))],
+    [
+        ("random0", "A", (0, 1, 3, 7, 8)),
+        ("dissimilar", "clothing", (0, 1, 2, 3, 4, 6)),
+        ("dissimilar", "footwear_bags", (5, 7, 8, 9)),
+        ("whole", "all", tuple(range(10))),
+    ],
 )
 def test_halves_hold_their_classes_relabelled(
     raw: dict[str, tuple[torch.Tensor, torch.Tensor]], split: str, half: str, classes: tuple[int, ...]
@@ -157,8 +161,13 @@ def test_ddp_validation_counts_every_image_exactly_once() -> None:
     each image exactly once."""
     dm = FashionMNISTHalf(split="random0", half="A", batch_size=150)
     trainer = Trainer(
-        accelerator="cpu", devices=3, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
+        accelerator="cpu",
+        devices=3,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
     )
     (metrics,) = trainer.validate(CountingValidator(), datamodule=dm)
     assert metrics["count"] == 5000

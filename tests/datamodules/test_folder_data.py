@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import one_thread  # noqa: F401
 from torchvision.io import encode_png
 
 from datamodules import ImageFolderHalves, UnreadableImageWarning
@@ -50,8 +49,12 @@ def test_three_kinds_of_split(demo: Path, tmp_path: Path) -> None:
     a, b = random_halves(8, 2)
     assert splits.classes("random2", "A") == a and splits.classes("random2", "B") == b
     names = lambda split, half: {CLASSES[i] for i in splits.classes(split, half)}  # noqa: E731
-    assert names("listed", "A") == {"cat", "dog", "bus", "car"} and names("listed", "B") == {"horse", "owl", "ship",
-                                                                                               "truck"}
+    assert names("listed", "A") == {"cat", "dog", "bus", "car"} and names("listed", "B") == {
+        "horse",
+        "owl",
+        "ship",
+        "truck",
+    }
     assert splits.halves("superclass") == ("animal", "vehicle")
     assert names("superclass", "animal") == {"cat", "dog", "horse", "owl"}
     assert names("both", "near") == {"cat", "dog", "owl"}
@@ -117,8 +120,11 @@ def test_grey_images_and_channels_setting(copy: Path) -> None:
 
     odd = copy / "cat" / "grey.png"
     odd.write_bytes((grey / "cat" / "0.png").read_bytes())
-    with pytest.raises(ValueError, match=r"mixed channel counts \(1 channel\(s\): 1 file\(s\), e\.g\. .*grey\.png; "
-                                         r"3 channel\(s\).*Set data\.init_args\.channels"):
+    with pytest.raises(
+        ValueError,
+        match=r"mixed channel counts \(1 channel\(s\): 1 file\(s\), e\.g\. .*grey\.png; "
+        r"3 channel\(s\).*Set data\.init_args\.channels",
+    ):
         _module(copy)
     dm = _module(copy, channels=3)
     dm.setup("validate")
@@ -134,7 +140,8 @@ def test_unreadable_files_are_skipped_and_counted(copy: Path) -> None:
         warnings.simplefilter("always", UnreadableImageWarning)
         dm.setup("fit")
         seen = sum(len(labels) for _, labels in dm.train_dataloader()) + sum(
-            len(labels) for _, labels in dm.val_dataloader())
+            len(labels) for _, labels in dm.val_dataloader()
+        )
     assert seen == 48 and sum(dm.skipped_images.values()) == 1
     assert any(str(bad) in str(w.message) for w in caught if w.category is UnreadableImageWarning)
 
@@ -142,8 +149,11 @@ def test_unreadable_files_are_skipped_and_counted(copy: Path) -> None:
 def test_empty_class_folder_is_named(copy: Path) -> None:
     """An empty class folder fails before training, naming the folder."""
     (copy / "zebra").mkdir()
-    with pytest.raises(ValueError, match=r"class folder .*zebra holds no image file .*add images, or delete the "
-                                         r"folder"):
+    with pytest.raises(
+        ValueError,
+        match=r"class folder .*zebra holds no image file .*add images, or delete the "
+        r"folder",
+    ):
         _module(copy)
 
 
@@ -151,8 +161,11 @@ def test_class_in_split_file_missing_from_folder_is_named(copy: Path, tmp_path: 
     """A split file naming a class the folder lacks fails, naming the file and the class."""
     listed = tmp_path / "a.txt"
     listed.write_text("cat\ndog\nunicorn\n")
-    with pytest.raises(ValueError, match=r"split file .*a\.txt names 1 class\(es\) that are not class folders of "
-                                         r"the data: unicorn\. Fix the names"):
+    with pytest.raises(
+        ValueError,
+        match=r"split file .*a\.txt names 1 class\(es\) that are not class folders of "
+        r"the data: unicorn\. Fix the names",
+    ):
         _module(copy, split="listed", split_files={"listed": str(listed)})
     shutil.rmtree(copy / "owl")
     with pytest.raises(ValueError, match=r"superclasses\.csv names 1 class\(es\) .*: owl"):
@@ -163,8 +176,11 @@ def test_half_with_fewer_than_two_classes_is_refused(copy: Path, tmp_path: Path)
     """A half of one class cannot train a classifier: refused for a file split and for a random split of 3."""
     listed = tmp_path / "a.txt"
     listed.write_text("cat\n")
-    with pytest.raises(ValueError, match=r"half 'A' of split 'one' has 1 class\(es\) \(cat\): a half needs at least 2"
-                                         r".*move classes into it in .*a\.txt"):
+    with pytest.raises(
+        ValueError,
+        match=r"half 'A' of split 'one' has 1 class\(es\) \(cat\): a half needs at least 2"
+        r".*move classes into it in .*a\.txt",
+    ):
         _module(copy, split="one", half="B", split_files={"one": str(listed)})
     for name in CLASSES[3:]:
         shutil.rmtree(copy / name)
@@ -176,8 +192,11 @@ def test_val_classes_differing_from_train_are_named(tmp_path: Path) -> None:
     """train/ and val/ must hold the same class folders: the differences are listed."""
     root = write_demo_folder(tmp_path / "tv", images_per_class=4, train_val=True)
     shutil.move(root / "val" / "owl", root / "val" / "owls")
-    with pytest.raises(ValueError, match=r"classes of .*val differ from those of .*train: only in train: \['owl'\]; "
-                                         r"only in val: \['owls'\]\. Give both the same class folders"):
+    with pytest.raises(
+        ValueError,
+        match=r"classes of .*val differ from those of .*train: only in train: \['owl'\]; "
+        r"only in val: \['owls'\]\. Give both the same class folders",
+    ):
         _module(root)
 
 
@@ -189,17 +208,22 @@ def test_changed_split_file_is_refused(copy: Path) -> None:
     _module(copy, split="superclass", half="animal", split_files=files, split_checksums=recorded)
     groups = copy / "superclasses.csv"
     groups.write_text(groups.read_text().replace("owl,animal", "owl,vehicle"))
-    with pytest.raises(ValueError, match=r"split file .*superclasses\.csv \(split 'superclass'\) changed since its "
-                                         r"networks were trained.*Restore the file"):
+    with pytest.raises(
+        ValueError,
+        match=r"split file .*superclasses\.csv \(split 'superclass'\) changed since its "
+        r"networks were trained.*Restore the file",
+    ):
         _module(copy, split="superclass", half="animal", split_files=files, split_checksums=recorded)
 
 
 def test_split_file_errors_say_what_to_do(tmp_path: Path) -> None:
     """Classes in two halves or in none, a missing super-class, an unknown format: each named."""
-    cases = {"two.yaml": ("A: [cat, dog]\nB: [dog, bus]\n", r"puts class 'dog' in both halves A and B"),
-             "none.yaml": ("A: [cat, dog]\nB: [bus]\n", r"leaves 5 class\(es\) in neither half"),
-             "groups.csv": ("cat,animal\ndog,animal\n", r"gives no super-class to 6 class\(es\)"),
-             "split.xlsx": ("", r"unknown format '\.xlsx'")}
+    cases = {
+        "two.yaml": ("A: [cat, dog]\nB: [dog, bus]\n", r"puts class 'dog' in both halves A and B"),
+        "none.yaml": ("A: [cat, dog]\nB: [bus]\n", r"leaves 5 class\(es\) in neither half"),
+        "groups.csv": ("cat,animal\ndog,animal\n", r"gives no super-class to 6 class\(es\)"),
+        "split.xlsx": ("", r"unknown format '\.xlsx'"),
+    }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match=message):

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from data_fixtures import fake_colour, fake_imagenet, make_fake_imagenet, make_ilsvrc_archives, one_thread  # noqa: F401
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -23,11 +22,11 @@ from datamodules.prepare import BAD_LIST, check_images, extract_train, main
 from datamodules.splits import imagenet_wnids
 from datamodules.transforms import (
     IMAGENET_MEAN,
-    JpegBatch,
     IMAGENET_STD,
     CaffeCollate,
     CaffeCrop,
     CaffeTransform,
+    JpegBatch,
     Warp,
     crop_windows,
     decode_ppm,
@@ -35,6 +34,8 @@ from datamodules.transforms import (
     encode_ppm,
     read_rgb,
 )
+from tests.helpers import REPO
+from tests.helpers.fake_data import fake_colour, make_fake_imagenet, make_ilsvrc_archives
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,8 +53,13 @@ def _fake_trainer(world_size: int, rank: int = 0) -> SimpleNamespace:
 
 @pytest.mark.parametrize(
     ("split", "half", "num_classes"),
-    [("random0", "A", 500), ("random3", "B", 500), ("natman", "manmade", 551), ("natman", "natural", 449),
-     ("whole", "all", 1000)],
+    [
+        ("random0", "A", 500),
+        ("random3", "B", 500),
+        ("natman", "manmade", 551),
+        ("natman", "natural", 449),
+        ("whole", "all", 1000),
+    ],
 )
 def test_num_classes_is_known_at_construction(split: str, half: str, num_classes: int) -> None:
     """``num_classes`` (linked to the model by the CLI), ``input_size`` and ``in_channels`` need no data."""
@@ -138,8 +144,7 @@ def test_decode_on_device_matches_the_loader_path(fake_imagenet: Path, tmp_path:
     """decode_on_device: the loader sends JPEG bytes (kept on the host), decoding and warping happen on the
     batch's device (here the CPU's decoder, nvJPEG on a GPU); the batches equal the loader path's."""
     loader = _module(fake_imagenet, tmp_path, split="random1", half="A")
-    device = _module(fake_imagenet, tmp_path, split="random1", half="A", device_preprocess=True,
-                     decode_on_device=True)
+    device = _module(fake_imagenet, tmp_path, split="random1", half="A", device_preprocess=True, decode_on_device=True)
     for dm in (loader, device):
         dm.setup("fit")
     batch = next(iter(device.val_dataloader()))
@@ -162,8 +167,9 @@ def test_device_crop_equals_the_loader_crop() -> None:
     samples = []
     for i in range(3):
         pixels = images[i][:, top[i] : top[i] + 9, left[i] : left[i] + 9]
-        samples.append((CaffeCrop(pixels.flip(-1) if mirror[i] else pixels, int(top[i]), int(left[i]),
-                                  bool(mirror[i])), i))
+        samples.append(
+            (CaffeCrop(pixels.flip(-1) if mirror[i] else pixels, int(top[i]), int(left[i]), bool(mirror[i])), i)
+        )
     expected, _ = CaffeCollate(mean, 0.5)(samples)
     torch.testing.assert_close(crop_windows(images, mean, top, left, mirror, 9, 0.5), expected, rtol=0, atol=0)
     with pytest.raises(ValueError, match="device_preprocess applies to preprocess 'caffe' only"):
@@ -322,8 +328,14 @@ def test_unreadable_images_are_skipped_warned_and_logged_per_epoch(tmp_path: Pat
     bad = _corrupt(root, dm.wnids[3:5])
     model = CountingModel(dm.num_classes)
     trainer = Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnreadableImageWarning)
@@ -363,8 +375,9 @@ def test_prepare_command_on_tiny_archives(tmp_path: Path) -> None:
     broken = root / "val" / imagenet_wnids()[7] / "ILSVRC2012_val_99999999.JPEG"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
 
-    status = main([str(root), "--train", str(train_tar), "--val", str(val_tar), "--resized", str(resized),
-                   "--workers", "2"])
+    status = main(
+        [str(root), "--train", str(train_tar), "--val", str(val_tar), "--resized", str(resized), "--workers", "2"]
+    )
 
     assert status == 1  # because of the broken image
     assert (root / BAD_LIST).read_text().startswith(f"{broken.relative_to(root)}\t")
@@ -388,8 +401,11 @@ def test_ppm_round_trip_and_bad_ppm_files() -> None:
     assert torch.equal(decode_rgb(torch.frombuffer(bytearray(data), dtype=torch.uint8)), image)
     commented = b"P6 # made by hand\n7\n# height next\n5 255\n" + data[11:]
     assert torch.equal(decode_ppm(torch.frombuffer(bytearray(commented), dtype=torch.uint8)), image)
-    for bad, message in ((data[:-1], "truncated PPM"), (b"P6\n7 5\n65535\n" + data[11:], "maxval 65535"),
-                         (b"P6\nseven 5\n255\n", "unreadable header")):
+    for bad, message in (
+        (data[:-1], "truncated PPM"),
+        (b"P6\n7 5\n65535\n" + data[11:], "maxval 65535"),
+        (b"P6\nseven 5\n255\n", "unreadable header"),
+    ):
         with pytest.raises(RuntimeError, match=message):
             decode_rgb(torch.frombuffer(bytearray(bad), dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"uint8 \[3, H, W\]"):
@@ -435,18 +451,48 @@ def test_cli_fit_swaps_in_imagenet(
     from experiments.cli import run_cli as cli_main
 
     monkeypatch.chdir(tmp_path)
-    config = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
-    cli = cli_main([
-        "fit", "--config", str(config), "--data", "datamodules.ImageNetHalf",
-        "--data.init_args.root", str(fake_imagenet), "--data.init_args.split", "natman",
-        "--data.init_args.half", "natural", "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
-        "--data.init_args.cache_dir", str(tmp_path / "cache"), "--model.num_outputs", "1000",
-        "--data.init_args.device_preprocess", str(device_preprocess).lower(),
-        "--model.conv1_kernel", "11",
-        "--model.conv1_stride", "4", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
-        "--trainer.limit_val_batches", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(tmp_path / "run"),
-    ])
+    config = REPO / "experiments" / "configs" / "fmnist" / "base.yaml"
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--data",
+            "datamodules.ImageNetHalf",
+            "--data.init_args.root",
+            str(fake_imagenet),
+            "--data.init_args.split",
+            "natman",
+            "--data.init_args.half",
+            "natural",
+            "--data.init_args.batch_size",
+            "4",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.cache_dir",
+            str(tmp_path / "cache"),
+            "--model.num_outputs",
+            "1000",
+            "--data.init_args.device_preprocess",
+            str(device_preprocess).lower(),
+            "--model.conv1_kernel",
+            "11",
+            "--model.conv1_stride",
+            "4",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert cli.trainer.global_step == 2
     assert cli.model.hparams.num_classes == 449 == cli.datamodule.num_classes
     assert (cli.model.hparams.in_channels, cli.model.hparams.input_size) == (3, 227)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from torchvision.datasets import FashionMNIST
@@ -22,8 +21,9 @@ from datamodules.splits import (
     parse_file_list,
     relabel_file_list,
 )
+from tests.helpers import REPO
 
-SHARED_PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper"
+SHARED_PAPER = REPO.parent / "shared" / "paper"
 needs_shared = pytest.mark.skipif(
     not (SHARED_PAPER / "whole_valid_files.txt").is_file(),
     reason=f"the reference data {SHARED_PAPER} is absent (it is not part of the project)",
@@ -102,8 +102,13 @@ def test_natman_halves_are_the_authors_lists() -> None:
 
 @pytest.mark.parametrize(
     ("split", "half", "name"),
-    [("random0", "A", "half0A"), ("random3", "B", "half3B"), ("natman", "natural", "halfnatmanA"),
-     ("natman", "manmade", "halfnatmanB"), ("whole", "all", "whole")],
+    [
+        ("random0", "A", "half0A"),
+        ("random3", "B", "half3B"),
+        ("natman", "natural", "halfnatmanA"),
+        ("natman", "manmade", "halfnatmanB"),
+        ("whole", "all", "whole"),
+    ],
 )
 def test_authors_names(split: str, half: str, name: str) -> None:
     """Halves map to the authors' run and list names (their A/B of natman is natural/man-made)."""
@@ -129,9 +134,13 @@ def test_fashion_mnist_dissimilar_split_by_name() -> None:
 
 @pytest.mark.parametrize(
     ("module", "split", "halves"),
-    [(ImageNetHalf, "random2", ("A", "B")), (ImageNetHalf, "natman", ("manmade", "natural")),
-     (ImageNetHalf, "whole", ("all",)), (FashionMNISTHalf, "dissimilar", ("clothing", "footwear_bags")),
-     (FashionMNISTHalf, "random7", ("A", "B"))],
+    [
+        (ImageNetHalf, "random2", ("A", "B")),
+        (ImageNetHalf, "natman", ("manmade", "natural")),
+        (ImageNetHalf, "whole", ("all",)),
+        (FashionMNISTHalf, "dissimilar", ("clothing", "footwear_bags")),
+        (FashionMNISTHalf, "random7", ("A", "B")),
+    ],
 )
 def test_split_halves_for_the_study_runner(module: type, split: str, halves: tuple[str, ...]) -> None:
     """Each module lists a split's halves (``split_halves`` and its alias ``halves``)."""

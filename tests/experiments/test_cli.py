@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import glob
 import os
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from experiments.cli import main, run_cli
-from tests.run_dirs import run_dir
+from tests.helpers import REPO
+from tests.helpers.run_dirs import run_dir
 
-CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
-FAST = ["--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false", "--data.init_args.images_per_class", "20",
-        "--data.init_args.batch_size", "8", "--trainer.limit_val_batches", "3"]
+CONFIG = REPO / "experiments" / "configs" / "fmnist" / "base.yaml"
+FAST = [
+    "--trainer.max_steps",
+    "4",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.images_per_class",
+    "20",
+    "--data.init_args.batch_size",
+    "8",
+    "--trainer.limit_val_batches",
+    "3",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +78,7 @@ def test_print_config_reruns(tmp_path, capsys):
 def test_resume_from_last(tmp_path):
     """`fit --ckpt_path last` resumes where the killed run stopped."""
     root = tmp_path / "run"
-    args = ["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST,
-            "--trainer.logger", "false"]
+    args = ["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(root), *FAST, "--trainer.logger", "false"]
     main(args)
     cli = run_cli([*args, "--trainer.max_steps", "6", "--ckpt_path", str(run_dir(root) / "checkpoints" / "last.ckpt")])
     assert cli.trainer.global_step == 6

@@ -21,8 +21,14 @@ def test_fit_help_lists_data_modules_and_classifiers(capsys: pytest.CaptureFixtu
         main(["fit", "--help"])
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # the help wraps lines
-    for name in ("datamodules.FashionMNISTHalf", "datamodules.ImageNetHalf", "datamodules.ImageFolderHalves",
-                 "models.CaffeNetClassifier", "models.BackboneClassifier", "models.fused.FusedTransfer"):
+    for name in (
+        "datamodules.FashionMNISTHalf",
+        "datamodules.ImageNetHalf",
+        "datamodules.ImageFolderHalves",
+        "models.CaffeNetClassifier",
+        "models.BackboneClassifier",
+        "models.fused.FusedTransfer",
+    ):
         assert name in text
 
 

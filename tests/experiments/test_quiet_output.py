@@ -15,15 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_dirs import run_dir
-from tests.tiny_data import tiny_model_args
+from tests.helpers import REPO
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import tiny_model_args
 
-REPO = Path(__file__).resolve().parents[1]
 NOISE = ("anonymous setting", "git root", "litlogger", "exists and is not empty", "LeafSpec")
-FIT = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "32",
-       "--seed_everything", "0", "--trainer.accelerator", "cpu", "--trainer.val_check_interval", "2",
-       "--trainer.log_every_n_steps", "1", "--trainer.enable_model_summary", "false",
-       "--trainer.default_root_dir", "run"]
+FIT = [
+    "fit",
+    *tiny_model_args(),
+    "--data",
+    "tests.helpers.tiny_data.TinyData",
+    "--data.num_samples",
+    "32",
+    "--seed_everything",
+    "0",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.default_root_dir",
+    "run",
+]
 SCRIPT = """
 import json, sys
 import wandb
@@ -44,14 +60,20 @@ def test_fit_and_resume_log_is_plain_and_quiet(tmp_path: Path) -> None:
     env.update(WANDB_MODE="offline", PYTHONPATH=str(REPO))
     log = tmp_path / "fit.log"
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(FIT)], cwd=tmp_path, env=env,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT, json.dumps(FIT)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
     text = log.read_text()
     assert done.returncode == 0, text[-3000:]
     assert "\r" not in text and "\x1b[A" not in text, "tqdm's cursor codes in a log file"
     assert "step 2/2 (epoch 0)" in text and "step 4/4" in text and "validation at step 2:" in text
     for noise in NOISE:
         assert noise not in text, f"{noise!r} in the log:\n{text}"
-    fit, resume = text.split("=== resume")
+    _, resume = text.split("=== resume")
     assert "Restoring states from the checkpoint path" in resume
     assert (run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt").is_file()

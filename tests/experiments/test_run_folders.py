@@ -12,8 +12,14 @@ import pytest
 import yaml
 
 from experiments.runs import (
-    RunFolderError, check_same_run, choose_run, new_wandb_id, saved_wandb_id, versions,
+    RunFolderError,
+    check_same_run,
+    choose_run,
+    new_wandb_id,
+    saved_wandb_id,
+    versions,
 )
+from tests.helpers import REPO
 
 
 def make_run(root: Path, version: int, config: dict | None = None) -> Path:
@@ -75,8 +81,9 @@ def test_a_resume_with_another_seed_is_refused() -> None:
 
 def test_wandb_ids() -> None:
     """A run's W&B id is read back from its config; fresh ids differ."""
-    saved = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.WandbLogger",
-                                    "init_args": {"id": "abc12345"}}}}
+    saved = {
+        "trainer": {"logger": {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"id": "abc12345"}}}
+    }
     assert saved_wandb_id(saved) == "abc12345"
     assert saved_wandb_id({"trainer": {"logger": False}}) is None
     assert new_wandb_id() != new_wandb_id()
@@ -86,20 +93,40 @@ pytestmark = pytest.mark.slow  # subprocess fits
 
 # Through the real CLI: two fits of one config, a resume of the run named, a transfer naming the old layout.
 
-CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "fmnist" / "base.yaml"
-FAST = ["--trainer.val_check_interval", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar",
-        "false", "--data.init_args.images_per_class", "20", "--data.init_args.batch_size", "8",
-        "--trainer.limit_val_batches", "1"]
+CONFIG = REPO / "experiments" / "configs" / "fmnist" / "base.yaml"
+FAST = [
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.images_per_class",
+    "20",
+    "--data.init_args.batch_size",
+    "8",
+    "--trainer.limit_val_batches",
+    "1",
+]
 
 
 def fit(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """One fit through the installed ``transferability`` command, W&B offline, in a process of its own (W&B keeps
     settings for its process)."""
-    command = [str(Path(sys.executable).parent / "transferability"), "fit", "--config", str(CONFIG),
-               "--trainer.default_root_dir", str(root), *FAST, *extra]
+    command = [
+        str(Path(sys.executable).parent / "transferability"),
+        "fit",
+        "--config",
+        str(CONFIG),
+        "--trainer.default_root_dir",
+        str(root),
+        *FAST,
+        *extra,
+    ]
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}  # no shared W&B service
-    return subprocess.run(command, cwd=root.parent, env={**env, "WANDB_MODE": "offline"}, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        command, cwd=root.parent, env={**env, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300
+    )
 
 
 def fitted(root: Path, *extra: str) -> None:
@@ -152,10 +179,12 @@ def test_two_fits_of_one_config_keep_both_runs(two_runs: Path) -> None:
 
 def test_last_resumes_the_named_run_with_its_seed_and_wandb_id(two_runs: Path) -> None:
     """`--ckpt_path last` needs the run named; `--run_version 0` continues run 0 (seed 0, its W&B id), not run 1."""
-    assert "2 runs (version_0, version_1)" in refused(two_runs, "--trainer.max_steps", "6", "--seed_everything", "0",
-                                                      "--ckpt_path", "last")
+    assert "2 runs (version_0, version_1)" in refused(
+        two_runs, "--trainer.max_steps", "6", "--seed_everything", "0", "--ckpt_path", "last"
+    )
     assert "seed_everything 0, this command gives 1" in refused(
-        two_runs, "--trainer.max_steps", "6", "--seed_everything", "1", "--ckpt_path", "last", "--run_version", "0")
+        two_runs, "--trainer.max_steps", "6", "--seed_everything", "1", "--ckpt_path", "last", "--run_version", "0"
+    )
     run0 = two_runs / "version_0"
     first_id = saved_wandb_id(yaml.safe_load((run0 / "config.yaml").read_text()))
     run1_last = (two_runs / "version_1" / "checkpoints" / "last.ckpt").read_bytes()
@@ -170,12 +199,30 @@ def test_last_resumes_the_named_run_with_its_seed_and_wandb_id(two_runs: Path) -
 
 def test_a_transfer_never_reads_another_runs_weights(two_runs: Path) -> None:
     """The old single-run path names no file now: refused, listing the runs and the path to give."""
-    message = refused(two_runs / "transfer", "--trainer.max_steps", "2", "--data.init_args.half", "B",
-                      "--transfer.n", "3", "--transfer.base_checkpoint", str(two_runs / "checkpoints" / "last.ckpt"))
+    message = refused(
+        two_runs / "transfer",
+        "--trainer.max_steps",
+        "2",
+        "--data.init_args.half",
+        "B",
+        "--transfer.n",
+        "3",
+        "--transfer.base_checkpoint",
+        str(two_runs / "checkpoints" / "last.ckpt"),
+    )
     assert re.search(r"version_0, version_1.*version_1/checkpoints/last.ckpt", message.replace("\n", " "))
     (two_runs / "transfer").mkdir(exist_ok=True)
-    fitted(two_runs / "transfer", "--trainer.max_steps", "2", "--data.init_args.half", "B", "--transfer.n", "3",
-           "--transfer.base_checkpoint", str(two_runs / "version_0" / "checkpoints" / "last.ckpt"))
+    fitted(
+        two_runs / "transfer",
+        "--trainer.max_steps",
+        "2",
+        "--data.init_args.half",
+        "B",
+        "--transfer.n",
+        "3",
+        "--transfer.base_checkpoint",
+        str(two_runs / "version_0" / "checkpoints" / "last.ckpt"),
+    )
     import torch
 
     record = torch.load(two_runs / "transfer" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -186,8 +233,17 @@ def test_ddp_ranks_write_into_one_run(tmp_path: Path) -> None:
     """Two DDP ranks (gloo) of one fit share rank 0's run folder and W&B id, even when rank 0 made the folder first."""
     root = tmp_path / "runs"
     root.mkdir()
-    fitted(root, "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-           "--trainer.strategy", "ddp")
+    fitted(
+        root,
+        "--trainer.max_steps",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+    )
     assert versions(root) == [0]
     config = yaml.safe_load((root / "version_0" / "config.yaml").read_text())
     assert wandb_ids(root / "version_0") == {saved_wandb_id(config)}

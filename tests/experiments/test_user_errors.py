@@ -18,12 +18,26 @@ import torch
 from experiments import cli, entry
 from experiments.errors import DEBUG_ENV, SettingError, UserError, tidy_parse_error
 from experiments.study import runner
-from tests.tiny_data import tiny_model_args
+from tests.helpers import REPO
+from tests.helpers.tiny_data import TinyData, tiny_model_args
 
-TRAINER = ["--seed_everything", "0", "--trainer.max_steps", "1", "--trainer.accelerator", "cpu",
-           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-           "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", "run"]
-TINY = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "16", *TRAINER]
+TRAINER = [
+    "--seed_everything",
+    "0",
+    "--trainer.max_steps",
+    "1",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.num_sanity_val_steps",
+    "0",
+    "--trainer.default_root_dir",
+    "run",
+]
+TINY = ["fit", *tiny_model_args(), "--data", "tests.helpers.tiny_data.TinyData", "--data.num_samples", "16", *TRAINER]
 FMNIST = ["fit", *tiny_model_args(), "--data", "datamodules.FashionMNISTHalf", *TRAINER]  # refused before it loads
 
 
@@ -70,12 +84,16 @@ def test_parse_errors_are_the_key_line_and_a_hint(capsys, args: list[str], names
 @pytest.mark.parametrize(
     "args, names",
     [
-        ([*FMNIST, "--data.init_args.images_per_class", "0"],
-         ["--data.init_args.images_per_class", "must be positive"]),
+        (
+            [*FMNIST, "--data.init_args.images_per_class", "0"],
+            ["--data.init_args.images_per_class", "must be positive"],
+        ),
         ([*FMNIST, "--data.init_args.batch_size", "0"], ["--data.init_args.batch_size", "must be positive"]),
         ([*TINY, "--model.widths", "[8, 0, 8, 8, 8, 16, 16]"], ["--model.init_args.widths", "conv2 width"]),
-        ([*TINY, "--transfer.base_checkpoint", "nowhere/base.ckpt", "--transfer.n", "3"],
-         ["--transfer.base_checkpoint", "nowhere/base.ckpt", "looked for in"]),
+        (
+            [*TINY, "--transfer.base_checkpoint", "nowhere/base.ckpt", "--transfer.n", "3"],
+            ["--transfer.base_checkpoint", "nowhere/base.ckpt", "looked for in"],
+        ),
         ([*TINY, "--transfer.n", "99"], ["--transfer.n", "0..7", "got 99", "CaffeNet"]),
     ],
     ids=["images_per_class-0", "batch_size-0", "width-0", "missing-base", "n-99"],
@@ -91,8 +109,9 @@ def _vit_base(path: Path) -> Path:
     """A plain state dict of a small ViT (stages ``embed``, ``block1``.., ``head``): not a CaffeNet base."""
     from models.backbones import build_backbone
 
-    net = build_backbone("vit", num_outputs=4, in_channels=1, input_size=28, patch_size=7, num_layers=2,
-                         num_heads=2, hidden_dim=16)
+    net = build_backbone(
+        "vit", num_outputs=4, in_channels=1, input_size=28, patch_size=7, num_layers=2, num_heads=2, hidden_dim=16
+    )
     torch.save(net.state_dict(), path)
     return path
 
@@ -108,7 +127,7 @@ def test_other_architecture_as_base_is_named(capsys, tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_config_on_a_cpu_says_how_to_run_there(capsys) -> None:
     """The paper's preset (accelerator gpu) on a CPU machine names the GPU, the CPU settings and the data root."""
-    config = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "imagenet" / "paper.yaml"
+    config = REPO / "experiments" / "configs" / "imagenet" / "paper.yaml"
     err = refused(capsys, "fit", "--config", str(config))
     assert "expects a GPU" in err and "--trainer.accelerator cpu" in err
     assert "--data.init_args.root" in err and "/data/ilsvrc2012" in err
@@ -124,13 +143,12 @@ def test_debug_keeps_the_traceback(capsys, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     """An exception that is not the user's (here a bug in a constructor) is not turned into a message."""
-    from tests.tiny_data import TinyData
 
     def broken(self: TinyData, *args: object, **kwargs: object) -> None:
         raise KeyError("a bug")
 
     monkeypatch.setattr(TinyData, "__init__", broken)
-    with pytest.raises(Exception) as raised:  # jsonargparse's ValueError, caused by the bug
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (jsonargparse's ValueError, caused by the bug: any type)
         entry.console("transferability", cli.main, TINY)
     assert not isinstance(raised.value, UserError)
     assert isinstance(raised.value, KeyError) or isinstance(raised.value.__cause__, KeyError)
@@ -148,8 +166,11 @@ def test_prepare_checks_every_input_first(capsys, tmp_path: Path) -> None:
     """Missing archives are all named with the folder they were looked for in, and nothing is created."""
     from datamodules import prepare
 
-    status = entry.console("transferability-prepare-imagenet", prepare.main,
-                           ["imagenet", "--train", "ILSVRC2012_img_train.tar", "--val", "val.tar"])
+    status = entry.console(
+        "transferability-prepare-imagenet",
+        prepare.main,
+        ["imagenet", "--train", "ILSVRC2012_img_train.tar", "--val", "val.tar"],
+    )
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert f"--train ILSVRC2012_img_train.tar (looked for in {tmp_path})" in err and "--val val.tar" in err
@@ -159,8 +180,9 @@ def test_prepare_checks_every_input_first(capsys, tmp_path: Path) -> None:
 def test_tidy_parse_error_keeps_an_unknown_message() -> None:
     """A message of another shape is kept whole (its lines joined), so nothing the user needs is dropped."""
     assert tidy_parse_error("unrecognized arguments: --foo 1") == "unrecognized arguments: --foo 1"
-    assert tidy_parse_error('Parser key "trainer.max_steps":\n  Expected a <class \'int\'>. Got value: abc') == (
-        "--trainer.max_steps: Expected a <class 'int'>. Got value: abc")
+    assert tidy_parse_error("Parser key \"trainer.max_steps\":\n  Expected a <class 'int'>. Got value: abc") == (
+        "--trainer.max_steps: Expected a <class 'int'>. Got value: abc"
+    )
 
 
 @pytest.mark.slow
@@ -168,9 +190,14 @@ def test_installed_script_exits_2_in_a_few_lines(tmp_path: Path) -> None:
     """The installed ``transferability`` script: a missing base is two lines on stderr, status 2, no traceback."""
     script = Path(sys.executable).parent / "transferability"
     began = time.monotonic()
-    done = subprocess.run([str(script), *TINY, "--transfer.base_checkpoint", "no/base.ckpt", "--transfer.n", "2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(Path(__file__).parents[1])})
+    done = subprocess.run(
+        [str(script), *TINY, "--transfer.base_checkpoint", "no/base.ckpt", "--transfer.n", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "no/base.ckpt" in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 3, done.stderr

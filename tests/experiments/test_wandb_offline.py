@@ -20,8 +20,8 @@ from lightning.pytorch.loggers import WandbLogger
 from experiments.cli import run_cli
 from experiments.errors import SettingError
 from experiments.wandb_setup import prepare_wandb, server_reachable
-from tests.run_dirs import run_dir
-from tests.tiny_data import tiny_model_args
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import tiny_model_args
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # the right shape, known to no server
 
@@ -48,8 +48,9 @@ def no_network() -> None:
 
 
 @pytest.mark.parametrize("key", [None, FAKE_KEY], ids=["no-key", "key"])
-def test_online_without_network_falls_back_to_offline_and_says_so(capfd, monkeypatch, tmp_path: Path,
-                                                                 key: str | None) -> None:
+def test_online_without_network_falls_back_to_offline_and_says_so(
+    capfd, monkeypatch, tmp_path: Path, key: str | None
+) -> None:
     """With or without an API key, an online logger with no network becomes an offline run within seconds."""
     no_network()
     if key:
@@ -69,11 +70,32 @@ def test_online_without_network_falls_back_to_offline_and_says_so(capfd, monkeyp
 def test_online_fit_without_network_runs_offline(capfd, tmp_path: Path) -> None:
     """docs/usage.md's `--trainer.logger.init_args.offline false` without a network: the fit runs, offline."""
     no_network()
-    args = ["fit", *tiny_model_args(), "--data", "tests.tiny_data.TinyData", "--data.num_samples", "16",
-            "--seed_everything", "0", "--trainer.max_steps", "1", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.limit_val_batches", "1",
-            "--trainer.default_root_dir", "run", "--trainer.logger.init_args.offline", "false"]
+    args = [
+        "fit",
+        *tiny_model_args(),
+        "--data",
+        "tests.helpers.tiny_data.TinyData",
+        "--data.num_samples",
+        "16",
+        "--seed_everything",
+        "0",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.default_root_dir",
+        "run",
+        "--trainer.logger.init_args.offline",
+        "false",
+    ]
     began = time.monotonic()
     cli = run_cli(args)
     assert cli.trainer.global_step == 1

@@ -1,6 +1,6 @@
 """Generated data for the data tests: a fake ILSVRC2012 tree, fake Fashion-MNIST files, and the Debian ones.
 
-Import the fixtures into a test module (``from data_fixtures import fake_imagenet``).
+The fixtures built on these (``fake_imagenet``, ``one_thread``) are in the ``conftest.py`` files.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import struct
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,26 +48,10 @@ def make_fake_imagenet(root: Path, train_per_class: int = 2, val_per_class: int 
     return root
 
 
-@pytest.fixture(scope="session")
-def fake_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fake ImageNet tree, 2 train and 1 val image per class, made once per session (do not modify it)."""
-    return make_fake_imagenet(tmp_path_factory.mktemp("imagenet"))
-
-
 needs_debian_fashion_mnist = pytest.mark.skipif(
     _idx_files(Path(DEBIAN_DIR)) is None,
     reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_DIR}); `make setup` installs it",
 )
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run torch single-threaded: per-image ops gain nothing from threads, and on a small shared machine
-    two OpenMP threads contending with other processes are many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -30,10 +30,20 @@ class PerceptronStages(StagedNetwork):
 class PerceptronClassifier(TransferClassifier):
     """``PerceptronStages`` trained with the ``sgd`` recipe; the study sets ``init_seed`` and ``dropout_seed``."""
 
-    def __init__(self, num_classes: int = 3, num_outputs: int | None = None, in_channels: int = 1,
-                 input_size: int = 28, width: int = 16, init_seed: int | None = None,
-                 dropout_seed: int | None = None, lr: float = 0.05, best_k: int = 2,
-                 channels_last: bool = False, compile: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int = 3,
+        num_outputs: int | None = None,
+        in_channels: int = 1,
+        input_size: int = 28,
+        width: int = 16,
+        init_seed: int | None = None,
+        dropout_seed: int | None = None,
+        lr: float = 0.05,
+        best_k: int = 2,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
         outputs = num_classes if num_outputs is None else num_outputs
         self.check_task(num_classes, outputs, best_k)
         with seeded(init_seed):

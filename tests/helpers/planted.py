@@ -17,12 +17,25 @@ TRANSFER = {1: 0.0, 2: 0.0, 3: -0.01, 4: -0.03, 5: -0.05, 6: -0.05, 7: -0.10}  #
 BOOST = 0.02  # AnB+ - base and AnB+ - BnB+ (BnB+ = base)
 DISSIMILAR_EXTRA = 0.03  # the dissimilar split transfers *better* here: the paper's claim reversed
 RANDOM_FEATURES = -0.3  # random - its base at every n
-BASES = {("random0", "A"): 0.85, ("random0", "B"): 0.80, ("dissimilar", "clothing"): 0.75,
-         ("dissimilar", "footwear_bags"): 0.90, ("whole", "all"): 0.82}
+BASES = {
+    ("random0", "A"): 0.85,
+    ("random0", "B"): 0.80,
+    ("dissimilar", "clothing"): 0.75,
+    ("dissimilar", "footwear_bags"): 0.90,
+    ("whole", "all"): 0.82,
+}
 
 
-def network(split: str, base: str | None, target: str, n: int, mode: str | None, seed: int, value: float,
-            history: list[float] | None = None) -> dict[str, Any]:
+def network(
+    split: str,
+    base: str | None,
+    target: str,
+    n: int,
+    mode: str | None,
+    seed: int,
+    value: float,
+    history: list[float] | None = None,
+) -> dict[str, Any]:
     """One row of the results table in the study's vocabulary."""
     if n == 0:
         family = f"base{target}" if target in ("A", "B") else "base"
@@ -31,13 +44,24 @@ def network(split: str, base: str | None, target: str, n: int, mode: str | None,
     else:
         family = ("BnB" if base == target else "AnB") + ("+" if mode == "finetune" else "")
     body = f"base-{target}" if n == 0 else f"{base or 'random'}{n}{target}{'+' if mode == 'finetune' else ''}"
-    return {"split": split, "base_half": base, "target_half": target, "n": n, "mode": mode, "family": family,
-            "seed": seed, "top1_best_k_mean": value, "best_k": 2, "cell": f"{split}_{body}_s{seed}",
-            "val_top1_history": history if history is not None else [value - 0.05, value - 0.002, value, value]}
+    return {
+        "split": split,
+        "base_half": base,
+        "target_half": target,
+        "n": n,
+        "mode": mode,
+        "family": family,
+        "seed": seed,
+        "top1_best_k_mean": value,
+        "best_k": 2,
+        "cell": f"{split}_{body}_s{seed}",
+        "val_top1_history": history if history is not None else [value - 0.05, value - 0.002, value, value],
+    }
 
 
-def planted_rows(seeds: int = 5, noise: float = 0.002, seed_effect: float = 0.01,
-                 rng: random.Random | None = None) -> list[dict[str, Any]]:
+def planted_rows(
+    seeds: int = 5, noise: float = 0.002, seed_effect: float = 0.01, rng: random.Random | None = None
+) -> list[dict[str, Any]]:
     """The study: random0 (bases A, B; BnB, BnB+ on B; AnB, AnB+ A->B), the dissimilar split, random features.
 
     Args:
@@ -62,8 +86,12 @@ def planted_rows(seeds: int = 5, noise: float = 0.002, seed_effect: float = 0.01
         for (split, target), level in base.items():
             rows.append(network(split, None, target, 0, None, seed, level + jitter((split, target, 0), seed)))
         for n in LAYERS:
-            planted = [("B", "frozen", DIP[n]), ("A", "frozen", TRANSFER[n]), ("B", "finetune", 0.0),
-                       ("A", "finetune", BOOST)]
+            planted = [
+                ("B", "frozen", DIP[n]),
+                ("A", "frozen", TRANSFER[n]),
+                ("B", "finetune", 0.0),
+                ("A", "finetune", BOOST),
+            ]
             for source, mode, effect in planted:
                 value = base["random0", "B"] + effect + jitter((source, mode, n), seed)
                 rows.append(network("random0", source, "B", n, mode, seed, value))

@@ -13,20 +13,27 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
-def run_module(module: str, args: list[str], what: str, timeout: int = 240,
-               env: dict[str, str] | None = None) -> tuple[int, str]:
+def run_module(
+    module: str, args: list[str], what: str, timeout: int = 240, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """``python -m MODULE ARGS`` from the repository in its own process group; its exit status and output.
 
     Kills the whole group after ``timeout`` seconds (a DDP launcher's ranks are its children) and fails the test
     with "<what> hung".
     """
-    path = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
-    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, text=True,
-                               env={**os.environ, "PYTHONPATH": path, **(env or {})},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

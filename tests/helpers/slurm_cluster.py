@@ -15,9 +15,7 @@ All daemons listen on free ports of this machine, so two clusters (two test sess
 finds the cluster through one environment variable, ``SLURM_CONF`` (:attr:`SlurmCluster.env`); jobs inherit it
 from ``sbatch``, so ``scontrol requeue`` inside a job (submitit's ``Checkpointable``) reaches the same cluster.
 
-In a test::
-
-    from tests.slurm_cluster import slurm_cluster, slurm_env  # noqa: F401 (pytest fixtures)
+In a test, through the fixtures of ``tests/conftest.py`` (``slurm_cluster`` for the session, ``slurm_env``)::
 
     @pytest.mark.slow
     def test_study_on_slurm(slurm_env, tmp_path):   # slurm_env: SLURM_CONF set for this test
@@ -37,8 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 ACCOUNTING_DAEMONS = ("mariadb-install-db", "mariadbd", "slurmdbd")
@@ -103,8 +99,9 @@ class SlurmCluster:
 
     def command(self, *args: str, check: bool = True, timeout: float = 30) -> str:
         """Run a Slurm client command (``sinfo``, ``squeue``, ``scontrol`` ...) on this cluster; its stdout."""
-        process = subprocess.run(list(args), env={**os.environ, **self.env}, capture_output=True, text=True,
-                                 timeout=timeout, check=False)
+        process = subprocess.run(
+            list(args), env={**os.environ, **self.env}, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and process.returncode:
             raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}: {process.stderr.strip()}")
         return process.stdout
@@ -134,8 +131,15 @@ class SlurmCluster:
         started = time.monotonic()
         self.root = Path(tempfile.mkdtemp(prefix="slurm-cluster-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.root.chmod(0o755)  # munged wants its socket's folder reachable by all
-        for sub, mode in (("etc", 0o755), ("run", 0o755), ("log", 0o755), ("state", 0o700), ("spool", 0o755),
-                          ("munge", 0o700), ("db", 0o700)):
+        for sub, mode in (
+            ("etc", 0o755),
+            ("run", 0o755),
+            ("log", 0o755),
+            ("state", 0o700),
+            ("spool", 0o755),
+            ("munge", 0o700),
+            ("db", 0o700),
+        ):
             (self.root / sub).mkdir(mode=mode)
         try:
             self._start_munge()
@@ -145,8 +149,10 @@ class SlurmCluster:
             self._spawn("slurmctld", [_which("slurmctld") or "slurmctld", "-D", "-f", str(self.conf)])
             self._wait("slurmctld", lambda: self.command("scontrol", "ping", check=False).count("UP") > 0)
             self._spawn("slurmd", [_which("slurmd") or "slurmd", "-D", "-f", str(self.conf), "-N", self.node])
-            self._wait("slurmd", lambda: self.command("sinfo", "-h", "-n", self.node, "-o", "%T",
-                                                      check=False).strip() == "idle")
+            self._wait(
+                "slurmd",
+                lambda: self.command("sinfo", "-h", "-n", self.node, "-o", "%T", check=False).strip() == "idle",
+            )
         except BaseException:
             self.keep = True
             self.stop()
@@ -208,8 +214,14 @@ class SlurmCluster:
         assert self.root is not None
         log = (self.root / "log" / f"{name}.stdout").open("wb")
         self._processes[name] = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, **self.env, **(env or {})}, cwd=self.root)
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **self.env, **(env or {})},
+            cwd=self.root,
+        )
         log.close()
 
     def _wait(self, name: str, ready: Any) -> None:
@@ -218,8 +230,9 @@ class SlurmCluster:
         while True:
             process = self._processes.get(name)
             if process is not None and process.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {process.returncode} during start-up\n"
-                                   f"{self._logs(name)}")
+                raise RuntimeError(
+                    f"{name} exited with status {process.returncode} during start-up\n{self._logs(name)}"
+                )
             try:
                 if ready():
                     return
@@ -243,16 +256,29 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         self.munge_socket = self.root / "run" / "munge.sock"
-        self._spawn("munged", [_which("munged") or "munged", "--foreground", f"--key-file={key}",
-                               f"--socket={self.munge_socket}", f"--pid-file={self.root / 'run' / 'munged.pid'}",
-                               f"--log-file={self.root / 'munge' / 'munged.log'}",
-                               f"--seed-file={self.root / 'munge' / 'munged.seed'}"])
+        self._spawn(
+            "munged",
+            [
+                _which("munged") or "munged",
+                "--foreground",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.root / 'run' / 'munged.pid'}",
+                f"--log-file={self.root / 'munge' / 'munged.log'}",
+                f"--seed-file={self.root / 'munge' / 'munged.seed'}",
+            ],
+        )
 
         def munge_works() -> bool:
             cred = subprocess.run(["munge", "-n", "-S", str(self.munge_socket)], capture_output=True, timeout=10)
-            return cred.returncode == 0 and subprocess.run(
-                ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, capture_output=True,
-                timeout=10).returncode == 0
+            return (
+                cred.returncode == 0
+                and subprocess.run(
+                    ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, capture_output=True, timeout=10
+                ).returncode
+                == 0
+            )
+
         self._wait("munged", munge_works)
 
     def _start_accounting(self) -> None:
@@ -261,43 +287,80 @@ class SlurmCluster:
         self.mysql_socket = self.root / "run" / "mysql.sock"
         small = ["--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M"]
         init = subprocess.run(
-            [_which("mariadb-install-db") or "mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={data}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve", *small],
-            capture_output=True, text=True, timeout=self.timeout_s, check=False)
+            [
+                _which("mariadb-install-db") or "mariadb-install-db",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+                *small,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=self.timeout_s,
+            check=False,
+        )
         (self.root / "log" / "mariadb-install-db.log").write_text(init.stdout + init.stderr)
         if init.returncode:
             raise RuntimeError(f"mariadb-install-db exited with {init.returncode}\n{self._logs('mariadb')}")
-        self._spawn("mariadbd", [_which("mariadbd") or "mariadbd", "--no-defaults", "--user=root",
-                                 f"--datadir={data}", f"--socket={self.mysql_socket}", "--skip-networking",
-                                 f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
-                                 f"--log-error={self.root / 'log' / 'mariadbd.log'}", *small])
-        self._wait("mariadbd", lambda: subprocess.run(
-            ["mariadb", "--no-defaults", "-S", str(self.mysql_socket), "-uroot", "-e", "select 1"],
-            capture_output=True, timeout=10).returncode == 0)
+        self._spawn(
+            "mariadbd",
+            [
+                _which("mariadbd") or "mariadbd",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                f"--socket={self.mysql_socket}",
+                "--skip-networking",
+                f"--pid-file={self.root / 'run' / 'mariadbd.pid'}",
+                f"--log-error={self.root / 'log' / 'mariadbd.log'}",
+                *small,
+            ],
+        )
+        self._wait(
+            "mariadbd",
+            lambda: (
+                subprocess.run(
+                    ["mariadb", "--no-defaults", "-S", str(self.mysql_socket), "-uroot", "-e", "select 1"],
+                    capture_output=True,
+                    timeout=10,
+                ).returncode
+                == 0
+            ),
+        )
         self.dbd_port = _free_port()
         dbd_conf = self.root / "etc" / "slurmdbd.conf"  # slurmdbd reads it from SLURM_CONF's folder
-        dbd_conf.write_text("\n".join([
-            "AuthType=auth/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            "DbdHost=localhost",
-            "DbdAddr=127.0.0.1",
-            f"DbdPort={self.dbd_port}",
-            "SlurmUser=root",
-            f"LogFile={self.root / 'log' / 'slurmdbd.log'}",
-            f"PidFile={self.root / 'run' / 'slurmdbd.pid'}",
-            "StorageType=accounting_storage/mysql",
-            "StorageHost=localhost",  # through MYSQL_UNIX_PORT, the socket above
-            "StorageUser=root",
-            "StorageLoc=slurm_acct_db",
-        ]) + "\n")
+        dbd_conf.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    "DbdHost=localhost",
+                    "DbdAddr=127.0.0.1",
+                    f"DbdPort={self.dbd_port}",
+                    "SlurmUser=root",
+                    f"LogFile={self.root / 'log' / 'slurmdbd.log'}",
+                    f"PidFile={self.root / 'run' / 'slurmdbd.pid'}",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=localhost",  # through MYSQL_UNIX_PORT, the socket above
+                    "StorageUser=root",
+                    "StorageLoc=slurm_acct_db",
+                ]
+            )
+            + "\n"
+        )
         dbd_conf.chmod(0o600)
-        self._spawn("slurmdbd", [_which("slurmdbd") or "slurmdbd", "-D"],
-                    env={"MYSQL_UNIX_PORT": str(self.mysql_socket)})
+        self._spawn(
+            "slurmdbd", [_which("slurmdbd") or "slurmdbd", "-D"], env={"MYSQL_UNIX_PORT": str(self.mysql_socket)}
+        )
 
         def dbd_listens() -> bool:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.settimeout(1)
                 return probe.connect_ex(("127.0.0.1", self.dbd_port)) == 0
+
         self._wait("slurmdbd", dbd_listens)
 
     def _write_slurm_conf(self) -> None:
@@ -354,26 +417,3 @@ class SlurmCluster:
             f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
         ]
         self.conf.write_text("\n".join(lines) + "\n")
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster() -> Any:
-    """A started :class:`SlurmCluster` for the whole test session (skips when not root or SLURM is missing).
-
-    ``SLURM_CLUSTER_KEEP=1`` keeps its folder (configs, daemon logs) after the session;
-    ``SLURM_CLUSTER_ACCOUNTING=0`` (or 1) runs it without (with) slurmdbd, instead of "when installed".
-    """
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    accounting = {"0": False, "1": True}.get(os.environ.get("SLURM_CLUSTER_ACCOUNTING", ""))
-    with SlurmCluster(accounting=accounting, keep=bool(os.environ.get("SLURM_CLUSTER_KEEP"))) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def slurm_env(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
-    """:func:`slurm_cluster` with its ``SLURM_CONF`` set in ``os.environ`` for one test (what submitit reads)."""
-    for key, value in slurm_cluster.env.items():
-        monkeypatch.setenv(key, value)
-    return slurm_cluster

@@ -28,8 +28,14 @@ class StudyData(LightningDataModule):
         mean_half: Accepted for the interface; unused.
     """
 
-    def __init__(self, split: str = "random0", half: str = "A", batch_size: int = 8, images_per_class: int = 4,
-                 mean_half: str | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "random0",
+        half: str = "A",
+        batch_size: int = 8,
+        images_per_class: int = 4,
+        mean_half: str | None = None,
+    ) -> None:
         super().__init__()
         if half not in self.halves(split):
             raise ValueError(f"unknown half {half!r} of split {split!r}")

@@ -10,16 +10,17 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
-
 # A four-class CaffeNet on 1x28x28 inputs: the network's own settings, and the task's (the data supplies them).
-TINY_NETWORK: dict[str, Any] = dict(num_outputs=4, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5, conv1_stride=1,
-                                    init="kaiming")
+TINY_NETWORK: dict[str, Any] = dict(
+    num_outputs=4, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5, conv1_stride=1, init="kaiming"
+)
 TINY_SHAPE: dict[str, Any] = dict(num_classes=4, in_channels=1, input_size=28)
 TINY_MODEL: dict[str, Any] = {**TINY_SHAPE, **TINY_NETWORK}  # CaffeNetClassifier(**TINY_MODEL)
 
 
 def tiny_model_args(**changes: Any) -> list[str]:
     """``TINY_NETWORK`` (with ``changes``) as CLI arguments (``--model.widths [8, 8, ...]`` ...)."""
+
     def text(value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
 
@@ -39,8 +40,16 @@ class TinyData(LightningDataModule):
         seed: Seed of the data itself (independent of the global seed).
     """
 
-    def __init__(self, num_classes: int = 4, num_samples: int = 32, batch_size: int = 8, image_size: int = 28,
-                 channels: int = 1, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 4,
+        num_samples: int = 32,
+        batch_size: int = 8,
+        image_size: int = 28,
+        channels: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_channels, self.input_size = channels, image_size  # linked into the model by the CLI

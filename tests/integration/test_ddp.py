@@ -1,7 +1,8 @@
 """DDP on CPU ranks (gloo): each rank its own dropout masks, restored exactly on resume; evaluation as on one rank.
 
-The 2-rank tests share one launch of two gloo ranks (``python -m test_ddp ddp OUT``), which fits on both dropout
-paths (``SeededDropout``, the global generator), resumes each from a mid-run checkpoint, and tests a checkpoint.
+The 2-rank tests share one launch of two gloo ranks (``python -m tests.integration.test_ddp ddp OUT``), which fits on
+both dropout paths (``SeededDropout``, the global generator), resumes each from a mid-run checkpoint, and tests a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from data_fixtures import needs_debian_fashion_mnist, one_thread  # noqa: F401
 from lightning.pytorch import Callback, LightningModule, Trainer
-from test_exact_resume import FASHION, assert_same_fit, fit_args, run_subprocess
 from torch import Tensor
 
 from callbacks.rng import GlobalRNGState, gather_dropout_states
@@ -24,11 +23,21 @@ from experiments.cli import main, run_cli
 from models.dropout import SeededDropout, rank_seed, stream_key
 from models.loading import load_classifier
 from models.module import CaffeNetClassifier
-from tests.run_dirs import run_dir
+from tests.helpers.fake_data import needs_debian_fashion_mnist
+from tests.helpers.fits import FASHION, assert_same_fit, fit_args, run_subprocess
+from tests.helpers.run_dirs import run_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = dict(num_classes=5, num_outputs=None, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1, init="kaiming")
+TINY = dict(
+    num_classes=5,
+    num_outputs=None,
+    in_channels=1,
+    input_size=28,
+    widths=(8, 8, 8, 8, 8, 16, 16),
+    conv1_kernel=5,
+    conv1_stride=1,
+    init="kaiming",
+)
 SEEDED = ["--model.dropout_seed", "7"]
 
 
@@ -76,8 +85,9 @@ def test_a_checkpoint_with_a_gpu_dropout_state_loads_on_the_cpu(tmp_path: Path) 
     for key in [key for key in state if key.endswith("_extra_state")]:
         state[key] = {"cuda:0": torch.arange(16, dtype=torch.uint8), "rank1/cuda": torch.ones(16, dtype=torch.uint8)}
     path = tmp_path / "gpu.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2.6.0"},
-               path)
+    torch.save(
+        {"state_dict": state, "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2.6.0"}, path
+    )
     loaded = load_classifier(str(path)).train()
     assert loaded(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
     assert set(loaded.net.drop6.get_extra_state()) == {"rank0/cuda", "rank1/cuda", "rank0/cpu"}
@@ -118,23 +128,62 @@ class MaskRecorder(Callback):
 
 def ddp_fit(root: Path, extra: list[str], record: bool) -> list[str]:
     """A 2-rank FashionMNISTHalf fit of 6 steps (3 per rank an epoch: 40 images), checkpoints every 2 steps."""
-    args = [*fit_args(root, FASHION, max_steps=6, every=2, val_every=3), "--trainer.devices", "2",
-            "--trainer.strategy", "ddp", "--data.init_args.images_per_class", "8", *extra]
+    args = [
+        *fit_args(root, FASHION, max_steps=6, every=2, val_every=3),
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--data.init_args.images_per_class",
+        "8",
+        *extra,
+    ]
     if record:
-        args += ["--trainer.callbacks+=test_ddp.MaskRecorder", "--trainer.callbacks.path", str(root / "masks")]
+        args += [
+            "--trainer.callbacks+=tests.integration.test_ddp.MaskRecorder",
+            "--trainer.callbacks.path",
+            str(root / "masks"),
+        ]
     return args
 
 
 def eval_args(root: Path, checkpoint: Path, devices: int) -> list[str]:
     """``test`` of ``checkpoint`` on ``devices`` CPU processes, metrics to ``root``'s CSV log."""
-    return ["test", "--seed_everything", "0", *FASHION, "--data.init_args.batch_size", "64",
-            "--model.num_outputs", "null", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-            "--model.conv1_stride", "1", "--model.init", "kaiming",
-            "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
-            *(["--trainer.strategy", "ddp"] if devices > 1 else []),
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.default_root_dir", str(root), "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.save_dir", str(root), "--ckpt_path", str(checkpoint)]
+    return [
+        "test",
+        "--seed_everything",
+        "0",
+        *FASHION,
+        "--data.init_args.batch_size",
+        "64",
+        "--model.num_outputs",
+        "null",
+        "--model.widths",
+        "[8, 8, 8, 8, 8, 16, 16]",
+        "--model.conv1_kernel",
+        "5",
+        "--model.conv1_stride",
+        "1",
+        "--model.init",
+        "kaiming",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        str(devices),
+        *(["--trainer.strategy", "ddp"] if devices > 1 else []),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(root),
+        "--ckpt_path",
+        str(checkpoint),
+    ]
 
 
 def ddp_main(out: str) -> None:
@@ -142,10 +191,16 @@ def ddp_main(out: str) -> None:
     for path, extra in (("default", []), ("seeded", SEEDED)):
         whole = Path(out, path, "whole")
         main(ddp_fit(whole, extra, record=True))
-        main([*ddp_fit(Path(out, path, "resumed"), extra, record=False),
-              "--ckpt_path", str(run_dir(whole) / "checkpoints" / "step=2.ckpt")])
-    main(eval_args(Path(out, "test2"), run_dir(Path(out, "default", "whole")) / "checkpoints" / "step=6.ckpt",
-                   devices=2))
+        main(
+            [
+                *ddp_fit(Path(out, path, "resumed"), extra, record=False),
+                "--ckpt_path",
+                str(run_dir(whole) / "checkpoints" / "step=2.ckpt"),
+            ]
+        )
+    main(
+        eval_args(Path(out, "test2"), run_dir(Path(out, "default", "whole")) / "checkpoints" / "step=6.ckpt", devices=2)
+    )
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["ddp"]:
@@ -156,7 +211,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["ddp"]:
 def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of the 2-rank launch's runs (made once per session)."""
     out = tmp_path_factory.mktemp("ddp_runs")
-    code, output = run_subprocess("test_ddp", ["ddp", str(out)], timeout=400)
+    code, output = run_subprocess("tests.integration.test_ddp", ["ddp", str(out)], timeout=400)
     assert code == 0, output[-3000:]
     assert output.count("Starting with 2 processes") == 1  # every fit ran on the two ranks of one launch
     return out
@@ -206,8 +261,10 @@ def test_default_path_ranks_start_from_their_rank_seed(ddp_runs: Path) -> None:
 def test_two_ranks_killed_then_resumed_from_last(ddp_runs: Path, tmp_path: Path) -> None:
     """A 2-rank fit SIGKILLed at step 5 and resumed with `--ckpt_path last` (step 4) on 2 ranks ends bit-identical."""
     args = ddp_fit(tmp_path, [], record=False)
-    code, output = run_subprocess("experiments.cli", [*args, "--trainer.callbacks+=test_exact_resume.KillAtStep",
-                                                      "--trainer.callbacks.step", "5"])
+    code, output = run_subprocess(
+        "experiments.cli",
+        [*args, "--trainer.callbacks+=tests.helpers.fits.KillAtStep", "--trainer.callbacks.step", "5"],
+    )
     assert code == -signal.SIGKILL, output[-3000:]
     assert torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     code, output = run_subprocess("experiments.cli", [*args, "--ckpt_path", "last"])
@@ -241,8 +298,9 @@ def validate_args(root: Path, checkpoint: Path, *extra: str) -> list[str]:
 
 
 @needs_debian_fashion_mnist
-def test_validate_leaves_the_fits_history_and_asks_for_no_callbacks(ddp_runs: Path, tmp_path: Path,
-                                                                   recwarn: pytest.WarningsRecorder) -> None:
+def test_validate_leaves_the_fits_history_and_asks_for_no_callbacks(
+    ddp_runs: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
     """`validate --ckpt_path` reports the fit's paper metric, appends nothing to its history, and does not ask
     for the fit's callbacks (whose checkpoint settings differ from the CLI defaults it runs with)."""
     checkpoint = run_dir(ddp_runs / "default" / "whole") / "checkpoints" / "last.ckpt"  # after the last validation

@@ -11,39 +11,34 @@ training accuracy is then never logged): the loop's restart logic, not the data 
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import random
-import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from data_fixtures import needs_debian_fashion_mnist, one_thread  # noqa: F401
-from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import Dataset
-from torchvision.io import encode_jpeg
 
 from callbacks.rng import collect_rng_states, set_rng_states
 from datamodules import FashionMNISTHalf, ImageNetHalf
 from datamodules.resumable import ResumableLoader, ResumableSampler, SampleKey
-from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
 from experiments.cli import main
 from models.module import TrainAccuracy
-from tests.ranks import run_module
-from tests.run_dirs import run_dir
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY_MODEL = ["--model.num_outputs", "null", "--model.widths", "[8, 8, 8, 8, 8, 16, 16]", "--model.conv1_kernel", "5",
-              "--model.conv1_stride", "1", "--model.init", "kaiming"]  # dropout 0.5 stays on
-FASHION = ["--data", "datamodules.FashionMNISTHalf", "--data.init_args.images_per_class", "20",  # 100 images
-           "--data.init_args.batch_size", "16", "--data.init_args.pixel_scale", "0.0078125"]
-IMAGENET_HALF = ("natman", "natural")  # 449 classes
+from tests.helpers.fake_data import needs_debian_fashion_mnist
+from tests.helpers.fits import (
+    FASHION,
+    IMAGENET_HALF,
+    assert_same_fit,
+    differences,
+    fit_args,
+    imagenet_args,
+    make_half_tree,
+    run_subprocess,
+)
+from tests.helpers.run_dirs import run_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,6 +97,7 @@ def test_ranks_share_one_padded_order() -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_resumes_mid_epoch(workers: int) -> None:
     """After load_state_dict a new loader yields the rest of the epoch, then whole epochs; another epoch is not cut."""
+
     def loader() -> ResumableLoader:
         return ResumableLoader(KeyEcho(23), ResumableSampler(KeyEcho(23), seed=5), 4, num_workers=workers)
 
@@ -138,8 +134,15 @@ def test_loading_draws_nothing_from_the_global_generator(imagenet_tree: Path, tm
     """Computing the mean image and iterating the training and validation loaders (with a worker) leave torch's
     global generator, which dropout draws from, alone."""
     state = torch.get_rng_state()
-    dm = ImageNetHalf(str(imagenet_tree), *IMAGENET_HALF, batch_size=64, num_workers=1, image_size=32, crop_size=28,
-                      cache_dir=str(tmp_path / "cache"))
+    dm = ImageNetHalf(
+        str(imagenet_tree),
+        *IMAGENET_HALF,
+        batch_size=64,
+        num_workers=1,
+        image_size=32,
+        crop_size=28,
+        cache_dir=str(tmp_path / "cache"),
+    )
     dm.prepare_data()
     dm.setup("fit")
     state = torch.get_rng_state()
@@ -159,9 +162,18 @@ def epoch_images(dm: ImageNetHalf, epoch: int) -> dict[int, torch.Tensor]:
 @pytest.mark.parametrize("preprocess", ["caffe", "torchvision"])
 def test_imagenet_crops_do_not_depend_on_the_workers(imagenet_tree: Path, tmp_path: Path, preprocess: str) -> None:
     """An epoch's crops and mirrors are the same with 0 or 2 worker processes, and differ from the next epoch's."""
+
     def module(workers: int) -> ImageNetHalf:
-        dm = ImageNetHalf(str(imagenet_tree), *IMAGENET_HALF, batch_size=50, num_workers=workers, image_size=32,
-                          crop_size=28, preprocess=preprocess, cache_dir=str(tmp_path / "cache"))
+        dm = ImageNetHalf(
+            str(imagenet_tree),
+            *IMAGENET_HALF,
+            batch_size=50,
+            num_workers=workers,
+            image_size=32,
+            crop_size=28,
+            preprocess=preprocess,
+            cache_dir=str(tmp_path / "cache"),
+        )
         dm.setup("fit")
         return dm
 
@@ -215,117 +227,9 @@ def test_train_accuracy_totals_are_not_a_ddp_buffer() -> None:
 # --- helpers for the fits ---------------------------------------------------------------------------
 
 
-def make_half_tree(root: Path, per_class: int = 1) -> Path:
-    """``root/{train,val}/<wnid>/`` for the classes of :data:`IMAGENET_HALF`, small noise JPEGs (crops differ)."""
-    generator = torch.Generator().manual_seed(0)
-    for subset in ("train", "val"):
-        for c in IMAGENET_SPLITS.classes(*IMAGENET_HALF):
-            wnid = imagenet_wnids()[c]
-            (root / subset / wnid).mkdir(parents=True, exist_ok=True)
-            for j in range(per_class):
-                image = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8, generator=generator)
-                (root / subset / wnid / f"{wnid}_{j}.JPEG").write_bytes(encode_jpeg(image, quality=90).numpy())
-    return root
-
-
 @pytest.fixture(scope="module")
 def imagenet_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_half_tree(tmp_path_factory.mktemp("imagenet"))
-
-
-def imagenet_args(tree: Path) -> list[str]:
-    """ImageNetHalf on the generated tree: 449 images, 9 batches an epoch, 2 persistent workers (the default)."""
-    return ["--data", "datamodules.ImageNetHalf", "--data.init_args.root", str(tree),
-            "--data.init_args.split", IMAGENET_HALF[0], "--data.init_args.half", IMAGENET_HALF[1],
-            "--data.init_args.cache_dir", str(tree / ".cache"), "--data.init_args.batch_size", "50",
-            "--data.init_args.num_workers", "2", "--data.init_args.image_size", "32",
-            "--data.init_args.crop_size", "28", "--data.init_args.pixel_scale", "0.0078125"]
-
-
-def fit_args(root: Path, data: list[str], max_steps: int, every: int, val_every: int) -> list[str]:
-    """A CLI fit that checkpoints every ``every`` steps (``step=N.ckpt``) and logs every step to a CSV file."""
-    return ["fit", "--seed_everything", "0", *data, *TINY_MODEL, "--trainer.accelerator", "cpu",
-            "--trainer.devices", "1", "--trainer.max_steps", str(max_steps),
-            "--trainer.val_check_interval", str(val_every), "--trainer.check_val_every_n_epoch", "null",
-            "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--checkpoint.monitor", "null", "--checkpoint.save_top_k", "-1",
-            "--checkpoint.every_n_train_steps", str(every), "--checkpoint.filename", "{step}",
-            "--trainer.default_root_dir", str(root), "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.save_dir", str(root)]
-
-
-class CopyLastAt(Callback):
-    """Copies ``last.ckpt`` to ``at<step>.ckpt`` before training step ``step``: what a kill there leaves behind."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        last = Path(trainer.checkpoint_callback.dirpath, "last.ckpt")  # the run folder's checkpoints
-        if trainer.global_step == self.step:
-            shutil.copy(last, last.with_name(f"at{self.step}.ckpt"))
-
-
-class KillAtStep(Callback):
-    """SIGKILLs its process group (the fit, its DDP ranks and loader workers) once ``step`` steps are trained."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if trainer.global_step == self.step:
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-def run_subprocess(module: str, args: list[str], timeout: int = 240) -> tuple[int, str]:
-    """``python -m MODULE ARGS`` in its own process group, one torch thread (as the in-process fits)."""
-    return run_module(module, args, "the fit", timeout, env={"OMP_NUM_THREADS": "1"})
-
-
-def differences(a: Any, b: Any, path: str = "") -> list[str]:
-    """Where two checkpoint trees differ (tensors compared exactly, dtype and shape included)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{path}: keys {sorted(map(str, a.keys() ^ b.keys()))}"]
-        return [d for key in a for d in differences(a[key], b[key], f"{path}/{key}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        same = a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-        return [] if same else [f"{path}: tensors differ"]
-    return [] if type(a) is type(b) and a == b else [f"{path}: {a!r} != {b!r}"]
-
-
-def checkpoint_at(root: Path, step: int) -> dict[str, Any]:
-    """The run's step-``step`` checkpoint, without ModelCheckpoint's own state (file paths of this run's folder).
-
-    A step file, not ``last.ckpt``: which moment ``last.ckpt`` holds at the end of a fit depends on the
-    checkpoint callback's bookkeeping (a resumed fit writes it once more after the epoch end).
-    """
-    checkpoint = torch.load(run_dir(root) / "checkpoints" / f"step={step}.ckpt", weights_only=True)
-    checkpoint["callbacks"] = {key: value for key, value in checkpoint["callbacks"].items()
-                               if "Checkpoint" not in key}
-    return checkpoint
-
-
-def logged_from(root: Path, step: int) -> list[tuple[str, ...]]:
-    """The metrics the run's latest fit logged at logger steps >= ``step`` (its CSV logger's newest ``version_*`` in the
-    run folder; training throughput, a timing, left out)."""
-    latest = max(run_dir(root).glob("version_*"), key=lambda folder: int(folder.name.removeprefix("version_")))
-    with open(latest / "metrics.csv") as file:
-        rows = [row for row in csv.DictReader(file) if int(row["step"]) >= step]
-    return sorted(tuple(sorted(f"{k}={v}" for k, v in row.items() if v and "per_sec" not in k)) for row in rows)
-
-
-def assert_same_fit(whole: Path, resumed: Path, resumed_at: int, compared_at: int) -> None:
-    """The checkpoints at step ``compared_at`` (weights, optimizer, schedule, loops, RNG and loader states, training
-    accuracy totals, validation history) and the metrics logged since the resume: all bit-identical."""
-    assert compared_at > resumed_at
-    assert not differences(checkpoint_at(whole, compared_at), checkpoint_at(resumed, compared_at))
-    assert logged_from(whole, resumed_at) == logged_from(resumed, resumed_at)
-    assert any("train/top1_epoch" in field for row in logged_from(resumed, resumed_at) for field in row)
 
 
 # --- fits through the CLI ---------------------------------------------------------------------------
@@ -336,12 +240,23 @@ def test_fashion_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     """FashionMNISTHalf (7 batches an epoch, validation every 5 steps): resumed from the step-9 checkpoint (epoch 1,
     batch 2) or from last.ckpt as validation at step 10 left it, the fit ends as the uninterrupted one."""
     whole = tmp_path / "whole"
-    main([*fit_args(whole, FASHION, max_steps=12, every=3, val_every=5),
-          "--trainer.callbacks+=test_exact_resume.CopyLastAt", "--trainer.callbacks.step", "11"])
+    main(
+        [
+            *fit_args(whole, FASHION, max_steps=12, every=3, val_every=5),
+            "--trainer.callbacks+=tests.helpers.fits.CopyLastAt",
+            "--trainer.callbacks.step",
+            "11",
+        ]
+    )
     for name, step in (("step=9", 9), ("at11", 10)):
         resumed = tmp_path / name
-        main([*fit_args(resumed, FASHION, max_steps=12, every=3, val_every=5),
-              "--ckpt_path", str(run_dir(whole) / "checkpoints" / f"{name}.ckpt")])
+        main(
+            [
+                *fit_args(resumed, FASHION, max_steps=12, every=3, val_every=5),
+                "--ckpt_path",
+                str(run_dir(whole) / "checkpoints" / f"{name}.ckpt"),
+            ]
+        )
         assert_same_fit(whole, resumed, step, 12)
 
 
@@ -364,8 +279,13 @@ def imagenet_whole(imagenet_tree: Path, tmp_path_factory: pytest.TempPathFactory
 
 def test_imagenet_with_workers_resumes_exactly(imagenet_whole: Path, imagenet_tree: Path, tmp_path: Path) -> None:
     """ImageNetHalf, 2 workers: resumed from the step-8 checkpoint (epoch 0, batch 8 of 9), ends as uninterrupted."""
-    main([*fit_args(tmp_path, imagenet_args(imagenet_tree), max_steps=16, every=4, val_every=5),
-          "--ckpt_path", str(run_dir(imagenet_whole) / "checkpoints" / "step=8.ckpt")])
+    main(
+        [
+            *fit_args(tmp_path, imagenet_args(imagenet_tree), max_steps=16, every=4, val_every=5),
+            "--ckpt_path",
+            str(run_dir(imagenet_whole) / "checkpoints" / "step=8.ckpt"),
+        ]
+    )
     assert_same_fit(imagenet_whole, tmp_path, 8, 16)
 
 
@@ -374,8 +294,10 @@ def test_sigkill_mid_epoch_then_resume_from_last(imagenet_whole: Path, imagenet_
     """`python -m experiments.cli fit` SIGKILLed at step 14 (epoch 1, batch 5) and resumed with `--ckpt_path last`
     (the step-12 checkpoint) ends bit-identical to the uninterrupted fit."""
     args = fit_args(tmp_path, imagenet_args(imagenet_tree), max_steps=16, every=4, val_every=5)
-    code, output = run_subprocess("experiments.cli", [*args, "--trainer.callbacks+=test_exact_resume.KillAtStep",
-                                                      "--trainer.callbacks.step", "14"])
+    code, output = run_subprocess(
+        "experiments.cli",
+        [*args, "--trainer.callbacks+=tests.helpers.fits.KillAtStep", "--trainer.callbacks.step", "14"],
+    )
     assert code == -signal.SIGKILL, output[-3000:]
     assert torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
     main([*args, "--ckpt_path", "last"])
@@ -384,16 +306,28 @@ def test_sigkill_mid_epoch_then_resume_from_last(imagenet_whole: Path, imagenet_
 
 def ddp_args(root: Path) -> list[str]:
     """A FashionMNISTHalf fit on 2 DDP processes on the CPU, one loader worker each: 7 batches per rank an epoch."""
-    return [*fit_args(root, FASHION, max_steps=12, every=3, val_every=5), "--trainer.devices", "2",
-            "--trainer.strategy", "ddp", "--data.init_args.num_workers", "1"]
+    return [
+        *fit_args(root, FASHION, max_steps=12, every=3, val_every=5),
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--data.init_args.num_workers",
+        "1",
+    ]
 
 
 def ddp_main(out: str) -> None:
-    """The DDP test's subprocess (``python -m test_exact_resume ddp OUT``): the uninterrupted fit, then the fit
-    resumed from its step-9 checkpoint, in one launch of the two ranks (a launch costs seconds)."""
+    """The DDP test's subprocess (``python -m tests.integration.test_exact_resume ddp OUT``): the uninterrupted fit,
+    then the fit resumed from its step-9 checkpoint, in one launch of the two ranks (a launch costs seconds)."""
     main(ddp_args(Path(out, "whole")))
-    main([*ddp_args(Path(out, "resumed")), "--ckpt_path",
-          str(run_dir(Path(out, "whole")) / "checkpoints" / "step=9.ckpt")])
+    main(
+        [
+            *ddp_args(Path(out, "resumed")),
+            "--ckpt_path",
+            str(run_dir(Path(out, "whole")) / "checkpoints" / "step=9.ckpt"),
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -401,7 +335,7 @@ def ddp_main(out: str) -> None:
 def test_ddp_two_processes_resume_exactly(tmp_path: Path) -> None:
     """2 DDP processes on the CPU, one loader worker each: resumed from the step-9 checkpoint (epoch 1, batch 2 of
     7 per rank), the fit goes on as the uninterrupted one (the weights carry both ranks' data and dropout)."""
-    code, output = run_subprocess("test_exact_resume", ["ddp", str(tmp_path)])
+    code, output = run_subprocess("tests.integration.test_exact_resume", ["ddp", str(tmp_path)])
     assert code == 0, output[-3000:]
     assert output.count("Starting with 2 processes") == 1  # both fits ran on the two ranks of one launch
     assert_same_fit(tmp_path / "whole", tmp_path / "resumed", 9, 12)
@@ -417,14 +351,26 @@ def test_fused_group_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     uninterrupted group: every cell's weights, momentum, dropout generators, metrics and the data stream."""
     base = tmp_path / "base"
     main(fit_args(base, FASHION, max_steps=4, every=4, val_every=4))
-    network = {"num_outputs": None, "widths": [8, 8, 8, 8, 8, 16, 16], "conv1_kernel": 5, "conv1_stride": 1,
-               "init": "kaiming"}
+    network = {
+        "num_outputs": None,
+        "widths": [8, 8, 8, 8, 8, 16, 16],
+        "conv1_kernel": 5,
+        "conv1_stride": 1,
+        "init": "kaiming",
+    }
 
     def group_args(root: Path) -> list[str]:
         cells = [{"n": n, "root": str(root / f"cell{n}"), "seed": 10 + n} for n in (2, 6)]
-        model = ["--model", "models.fused.FusedTransfer",
-                 "--model.init_args.base_checkpoint", str(run_dir(base) / "checkpoints" / "step=4.ckpt"),
-                 "--model.init_args.cells", json.dumps(cells), "--model.init_args.network", json.dumps(network)]
+        model = [
+            "--model",
+            "models.fused.FusedTransfer",
+            "--model.init_args.base_checkpoint",
+            str(run_dir(base) / "checkpoints" / "step=4.ckpt"),
+            "--model.init_args.cells",
+            json.dumps(cells),
+            "--model.init_args.network",
+            json.dumps(network),
+        ]
         return [*fit_args(root, FASHION, max_steps=12, every=3, val_every=5), *model]
 
     whole = tmp_path / "whole"
@@ -433,6 +379,8 @@ def test_fused_group_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
     main([*group_args(resumed), "--ckpt_path", str(run_dir(whole) / "checkpoints" / "step=9.ckpt")])
     assert_same_fit(whole, resumed, 9, 12)
     for n in (2, 6):
-        cell = [torch.load(root / f"cell{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-                for root in (whole, resumed)]
+        cell = [
+            torch.load(root / f"cell{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+            for root in (whole, resumed)
+        ]
         assert not differences(*cell)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import SlurmCluster, slurm_cluster, slurm_env  # noqa: F401 (pytest fixtures)
+from tests.helpers.slurm_cluster import SlurmCluster
 
 submitit = pytest.importorskip("submitit")
 import cloudpickle  # noqa: E402 (submitit's dependency)

@@ -28,8 +28,9 @@ CASES = [
     ("vit", 1, 28, {}),
     ("vit_b_16", 3, 32, {}),
 ]
-CASE_IDS = [f"{name}-{c}ch-{size}px-{'-'.join(map(str, options.values())) or 'default'}"
-            for name, c, size, options in CASES]
+CASE_IDS = [
+    f"{name}-{c}ch-{size}px-{'-'.join(map(str, options.values())) or 'default'}" for name, c, size, options in CASES
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,10 +72,26 @@ def test_stages_cover_every_parameter_and_buffer(built: tuple[StagedNetwork, tor
 
 def test_stage_names() -> None:
     r18 = build_backbone("resnet18", 10, 3, 32, stem="small")
-    assert r18.layer_names == ("stem", "layer1_0", "layer1_1", "layer2_0", "layer2_1", "layer3_0", "layer3_1",
-                               "layer4_0", "layer4_1", "head")
+    assert r18.layer_names == (
+        "stem",
+        "layer1_0",
+        "layer1_1",
+        "layer2_0",
+        "layer2_1",
+        "layer3_0",
+        "layer3_1",
+        "layer4_0",
+        "layer4_1",
+        "head",
+    )
     assert build_backbone("resnet18", 10, 3, 32, granularity="stage").layer_names == (
-        "stem", "layer1", "layer2", "layer3", "layer4", "head")
+        "stem",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "head",
+    )
     r50 = build_backbone("resnet50", 10, 3, 32)
     assert len(r50.layer_names) == 1 + 3 + 4 + 6 + 3 + 1 and r50.layer_names[-2] == "layer4_2"
     vit = build_backbone("vit", 10, 3, 28, num_layers=3)
@@ -110,7 +127,8 @@ def test_resnet_imagenet_stem_equals_torchvision(arch: str, size: int) -> None:
     with torch.no_grad():
         torch.testing.assert_close(net(x), reference(x), rtol=0, atol=0)
     assert sorted(float(t.double().sum()) for t in net.state_dict().values()) == sorted(
-        float(t.double().sum()) for t in reference.state_dict().values())
+        float(t.double().sum()) for t in reference.state_dict().values()
+    )
 
 
 def test_resnet_small_stem_equals_torchvision_with_that_stem() -> None:
@@ -149,8 +167,9 @@ def test_vit_b_16_equals_torchvision() -> None:
         torch.testing.assert_close(net(x), reference(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name,size,expected", [
-    ("resnet18", 224, 11_689_512), ("resnet50", 224, 25_557_032), ("vit_b_16", 224, 86_567_656)])
+@pytest.mark.parametrize(
+    "name,size,expected", [("resnet18", 224, 11_689_512), ("resnet50", 224, 25_557_032), ("vit_b_16", 224, 86_567_656)]
+)
 def test_parameter_counts_equal_torchvision(name: str, size: int, expected: int) -> None:
     def count(model: nn.Module) -> int:
         return sum(p.numel() for p in model.parameters())
@@ -161,8 +180,9 @@ def test_parameter_counts_equal_torchvision(name: str, size: int, expected: int)
     assert count(net) == count(reference) == expected
 
 
-@pytest.mark.parametrize("name,size,options", [
-    ("resnet18", 28, {"stem": "small"}), ("vit", 28, {}), ("vit", 28, {"dropout": 0.1})])
+@pytest.mark.parametrize(
+    "name,size,options", [("resnet18", 28, {"stem": "small"}), ("vit", 28, {}), ("vit", 28, {"dropout": 0.1})]
+)
 def test_init_seed(name: str, size: int, options: dict) -> None:
     state = torch.get_rng_state()
     first = build_backbone(name, 10, 1, size, init_seed=1, **options).state_dict()
@@ -210,22 +230,25 @@ def test_classes_directly() -> None:
     assert ViTStages("vit", 5, 3, 32, patch_size=8, hidden_dim=64, num_heads=2).layer_names[-1] == "head"
 
 
-@pytest.mark.parametrize("args,options,setting", [
-    (("resnet34", 10, 3, 32), {}, "backbone"),
-    (("resnet18", 10, 3, 32), {"patch_size": 4}, "patch_size"),
-    (("vit", 10, 3, 28), {"granularity": "block"}, "granularity"),
-    (("vit_b_16", 10, 3, 32), {"num_layers": 2}, "num_layers"),
-    (("resnet18", 10, 3, 32), {"granularity": "layer"}, "granularity"),
-    (("resnet50", 10, 3, 32), {"stem": "cifar"}, "stem"),
-    (("vit", 10, 3, 30), {}, "patch_size"),
-    (("vit_b_16", 10, 3, 40), {}, "patch_size"),
-    (("vit", 10, 3, 28), {"hidden_dim": 90}, "num_heads"),
-    (("resnet18", 10, 3, 0), {}, "input_size"),
-    (("resnet18", 10, 3, 0), {"stem": "small"}, "input_size"),
-    (("vit", 10, 3, 28), {"dropout": 1.0}, "dropout"),
-    (("vit", 10, 3, 28), {"attention_dropout": 0.1, "dropout": 0.1}, "attention_dropout"),
-    (("resnet18", 0, 3, 32), {}, "num_outputs"),
-])
+@pytest.mark.parametrize(
+    "args,options,setting",
+    [
+        (("resnet34", 10, 3, 32), {}, "backbone"),
+        (("resnet18", 10, 3, 32), {"patch_size": 4}, "patch_size"),
+        (("vit", 10, 3, 28), {"granularity": "block"}, "granularity"),
+        (("vit_b_16", 10, 3, 32), {"num_layers": 2}, "num_layers"),
+        (("resnet18", 10, 3, 32), {"granularity": "layer"}, "granularity"),
+        (("resnet50", 10, 3, 32), {"stem": "cifar"}, "stem"),
+        (("vit", 10, 3, 30), {}, "patch_size"),
+        (("vit_b_16", 10, 3, 40), {}, "patch_size"),
+        (("vit", 10, 3, 28), {"hidden_dim": 90}, "num_heads"),
+        (("resnet18", 10, 3, 0), {}, "input_size"),
+        (("resnet18", 10, 3, 0), {"stem": "small"}, "input_size"),
+        (("vit", 10, 3, 28), {"dropout": 1.0}, "dropout"),
+        (("vit", 10, 3, 28), {"attention_dropout": 0.1, "dropout": 0.1}, "attention_dropout"),
+        (("resnet18", 0, 3, 32), {}, "num_outputs"),
+    ],
+)
 def test_errors_name_the_setting(args: tuple, options: dict, setting: str) -> None:
     if setting == "attention_dropout":
         options = {**options}
@@ -235,6 +258,9 @@ def test_errors_name_the_setting(args: tuple, options: dict, setting: str) -> No
     with pytest.raises(ValueError, match=setting) as error:
         build_backbone(*args, **options)
     if setting in ("backbone", "granularity", "stem"):  # the valid values are listed
-        valid = {"backbone": "resnet18, resnet50, vit_b_16, vit", "granularity": "block, stage",
-                 "stem": "imagenet, small"}[setting]
+        valid = {
+            "backbone": "resnet18, resnet50, vit_b_16, vit",
+            "granularity": "block, stage",
+            "stem": "imagenet, small",
+        }[setting]
         assert valid in str(error.value) or "valid options" in str(error.value)

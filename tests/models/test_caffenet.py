@@ -43,8 +43,15 @@ def test_layers_addressable_by_paper_index(paper_net):
 
 def test_forward_layers_compose_to_forward():
     """Layers 1..n then n+1..8 equal forward, in eval and (same seeded dropout) in training."""
-    net = CaffeNet(num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16), conv1_kernel=5,
-                   conv1_stride=1, dropout_seed=5)
+    net = CaffeNet(
+        num_outputs=4,
+        in_channels=1,
+        input_size=28,
+        widths=(8, 8, 8, 8, 8, 16, 16),
+        conv1_kernel=5,
+        conv1_stride=1,
+        dropout_seed=5,
+    )
     x = torch.randn(3, 1, 28, 28)
     net.eval()
     for n in range(1, 8):
@@ -61,9 +68,17 @@ def test_forward_layers_compose_to_forward():
 
 def test_seeded_dropout_is_the_networks_own():
     """Same dropout_seed, same masks whatever else draws from the global generator; another seed, others."""
+
     def masks(seed: int) -> torch.Tensor:
-        net = CaffeNet(num_outputs=4, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 64, 64), conv1_kernel=5,
-                       conv1_stride=1, dropout_seed=seed)
+        net = CaffeNet(
+            num_outputs=4,
+            in_channels=1,
+            input_size=28,
+            widths=(8, 8, 8, 8, 8, 64, 64),
+            conv1_kernel=5,
+            conv1_stride=1,
+            dropout_seed=seed,
+        )
         torch.rand(100)  # other draws in the process
         return net.drop6(torch.ones(2, 64))
 

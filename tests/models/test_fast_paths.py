@@ -11,10 +11,11 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from callbacks.transfer import TransferCallback
-from models.fused import FusedCell, FusedTransfer
 from models.caffenet import LAYER_NAMES
+from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
-from tests.tiny_data import TINY_MODEL, TinyData
+from tests.helpers.fit_record import Record, weights
+from tests.helpers.tiny_data import TINY_MODEL, TinyData
 
 TINY = TINY_MODEL
 STEPS = 4
@@ -25,51 +26,33 @@ CALM_LR = 1e-3
 BF16_UPDATE_ERROR = 0.3
 
 
-class Record(Callback):
-    """Training losses, and the dtype and memory format fc6 and conv2 see inside the step."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.fc6_dtype: torch.dtype | None = None
-        self.conv2_channels_last: bool | None = None
-        self.initial: dict[str, torch.Tensor] = {}
-        self.after_first: dict[str, torch.Tensor] = {}
-
-    def on_fit_start(self, trainer: Trainer, pl_module: Any) -> None:
-        net = getattr(pl_module.net, "_orig_mod", pl_module.net)
-        net.fc6.register_forward_hook(lambda m, i, o: setattr(self, "fc6_dtype", o.dtype))
-        net.conv2.register_forward_pre_hook(
-            lambda m, i: setattr(self, "conv2_channels_last", i[0].is_contiguous(memory_format=torch.channels_last)))
-
-    def on_train_start(self, trainer: Trainer, pl_module: Any) -> None:
-        self.initial = weights(pl_module)
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.losses.append(float(outputs["loss"]))
-        if not self.after_first:
-            self.after_first = weights(pl_module)
-
-
-def fit(root: Path, precision: str = "32-true", callbacks: list[Callback] | None = None,
-        **model: Any) -> tuple[CaffeNetClassifier, Record]:
+def fit(
+    root: Path, precision: str = "32-true", callbacks: list[Callback] | None = None, **model: Any
+) -> tuple[CaffeNetClassifier, Record]:
     seed_everything(0, verbose=False)
     module = CaffeNetClassifier(**{**TINY, **model})
     record = Record()
-    trainer = Trainer(accelerator="cpu", devices=1, max_steps=STEPS, precision=precision, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
-                      callbacks=[record, *(callbacks or [])])
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=STEPS,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        callbacks=[record, *(callbacks or [])],
+    )
     trainer.fit(module, datamodule=TinyData(num_samples=32, batch_size=8, shuffle=True))
     return module, record
 
 
-def weights(module: Any) -> dict[str, torch.Tensor]:
-    return {key: value.detach().float().contiguous().clone() for key, value in module.net.state_dict().items()
-            if isinstance(value, torch.Tensor)}  # not the seeded dropout's generator states
-
-
-def assert_same_updates(initial: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
-                        fast: dict[str, torch.Tensor], within: float) -> None:
+def assert_same_updates(
+    initial: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], fast: dict[str, torch.Tensor], within: float
+) -> None:
     """Each tensor moved from ``initial`` by the same update, up to ``within`` of the update's norm (0 if frozen)."""
     assert reference.keys() == fast.keys() == initial.keys()
     for key in reference:
@@ -84,8 +67,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[CaffeNetClassif
     return fit(tmp_path_factory.mktemp("fp32"))
 
 
-def assert_same_training(a: tuple[CaffeNetClassifier, Record], b: tuple[CaffeNetClassifier, Record],
-                         rtol: float, atol: float) -> None:
+def assert_same_training(
+    a: tuple[CaffeNetClassifier, Record], b: tuple[CaffeNetClassifier, Record], rtol: float, atol: float
+) -> None:
     assert len(a[1].losses) == len(b[1].losses) == STEPS
     torch.testing.assert_close(torch.tensor(a[1].losses), torch.tensor(b[1].losses), rtol=rtol, atol=atol)
     wa, wb = weights(a[0]), weights(b[0])
@@ -143,8 +127,17 @@ def test_fused_cells_with_bf16_and_channels_last(tmp_path: Path) -> None:
     seed_everything(7, verbose=False)
     base_path = tmp_path / "base.ckpt"
     torch.save({"state_dict": CaffeNetClassifier(**TINY).state_dict()}, base_path)
-    trainer = dict(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     results = {}
     for name, precision, channels_last in (("fp32", "32-true", False), ("fast", "bf16-mixed", True)):
         cells = [FusedCell(n, str(tmp_path / name / f"n{n}")) for n in (2, 6)]
@@ -152,11 +145,20 @@ def test_fused_cells_with_bf16_and_channels_last(tmp_path: Path) -> None:
         seed_everything(0, workers=True, verbose=False)
         group = FusedTransfer.from_network_arguments(str(base_path), cells, model)
         Trainer(**trainer, precision=precision, default_root_dir=tmp_path / name).fit(
-            group, datamodule=TinyData(num_samples=32, batch_size=8))
-        results[name] = [torch.load(tmp_path / name / f"n{n}" / "checkpoints" / "last.ckpt",
-                                    weights_only=True)["state_dict"] for n in (2, 6)]
-    initial = FusedTransfer.from_network_arguments(str(base_path), cells, model).cells  # the cells' starting weights (seeded)
+            group, datamodule=TinyData(num_samples=32, batch_size=8)
+        )
+        results[name] = [
+            torch.load(tmp_path / name / f"n{n}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+            for n in (2, 6)
+        ]
+    initial = FusedTransfer.from_network_arguments(
+        str(base_path), cells, model
+    ).cells  # the cells' starting weights (seeded)
     for cell, fp32, fast in zip(initial, results["fp32"], results["fast"]):
         strip = {key.removeprefix("net."): value for key, value in fp32.items() if isinstance(value, torch.Tensor)}
-        assert_same_updates(weights(cell), strip, {key.removeprefix("net."): v for key, v in fast.items()
-                                                   if isinstance(v, torch.Tensor)}, within=BF16_UPDATE_ERROR)
+        assert_same_updates(
+            weights(cell),
+            strip,
+            {key.removeprefix("net."): v for key, v in fast.items() if isinstance(v, torch.Tensor)},
+            within=BF16_UPDATE_ERROR,
+        )

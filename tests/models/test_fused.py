@@ -19,12 +19,20 @@ from models.dropout import SeededDropout, dropout_seed
 from models.fused import FusedCell, FusedTransfer
 from models.module import CaffeNetClassifier
 from models.transfer import load_base
-from tests.run_dirs import run_dir
-from tests.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
 
 SHAPE, NETWORK, TINY = TINY_SHAPE, TINY_NETWORK, TINY_MODEL
-TRAINER = dict(accelerator="cpu", devices=1, max_steps=6, val_check_interval=2, logger=False,
-               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+TRAINER = dict(
+    accelerator="cpu",
+    devices=1,
+    max_steps=6,
+    val_check_interval=2,
+    logger=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+)
 SEED = 3
 
 
@@ -45,15 +53,23 @@ def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def fit_fused(cells: list[FusedCell], datamodule: TinyData, base: str, trainer: dict[str, Any], root: Path,
-              ckpt_path: str | None = None, seed: int = SEED, network: dict[str, Any] | None = None
-              ) -> list[dict[str, Any]]:
+def fit_fused(
+    cells: list[FusedCell],
+    datamodule: TinyData,
+    base: str,
+    trainer: dict[str, Any],
+    root: Path,
+    ckpt_path: str | None = None,
+    seed: int = SEED,
+    network: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """A fused group's fit as the CLI runs it: seeded, the module built, the group's checkpoint kept in ``root``."""
     seed_everything(seed, workers=True, verbose=False)
     module = FusedTransfer(base, cells, **SHAPE, network=NETWORK if network is None else network)
     callbacks = [ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0)]
-    Trainer(**trainer, default_root_dir=root, callbacks=callbacks).fit(module, datamodule=datamodule,
-                                                                       ckpt_path=ckpt_path, weights_only=True)
+    Trainer(**trainer, default_root_dir=root, callbacks=callbacks).fit(
+        module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True
+    )
     return module.summaries()
 
 
@@ -78,15 +94,16 @@ def train_alone(root: Path, base_ckpt: Path, n: int) -> CaffeNetClassifier:
 @pytest.mark.parametrize("n", [2, 5, 6, 7])
 def test_fused_cell_matches_cell_trained_alone(tmp_path: Path, base_ckpt: Path, fused_run, n: int) -> None:
     """A fused cell reaches the same weights and validation history as the cell trained alone."""
-    root, rows = fused_run
+    root, _ = fused_run
     alone = train_alone(tmp_path, base_ckpt, n)
     fused = torch.load(root / f"AnB_n{n}" / "checkpoints" / "last.ckpt", weights_only=True)
     expected = alone.state_dict()
     assert fused["state_dict"].keys() == expected.keys()
     for key, value in expected.items():
         # bit-identical: the same kernels on the same tensors, only the forward of layers 1..n is shared
-        torch.testing.assert_close(fused["state_dict"][key], value, rtol=0, atol=0,
-                                   msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(
+            fused["state_dict"][key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+        )
     assert fused["val_top1_history"] == pytest.approx(alone.val_top1_history)
     assert fused["global_step"] == alone.trainer.global_step == 6
     base, _ = load_base(str(base_ckpt))
@@ -95,7 +112,7 @@ def test_fused_cell_matches_cell_trained_alone(tmp_path: Path, base_ckpt: Path, 
         if layer not in LAYER_NAMES:  # the dropout generators' states
             continue
         frozen = layer in LAYER_NAMES[:n]
-        assert torch.equal(value, base[key[len("net."):]]) == frozen, key  # trained layers moved off the base
+        assert torch.equal(value, base[key[len("net.") :]]) == frozen, key  # trained layers moved off the base
 
 
 def test_cell_checkpoint_is_a_normal_single_run_checkpoint(fused_run, base_ckpt: Path) -> None:
@@ -122,21 +139,31 @@ def test_resume_continues_exactly(tmp_path: Path, base_ckpt: Path) -> None:
 
     An unshuffled stream: Lightning does not restore the global generator a shuffling loader draws from.
     """
+
     def run(folder: str, max_steps: int, ckpt_path: str | None = None) -> None:
         cells = [FusedCell(n, str(tmp_path / folder / f"AnB_n{n}"), seed=SEED) for n in (3, 7)]
-        fit_fused(cells, TinyData(num_samples=32, batch_size=8), str(base_ckpt), {**TRAINER, "max_steps": max_steps},
-                  tmp_path / folder / "group", ckpt_path=ckpt_path)
+        fit_fused(
+            cells,
+            TinyData(num_samples=32, batch_size=8),
+            str(base_ckpt),
+            {**TRAINER, "max_steps": max_steps},
+            tmp_path / folder / "group",
+            ckpt_path=ckpt_path,
+        )
 
     run("straight", 6)
     run("resumed", 4)
     run("resumed", 6, ckpt_path=str(tmp_path / "resumed" / "group" / "checkpoints" / "last.ckpt"))
     for n in (3, 7):
-        resumed, straight = (torch.load(tmp_path / folder / f"AnB_n{n}" / "checkpoints" / "last.ckpt",
-                                        weights_only=True) for folder in ("resumed", "straight"))
+        resumed, straight = (
+            torch.load(tmp_path / folder / f"AnB_n{n}" / "checkpoints" / "last.ckpt", weights_only=True)
+            for folder in ("resumed", "straight")
+        )
         assert resumed["global_step"] == 6
         for key, value in straight["state_dict"].items():
-            torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0,
-                                       msg=lambda m, key=key: f"{key}: {m}")
+            torch.testing.assert_close(
+                resumed["state_dict"][key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+            )
         assert resumed["val_top1_history"] == straight["val_top1_history"]
 
 
@@ -155,8 +182,9 @@ def test_cell_dropout_is_seeded_and_active() -> None:
 
 def test_frozen_fc_keeps_its_dropout_in_the_fused_forward(base_ckpt: Path, tmp_path: Path) -> None:
     """For n = 6 and 7 the cell's own masks apply after the frozen fc6 (and fc7): training logits are random."""
-    module = FusedTransfer(str(base_ckpt), [FusedCell(6, str(tmp_path / "a")), FusedCell(7, str(tmp_path / "b"))],
-                           **SHAPE, network=NETWORK)
+    module = FusedTransfer(
+        str(base_ckpt), [FusedCell(6, str(tmp_path / "a")), FusedCell(7, str(tmp_path / "b"))], **SHAPE, network=NETWORK
+    )
     x = torch.randn(8, 1, 28, 28)
     module.train()
     first, second = module(x), module(x)
@@ -189,10 +217,15 @@ def group_config(tmp_path: Path, base_ckpt: Path, **trainer: Any) -> Path:
     """A fused group's CLI config, written as a researcher would."""
     config = {
         "seed_everything": SEED,
-        "model": {"class_path": "models.fused.FusedTransfer", "init_args": {
-            "base_checkpoint": str(base_ckpt), "network": {**NETWORK, "widths": list(NETWORK["widths"])},
-            "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)]}},
-        "data": {"class_path": "tests.tiny_data.TinyData", "init_args": {"num_samples": 48, "shuffle": True}},
+        "model": {
+            "class_path": "models.fused.FusedTransfer",
+            "init_args": {
+                "base_checkpoint": str(base_ckpt),
+                "network": {**NETWORK, "widths": list(NETWORK["widths"])},
+                "cells": [{"n": n, "root": str(tmp_path / f"AnB_n{n}")} for n in (3, 7)],
+            },
+        },
+        "data": {"class_path": "tests.helpers.tiny_data.TinyData", "init_args": {"num_samples": 48, "shuffle": True}},
         "checkpoint": {"monitor": None, "save_top_k": 0},
         "trainer": {**TRAINER, "default_root_dir": str(tmp_path / "group"), **trainer},
     }
@@ -219,8 +252,9 @@ def test_fused_group_runs_through_the_cli(tmp_path: Path, base_ckpt: Path) -> No
         (["--checkpoint.monitor", "val/top1"], "checkpoint.monitor='val/top1' is not logged by a fused group"),
     ],
 )
-def test_settings_a_group_cannot_take_are_refused_when_parsed(tmp_path: Path, base_ckpt: Path, extra: list[str],
-                                                              match: str) -> None:
+def test_settings_a_group_cannot_take_are_refused_when_parsed(
+    tmp_path: Path, base_ckpt: Path, extra: list[str], match: str
+) -> None:
     """Refused by name before anything is built."""
     with pytest.raises(ValueError, match=match):
         main(["fit", "--config", str(group_config(tmp_path, base_ckpt)), *extra])
@@ -231,14 +265,24 @@ def test_settings_a_group_cannot_take_are_refused_when_parsed(tmp_path: Path, ba
 def test_gradient_clipping_clips_each_cell_as_alone(tmp_path: Path, base_ckpt: Path, algorithm: str) -> None:
     """With trainer.gradient_clip_val a fused cell still equals the cell trained alone with it."""
     clip = {"gradient_clip_val": 0.05, "gradient_clip_algorithm": algorithm}
-    fit_fused([FusedCell(n, str(tmp_path / f"AnB_n{n}"), seed=SEED) for n in (2, 6)], data(), str(base_ckpt),
-              {**TRAINER, **clip}, tmp_path / "group")
+    fit_fused(
+        [FusedCell(n, str(tmp_path / f"AnB_n{n}"), seed=SEED) for n in (2, 6)],
+        data(),
+        str(base_ckpt),
+        {**TRAINER, **clip},
+        tmp_path / "group",
+    )
     for n in (2, 6):
-        def alone(settings: dict[str, Any]) -> CaffeNetClassifier:
+
+        def alone(settings: dict[str, Any], n: int = n) -> CaffeNetClassifier:
             seed_everything(SEED, workers=True, verbose=False)
             model = CaffeNetClassifier(**TINY, init_seed=SEED, dropout_seed=SEED)
-            Trainer(**TRAINER, **settings, default_root_dir=tmp_path / f"alone{n}",
-                    callbacks=[TransferCallback(str(base_ckpt), n=n)]).fit(model, datamodule=data())
+            Trainer(
+                **TRAINER,
+                **settings,
+                default_root_dir=tmp_path / f"alone{n}",
+                callbacks=[TransferCallback(str(base_ckpt), n=n)],
+            ).fit(model, datamodule=data())
             return model
 
         clipped = alone(clip).state_dict()

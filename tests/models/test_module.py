@@ -8,8 +8,15 @@ import torch
 from models.module import CaffeNetClassifier
 from models.schedule import caffe_step_factor
 
-TINY = dict(num_classes=4, num_outputs=10, in_channels=1, input_size=28, widths=(8, 8, 8, 8, 8, 16, 16),
-            conv1_kernel=5, conv1_stride=1)
+TINY = dict(
+    num_classes=4,
+    num_outputs=10,
+    in_channels=1,
+    input_size=28,
+    widths=(8, 8, 8, 8, 8, 16, 16),
+    conv1_kernel=5,
+    conv1_stride=1,
+)
 
 
 def test_parameter_groups_follow_caffe_multipliers():
@@ -124,11 +131,14 @@ def test_train_accuracy_equals_torchmetrics():
     from models.module import TrainAccuracy
 
     generator = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(n, 10, generator=generator), torch.randint(0, 10, (n,), generator=generator))
-               for n in (64, 64, 7)]
+    batches = [
+        (torch.randn(n, 10, generator=generator), torch.randint(0, 10, (n,), generator=generator)) for n in (64, 64, 7)
+    ]
     accuracy, strategy = TrainAccuracy(top_k=5), SingleDeviceStrategy(torch.device("cpu"))
-    reference = {"top1": MulticlassAccuracy(10, top_k=1, average="micro"),
-                 "top5": MulticlassAccuracy(10, top_k=5, average="micro")}
+    reference = {
+        "top1": MulticlassAccuracy(10, top_k=1, average="micro"),
+        "top5": MulticlassAccuracy(10, top_k=5, average="micro"),
+    }
     for logits, labels in batches:
         batch = accuracy.update(logits, labels)
         for name, metric in reference.items():
@@ -154,8 +164,15 @@ def test_training_logs_step_and_epoch_accuracy(tmp_path):
     module = CaffeNetClassifier(**TINY, lr=1e-30, dropout=0.0)
     with torch.no_grad():
         hits = module(images).topk(5, dim=1).indices == labels[:, None]
-    trainer = Trainer(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=2, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = Trainer(
+        max_epochs=2,
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=2,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=8))  # batches 8, 8, 4: 6 steps
     torch.testing.assert_close(trainer.callback_metrics["train/top1_epoch"], hits[:, 0].float().mean())
     torch.testing.assert_close(trainer.callback_metrics["train/top5_epoch"], hits.any(1).float().mean())

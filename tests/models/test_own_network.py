@@ -15,11 +15,19 @@ from lightning.pytorch import Trainer, seed_everything
 from callbacks.transfer import TransferCallback
 from experiments.study.runner import main as run_study
 from models.loading import load_classifier
-from tests.own_network import PerceptronClassifier
-from tests.tiny_data import TinyData
+from tests.helpers.own_network import PerceptronClassifier
+from tests.helpers.tiny_data import TinyData
 
-TRAINER = dict(accelerator="cpu", devices=1, max_steps=4, val_check_interval=2, logger=False,
-               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+TRAINER = dict(
+    accelerator="cpu",
+    devices=1,
+    max_steps=4,
+    val_check_interval=2,
+    logger=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+)
 
 
 def test_own_network_transfers_its_stages_and_loads_back_as_itself(tmp_path: Path) -> None:
@@ -31,34 +39,57 @@ def test_own_network_transfers_its_stages_and_loads_back_as_itself(tmp_path: Pat
     assert type(base) is PerceptronClassifier
 
     target = PerceptronClassifier(num_classes=4, input_size=8, init_seed=1)
-    Trainer(**TRAINER, default_root_dir=tmp_path / "t", enable_checkpointing=False,
-            callbacks=[TransferCallback(str(tmp_path / "base.ckpt"), n=2)]).fit(
-        target, datamodule=TinyData(image_size=8, shuffle=True, seed=1))
+    Trainer(
+        **TRAINER,
+        default_root_dir=tmp_path / "t",
+        enable_checkpointing=False,
+        callbacks=[TransferCallback(str(tmp_path / "base.ckpt"), n=2)],
+    ).fit(target, datamodule=TinyData(image_size=8, shuffle=True, seed=1))
     for key, value in base.net.state_dict().items():
         if key.startswith(("hidden1.", "hidden2.")):  # weights and the batch norm's running statistics
             torch.testing.assert_close(target.net.state_dict()[key], value, rtol=0, atol=0)
     assert not torch.equal(target.net.head.weight, base.net.head.weight)
 
     with pytest.raises(ValueError, match="hidden1, 2 = hidden2"):
-        Trainer(**TRAINER, default_root_dir=tmp_path / "u", enable_checkpointing=False,
-                callbacks=[TransferCallback(str(tmp_path / "base.ckpt"), n=3)]).fit(
-            PerceptronClassifier(num_classes=4, input_size=8), datamodule=TinyData(image_size=8))
+        Trainer(
+            **TRAINER,
+            default_root_dir=tmp_path / "u",
+            enable_checkpointing=False,
+            callbacks=[TransferCallback(str(tmp_path / "base.ckpt"), n=3)],
+        ).fit(PerceptronClassifier(num_classes=4, input_size=8), datamodule=TinyData(image_size=8))
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 def test_a_study_of_own_network_runs_fused_with_effects_and_layer_similarity(tmp_path: Path) -> None:
-    fit = {"seed_everything": 0,
-           "trainer": {"max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None,
-                       "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0},
-           "model": {"class_path": "tests.own_network.PerceptronClassifier", "init_args": {"width": 8}},
-           "data": {"class_path": "tests.study_data.StudyData"}}
+    fit = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_steps": 4,
+            "val_check_interval": 2,
+            "check_val_every_n_epoch": None,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+        },
+        "model": {"class_path": "tests.helpers.own_network.PerceptronClassifier", "init_args": {"width": 8}},
+        "data": {"class_path": "tests.helpers.study_data.StudyData"},
+    }
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(fit))
-    study = {"name": "own", "fit_configs": [str(tmp_path / "fit.yaml")], "output_dir": str(tmp_path / "out"),
-             "checkpoint_every_n_steps": 2, "wandb": {"enabled": False},
-             "grid": {"n": [1, 2], "seeds": [0, 1], "figure2": {"splits": ["random0"], "selffer_targets": ["B"],
-                                                                 "transfer_targets": ["B"]},
-                      "dissimilar": None, "random_features": None}}
+    study = {
+        "name": "own",
+        "fit_configs": [str(tmp_path / "fit.yaml")],
+        "output_dir": str(tmp_path / "out"),
+        "checkpoint_every_n_steps": 2,
+        "wandb": {"enabled": False},
+        "grid": {
+            "n": [1, 2],
+            "seeds": [0, 1],
+            "figure2": {"splits": ["random0"], "selffer_targets": ["B"], "transfer_targets": ["B"]},
+            "dissimilar": None,
+            "random_features": None,
+        },
+    }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     run_study(["--config", str(tmp_path / "study.yaml")])
     out = tmp_path / "out"

@@ -13,7 +13,6 @@ import pytest
 import torch
 import torchvision
 import yaml
-from data_fixtures import one_thread  # noqa: F401
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
@@ -29,21 +28,29 @@ from models.backbones import ResNetStages, ViTStages
 from models.fused import FusedCell, FusedTransfer
 from models.pretrained import is_torchvision_state, staged_state_dict, torchvision_names
 from models.transfer import load_base, transfer, transferable_layers
-from tests.run_dirs import run_dir
-from tests.tiny_data import TinyData
+from tests.helpers import REPO
+from tests.helpers.run_dirs import run_dir
+from tests.helpers.tiny_data import TinyData
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-REPO = Path(__file__).resolve().parents[1]
 SHAPE: dict[str, Any] = dict(num_classes=4, in_channels=3, input_size=32)
-RESNET: dict[str, Any] = dict(backbone="resnet18", backbone_options={"stem": "imagenet", "granularity": "stage"},
-                              lr=0.05)
+RESNET: dict[str, Any] = dict(
+    backbone="resnet18", backbone_options={"stem": "imagenet", "granularity": "stage"}, lr=0.05
+)
 # The project's small ViT with the settings of torchvision's VisionTransformer below.
 VIT_OPTIONS: dict[str, Any] = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
 VIT: dict[str, Any] = dict(backbone="vit", backbone_options=VIT_OPTIONS)
-TRAINER: dict[str, Any] = dict(accelerator="cpu", devices=1, max_steps=3, val_check_interval=3,
-                               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                               enable_checkpointing=False)
+TRAINER: dict[str, Any] = dict(
+    accelerator="cpu",
+    devices=1,
+    max_steps=3,
+    val_check_interval=3,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+    enable_checkpointing=False,
+)
 
 
 def sha256(path: Path) -> str:
@@ -90,27 +97,47 @@ def file_tensors(path: Path, net: torch.nn.Module) -> dict[str, Tensor]:
     return {staged: state[name] for name, staged in torchvision_names(net).items()}
 
 
-@pytest.mark.parametrize(("arch", "options", "first", "last"), [
-    ("resnet18", {"granularity": "block"}, ("conv1.weight", "stem.conv1.weight"),
-     ("layer4.1.bn2.running_var", "layer4_1.bn2.running_var")),
-    ("resnet18", {"granularity": "stage"}, ("bn1.num_batches_tracked", "stem.bn1.num_batches_tracked"),
-     ("layer4.1.conv2.weight", "layer4.1.conv2.weight")),
-    ("resnet50", {"granularity": "block"}, ("layer1.0.downsample.1.running_mean", "layer1_0.downsample.1.running_mean"),
-     ("layer4.2.conv3.weight", "layer4_2.conv3.weight")),
-    ("vit_b_16", {}, ("conv_proj.weight", "embed.conv_proj.weight"),
-     ("encoder.layers.encoder_layer_11.mlp.3.bias", "block12.mlp.3.bias")),
-])
-def test_every_stage_tensor_of_the_shipped_backbones_is_mapped(arch: str, options: dict[str, Any],
-                                                                first: tuple[str, str], last: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("arch", "options", "first", "last"),
+    [
+        (
+            "resnet18",
+            {"granularity": "block"},
+            ("conv1.weight", "stem.conv1.weight"),
+            ("layer4.1.bn2.running_var", "layer4_1.bn2.running_var"),
+        ),
+        (
+            "resnet18",
+            {"granularity": "stage"},
+            ("bn1.num_batches_tracked", "stem.bn1.num_batches_tracked"),
+            ("layer4.1.conv2.weight", "layer4.1.conv2.weight"),
+        ),
+        (
+            "resnet50",
+            {"granularity": "block"},
+            ("layer1.0.downsample.1.running_mean", "layer1_0.downsample.1.running_mean"),
+            ("layer4.2.conv3.weight", "layer4_2.conv3.weight"),
+        ),
+        (
+            "vit_b_16",
+            {},
+            ("conv_proj.weight", "embed.conv_proj.weight"),
+            ("encoder.layers.encoder_layer_11.mlp.3.bias", "block12.mlp.3.bias"),
+        ),
+    ],
+)
+def test_every_stage_tensor_of_the_shipped_backbones_is_mapped(
+    arch: str, options: dict[str, Any], first: tuple[str, str], last: tuple[str, str]
+) -> None:
     """torchvision's whole state dict maps onto the staged network's stages 1..n, buffers included, head dropped."""
     with torch.device("meta"):  # names and shapes only
         state = getattr(torchvision.models, arch)(weights=None).state_dict()
-        net = (ViTStages(arch, input_size=224) if arch.startswith("vit") else ResNetStages(arch, **options))
+        net = ViTStages(arch, input_size=224) if arch.startswith("vit") else ResNetStages(arch, **options)
     staged = staged_state_dict(state, net)
     trunk = {key for key in net.state_dict() if key.split(".")[0] != "head"}
     assert set(staged) == trunk and all(staged[key] is state[name] for name, key in (first, last))
     assert is_torchvision_state(state, net) and not is_torchvision_state(net.state_dict(), net)
-    dropped = set(state) - {name for name in torchvision_names(net)}
+    dropped = set(state) - set(torchvision_names(net))
     assert dropped and all(name.startswith(("fc.", "heads.", "encoder.ln.")) for name in dropped)
 
 
@@ -126,7 +153,8 @@ def test_transfer_at_every_n_copies_stages_1_to_n_bit_for_bit(files: dict[str, P
         expected = file_tensors(files[kind], fresh)
         copied = set(fresh.layer_names[:n])
         assert record.sha256 == sha256(files[kind]) and set(record.copied) == {
-            key for key in expected if key.split(".")[0] in copied}
+            key for key in expected if key.split(".")[0] in copied
+        }
         for key, value in fresh.state_dict().items():
             if key.split(".")[0] in copied:
                 assert torch.equal(value, expected[key]), f"n={n} {key}"
@@ -149,8 +177,9 @@ def test_frozen_stages_stay_the_files_through_training(files: dict[str, Path], k
     state = module.net.state_dict()
     frozen = [key for key in state if key.split(".")[0] in module.net.layer_names[:2]]
     assert frozen and all(torch.equal(state[key], expected[key]) for key in frozen)
-    assert not any(p.requires_grad for name in module.net.layer_names[:2]
-                   for p in getattr(module.net, name).parameters())
+    assert not any(
+        p.requires_grad for name in module.net.layer_names[:2] for p in getattr(module.net, name).parameters()
+    )
     third = module.net.layer_names[2]
     assert any(not torch.equal(state[key], expected[key]) for key in state if key.startswith(f"{third}."))
     classifier = [m for m in module.net.head.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -166,8 +195,14 @@ def test_frozen_stages_stay_the_files_through_training(files: dict[str, Path], k
 def test_fused_group_copies_the_file_into_each_cell(files: dict[str, Path], tmp_path: Path) -> None:
     """FusedTransfer reads a torchvision file as TransferCallback does; a changed file (base_sha256) is refused."""
     cells = [FusedCell(n, str(tmp_path / f"n{n}"), seed=n) for n in (1, 3)]
-    group = FusedTransfer(str(files["resnet"]), cells, **SHAPE, network=RESNET,
-                          network_class="models.BackboneClassifier", base_sha256=sha256(files["resnet"]))
+    group = FusedTransfer(
+        str(files["resnet"]),
+        cells,
+        **SHAPE,
+        network=RESNET,
+        network_class="models.BackboneClassifier",
+        base_sha256=sha256(files["resnet"]),
+    )
     for spec, cell in zip(cells, group.cells):
         expected = file_tensors(files["resnet"], cell.net)
         state = cell.net.state_dict()
@@ -175,8 +210,14 @@ def test_fused_group_copies_the_file_into_each_cell(files: dict[str, Path], tmp_
         assert copied and all(torch.equal(state[key], expected[key]) for key in copied)
         assert cell.transfer_record.sha256 == sha256(files["resnet"])
     with pytest.raises(ValueError, match=r"resnet18\.pth' has sha256 .*model\.init_args\.base_sha256.*changed"):
-        FusedTransfer(str(files["resnet"]), cells, **SHAPE, network=RESNET,
-                      network_class="models.BackboneClassifier", base_sha256="0" * 64)
+        FusedTransfer(
+            str(files["resnet"]),
+            cells,
+            **SHAPE,
+            network=RESNET,
+            network_class="models.BackboneClassifier",
+            base_sha256="0" * 64,
+        )
 
 
 def altered(files: dict[str, Path], tmp_path: Path, change: str) -> Path:
@@ -191,26 +232,44 @@ def altered(files: dict[str, Path], tmp_path: Path, change: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ("renamed", (r"lacks 1 tensor.*'layer2\.0\.conv1\.weight'.*1 tensor\(s\) it does not know"
-                 r".*'layer2\.0\.conv1\.kernel'")),
-    ("reshaped", r"'layer3\.1\.bn1\.running_mean': \(255,\) in the file, \(256,\) in this network"),
-])
-def test_a_renamed_or_reshaped_tensor_is_refused_by_name(files: dict[str, Path], tmp_path: Path, change: str,
-                                                         named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            "renamed",
+            (
+                r"lacks 1 tensor.*'layer2\.0\.conv1\.weight'.*1 tensor\(s\) it does not know"
+                r".*'layer2\.0\.conv1\.kernel'"
+            ),
+        ),
+        ("reshaped", r"'layer3\.1\.bn1\.running_mean': \(255,\) in the file, \(256,\) in this network"),
+    ],
+)
+def test_a_renamed_or_reshaped_tensor_is_refused_by_name(
+    files: dict[str, Path], tmp_path: Path, change: str, named: str
+) -> None:
     """The pre-flight check names the file, the tensor and what is wrong with it, before anything trains."""
     path = altered(files, tmp_path, change)
     with pytest.raises(SettingError, match=rf"{change}\.pth.*{named}"):
         TransferCallback(str(path), n=1).check(network("resnet"))
 
 
-@pytest.mark.parametrize(("changes", "advice"), [
-    ({"backbone_options": {"stem": "small", "granularity": "stage"}},
-     r"3x3 conv1, the file's is 7x7: use model backbone_options\.stem imagenet"),
-    ({"in_channels": 1}, r"The file's conv1 reads 3 input channel\(s\), the data has 1: .*data\.init_args\.channels 3"),
-])
-def test_a_network_the_file_does_not_fit_is_told_what_to_change(files: dict[str, Path], changes: dict[str, Any],
-                                                                 advice: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "advice"),
+    [
+        (
+            {"backbone_options": {"stem": "small", "granularity": "stage"}},
+            r"3x3 conv1, the file's is 7x7: use model backbone_options\.stem imagenet",
+        ),
+        (
+            {"in_channels": 1},
+            r"The file's conv1 reads 3 input channel\(s\), the data has 1: .*data\.init_args\.channels 3",
+        ),
+    ],
+)
+def test_a_network_the_file_does_not_fit_is_told_what_to_change(
+    files: dict[str, Path], changes: dict[str, Any], advice: str
+) -> None:
     with pytest.raises(SettingError, match=rf"resnet18\.pth.*'conv1\.weight'.*{advice}"):
         TransferCallback(str(files["resnet"]), n=1).check(network("resnet", **changes))
 
@@ -220,20 +279,50 @@ def test_a_changed_file_is_refused_by_its_sha256(files: dict[str, Path]) -> None
         TransferCallback(str(files["resnet"]), n=1, base_sha256="f" * 64).check(network("resnet"))
 
 
-def test_cli_fit_from_a_weights_file(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_fit_from_a_weights_file(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`transferability fit --config experiments/configs/folder/resnet18.yaml --transfer.base_checkpoint
     resnet18.pth` on a generated image folder: stem and layer1 are the file's; a small stem is refused by name."""
     monkeypatch.setattr(sys, "argv", ["transferability"])
     images = write_demo_folder(tmp_path / "images", images_per_class=4)
-    args = ["fit", "--config", str(REPO / "experiments/configs/folder/resnet18.yaml"),
-            "--data.init_args.root", str(images), "--data.init_args.preset", "small", "--data.init_args.image_size",
-            "null", "--data.init_args.crop_size", "null", "--data.init_args.num_workers", "0",
-            "--data.init_args.batch_size", "8", "--data.init_args.cache_dir", str(tmp_path / "cache"),
-            "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
-            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--transfer.base_checkpoint", str(files["resnet"]), "--transfer.n", "2"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "experiments/configs/folder/resnet18.yaml"),
+        "--data.init_args.root",
+        str(images),
+        "--data.init_args.preset",
+        "small",
+        "--data.init_args.image_size",
+        "null",
+        "--data.init_args.crop_size",
+        "null",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.cache_dir",
+        str(tmp_path / "cache"),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--transfer.base_checkpoint",
+        str(files["resnet"]),
+        "--transfer.n",
+        "2",
+    ]
     run = cli.run_cli(args)
     assert run.trainer.global_step == 2 and run.datamodule.in_channels == 3
     expected = file_tensors(files["resnet"], run.model.net)
@@ -243,9 +332,17 @@ def test_cli_fit_from_a_weights_file(files: dict[str, Path], tmp_path: Path, cap
     saved = torch.load(run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["callbacks"]["TransferCallback"]["sha256"] == sha256(files["resnet"])
 
-    status = entry.console("transferability", cli.main,
-                           [*args, "--trainer.default_root_dir", str(tmp_path / "small"),
-                            "--model.init_args.backbone_options", "{stem: small, granularity: stage}"])
+    status = entry.console(
+        "transferability",
+        cli.main,
+        [
+            *args,
+            "--trainer.default_root_dir",
+            str(tmp_path / "small"),
+            "--model.init_args.backbone_options",
+            "{stem: small, granularity: stage}",
+        ],
+    )
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert "resnet18.pth" in err and "'conv1.weight'" in err and "backbone_options.stem imagenet" in err

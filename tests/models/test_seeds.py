@@ -7,7 +7,7 @@ from lightning.pytorch import seed_everything
 
 from experiments.study.grid import Cell
 from models.module import CaffeNetClassifier
-from tests.tiny_data import TINY_MODEL
+from tests.helpers.tiny_data import TINY_MODEL
 
 TINY = TINY_MODEL
 
@@ -20,8 +20,12 @@ def initial(seed: int | None) -> dict[str, torch.Tensor]:
 def test_network_seed_is_the_cells_own_and_stable() -> None:
     """A BnB cell's network seed is not its base's, nor another cell's, and does not change between calls."""
     base = Cell("random0", None, "B", 0, None, 0)
-    cells = [base, *(Cell("random0", "B", "B", n, "frozen", 0) for n in (1, 3)), Cell("random0", "A", "B", 3, "frozen", 0),
-             Cell("random0", "B", "B", 3, "frozen", 1)]
+    cells = [
+        base,
+        *(Cell("random0", "B", "B", n, "frozen", 0) for n in (1, 3)),
+        Cell("random0", "A", "B", 3, "frozen", 0),
+        Cell("random0", "B", "B", 3, "frozen", 1),
+    ]
     seeds = [cell.network_seed for cell in cells]
     assert len(set(seeds)) == len(seeds)
     assert cells[2].network_seed == Cell("random0", "B", "B", 3, "frozen", 0).network_seed

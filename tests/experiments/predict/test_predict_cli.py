@@ -23,11 +23,11 @@ from experiments.predict.cli import main
 from experiments.predict.features import pool
 from experiments.predict.networks import load_weights
 from models import BackboneClassifier, CaffeNetClassifier
-from tests.data_fixtures import make_fake_fashion_mnist
-from tests.tiny_data import TINY_NETWORK
+from tests.helpers import REPO
+from tests.helpers.fake_data import make_fake_fashion_mnist
+from tests.helpers.tiny_data import TINY_NETWORK
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "experiments" / "configs" / "fmnist" / "base.yaml"
+CONFIG = REPO / "experiments" / "configs" / "fmnist" / "base.yaml"
 SHAPE: dict[str, Any] = dict(num_classes=5, in_channels=1, input_size=28)
 NETWORKS: dict[str, dict[str, Any]] = {
     "resnet18": dict(backbone="resnet18", backbone_options={"stem": "small"}),
@@ -38,8 +38,15 @@ STAGES = {"caffenet": 7, "resnet18": 9, "vit": 3}  # transferable stages: conv1.
 
 def save(module: Any, path: Path) -> Path:
     """The module's checkpoint as a fit saves it, without training (its initialisation)."""
-    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      accelerator="cpu", devices=1, default_root_dir=str(path.parent))
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(path.parent),
+    )
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path)
     return path
@@ -49,11 +56,19 @@ def fit_caffenet(root: Path, data_root: Path, half: str) -> Path:
     """A tiny CaffeNet trained three steps on a half of the fake Fashion-MNIST (its checkpoint records that half)."""
     seed_everything(0, verbose=False)
     module = CaffeNetClassifier(**{**TINY_NETWORK, "num_outputs": 10}, **SHAPE)
-    trainer = Trainer(accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                      num_sanity_val_steps=0, default_root_dir=str(root))
-    trainer.fit(module, datamodule=FashionMNISTHalf(root=str(data_root), half=half, batch_size=16,
-                                                    pixel_scale=1 / 128))
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+    )
+    trainer.fit(module, datamodule=FashionMNISTHalf(root=str(data_root), half=half, batch_size=16, pixel_scale=1 / 128))
     path = root / f"caffenet_{half}.ckpt"
     trainer.save_checkpoint(path)
     return path
@@ -73,8 +88,21 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def args(files: dict[str, Path], base: str, output: Path, *extra: str) -> list[str]:
     """The command line scoring ``base`` on half B of the fake files, 60 of its 100 validation images."""
-    return ["--base", str(files[base]), "--config", str(CONFIG), "--data.init_args.root", str(files["data"]),
-            "--data.init_args.half", "B", "--images", "60", "--output", str(output), *extra]
+    return [
+        "--base",
+        str(files[base]),
+        "--config",
+        str(CONFIG),
+        "--data.init_args.root",
+        str(files["data"]),
+        "--data.init_args.half",
+        "B",
+        "--images",
+        "60",
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -107,7 +135,14 @@ def test_caffenet_every_stage_every_variant_and_files(files: dict[str, Path], tm
     assert tuple(fields) == FIELDS
     assert sorted({int(row["n"]) for row in rows}) == list(range(1, 8))
     assert [row["stage"] for row in rows if row["estimator"] == "logme" and row["variant"] == "raw"] == [
-        "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "fc6",
+        "fc7",
+    ]
     assert len(rows) == 7 * 4 * 3
     scores = {(row["n"], row["estimator"], row["variant"]): float(row["score"]) for row in rows}
     for (n, estimator, variant), score in scores.items():
@@ -131,8 +166,10 @@ def test_the_same_seed_gives_the_same_scores(files: dict[str, Path], tmp_path: P
     """Two runs with one seed write identical scores; another seed draws another sample."""
     for name, seed in (("first", "0"), ("again", "0"), ("other", "1")):
         main(args(files, "caffenet_A", tmp_path / name, "--seed", seed, "--estimators", "[logme, probe]"))
-    scores = {name: [row["score"] for row in read_csv(tmp_path / name / "scores.csv")[1]]
-              for name in ("first", "again", "other")}
+    scores = {
+        name: [row["score"] for row in read_csv(tmp_path / name / "scores.csv")[1]]
+        for name in ("first", "again", "other")
+    }
     assert scores["first"] == scores["again"]
     assert scores["first"] != scores["other"]
 
@@ -140,8 +177,10 @@ def test_the_same_seed_gives_the_same_scores(files: dict[str, Path], tmp_path: P
 @pytest.mark.parametrize("network", ["resnet18", "vit"])
 def test_backbones_every_stage(files: dict[str, Path], network: str) -> None:
     """The Python API scores every stage of a ResNet-18 (stem and 8 blocks) and a ViT (embedding and blocks)."""
-    data = {"class_path": "datamodules.FashionMNISTHalf",
-            "init_args": {"root": str(files["data"]), "half": "B", "pixel_scale": 1 / 128}}
+    data = {
+        "class_path": "datamodules.FashionMNISTHalf",
+        "init_args": {"root": str(files["data"]), "half": "B", "pixel_scale": 1 / 128},
+    }
     rows = predict(files[network], data, images=40, estimators=["hscore", "probe"], quiet=True)
     assert sorted({row.n for row in rows}) == list(range(1, STAGES[network] + 1))
     assert {row.variant for row in rows} == {"raw"} and {row.estimator for row in rows} == {"hscore", "probe"}
@@ -151,16 +190,32 @@ def test_backbones_every_stage(files: dict[str, Path], network: str) -> None:
 def test_grid_pooling_widens_the_features_within_max_dim(files: dict[str, Path], tmp_path: Path) -> None:
     """``grid`` pooling gives each stage up to grid² times the channels, never more than ``max_dim``."""
     main(args(files, "vit", tmp_path / "avg", "--estimators", "[logme]"))
-    main(args(files, "vit", tmp_path / "grid", "--estimators", "[logme]", "--pooling", "grid", "--grid", "3",
-              "--max_dim", "100"))
-    widths = {name: json.loads((tmp_path / name / "scores.json").read_text())["networks"]["base"]["widths"]
-              for name in ("avg", "grid")}
+    main(
+        args(
+            files,
+            "vit",
+            tmp_path / "grid",
+            "--estimators",
+            "[logme]",
+            "--pooling",
+            "grid",
+            "--grid",
+            "3",
+            "--max_dim",
+            "100",
+        )
+    )
+    widths = {
+        name: json.loads((tmp_path / name / "scores.json").read_text())["networks"]["base"]["widths"]
+        for name in ("avg", "grid")
+    }
     assert widths["avg"] == [16, 16, 16]
     assert widths["grid"] == [64, 64, 64]  # 16 x 3² = 144 > 100: a 2 x 2 grid
 
 
-def test_a_torchvision_weights_file_as_the_base(files: dict[str, Path], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_torchvision_weights_file_as_the_base(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``--backbone`` reads a torchvision state dict into the staged network (every stage scored); a file of another
     architecture is a user error naming it."""
     torch.manual_seed(3)
@@ -170,25 +225,39 @@ def test_a_torchvision_weights_file_as_the_base(files: dict[str, Path], tmp_path
     state = torch.load(weights, weights_only=True)
     assert torch.equal(network.net.stem.conv1.weight, state["conv1.weight"])
     assert torch.equal(network.net.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
-    data = {"class_path": "datamodules.FashionMNISTHalf",
-            "init_args": {"root": str(files["data"]), "half": "B", "channels": 3, "pixel_scale": 1 / 57.5}}
-    rows = predict(weights, data, backbone="resnet18", backbone_options={"granularity": "stage"}, images=30,
-                   estimators=["logme"], quiet=True)
+    data = {
+        "class_path": "datamodules.FashionMNISTHalf",
+        "init_args": {"root": str(files["data"]), "half": "B", "channels": 3, "pixel_scale": 1 / 57.5},
+    }
+    rows = predict(
+        weights,
+        data,
+        backbone="resnet18",
+        backbone_options={"granularity": "stage"},
+        images=30,
+        estimators=["logme"],
+        quiet=True,
+    )
     assert [row.stage for row in rows] == ["stem", "layer1", "layer2", "layer3", "layer4"]
     command = ["--base", str(weights), "--backbone", "vit", "--data", json.dumps(data), "--output", str(tmp_path)]
     assert console("transferability-predict", main, command) == 2
     assert "is not a torchvision state dict of --backbone vit" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--base", "no/such.ckpt"], "--base 'no/such.ckpt' does not exist"),
-    (["--images", "3"], "--images 3"),
-    (["--pooling", "max"], "--pooling"),
-    (["--config", "no/such.yaml"], "--config 'no/such.yaml' does not exist"),
-    (["--target_base", "CONFIG"], "--target_base"),
-], ids=["missing-base", "too-few-images", "unknown-pooling", "missing-config", "not-a-checkpoint"])
-def test_user_errors_exit_2_with_one_line(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--base", "no/such.ckpt"], "--base 'no/such.ckpt' does not exist"),
+        (["--images", "3"], "--images 3"),
+        (["--pooling", "max"], "--pooling"),
+        (["--config", "no/such.yaml"], "--config 'no/such.yaml' does not exist"),
+        (["--target_base", "CONFIG"], "--target_base"),
+    ],
+    ids=["missing-base", "too-few-images", "unknown-pooling", "missing-config", "not-a-checkpoint"],
+)
+def test_user_errors_exit_2_with_one_line(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     """A missing file or a bad setting: exit status 2, a message naming it, no traceback."""
     extra = [str(CONFIG) if value == "CONFIG" else value for value in extra]
     try:
@@ -207,9 +276,13 @@ def test_installed_script_exits_0_and_logs_a_wandb_table(files: dict[str, Path],
     script = Path(sys.executable).parent / "transferability-predict"
     assert script.is_file(), f"{script} is not installed: run `make setup`"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    done = subprocess.run([str(script), *args(files, "vit", tmp_path / "out", "--estimators", "[transrate]",
-                                              "--wandb", "offline")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(script), *args(files, "vit", tmp_path / "out", "--estimators", "[transrate]", "--wandb", "offline")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(read_csv(tmp_path / "out" / "scores.csv")[1]) == STAGES["vit"]
     tables = list((tmp_path / "out" / "wandb").glob("offline-run-*/files/media/table/predict/scores_*.table.json"))

@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from experiments.predict import estimators
-from experiments.predict.estimators import ESTIMATORS, hscore, ledoit_wolf_shrinkage, linear_probe, logme, logme_fit
-from experiments.predict.estimators import transrate
-from tests.data_fixtures import one_thread  # noqa: F401
+from experiments.predict.estimators import (
+    ESTIMATORS,
+    hscore,
+    ledoit_wolf_shrinkage,
+    linear_probe,
+    logme,
+    logme_fit,
+    transrate,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the prediction runs them (experiments.predict.scores)
 
@@ -41,8 +47,14 @@ def numpy_evidence_weights(f: np.ndarray, y: np.ndarray, alpha: float, beta: flo
     a = alpha * np.eye(d) + beta * f.T @ f
     m = beta * np.linalg.inv(a) @ f.T @ y
     _, log_det = np.linalg.slogdet(a)
-    return float(d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
-                 - beta / 2 * np.sum((y - f @ m) ** 2) - alpha / 2 * np.sum(m**2) - log_det / 2)
+    return float(
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * np.sum((y - f @ m) ** 2)
+        - alpha / 2 * np.sum(m**2)
+        - log_det / 2
+    )
 
 
 @pytest.mark.parametrize("n, d", [(60, 8), (20, 30)], ids=["tall", "wide"])

@@ -25,7 +25,8 @@ from experiments.report.write import write_report
 from experiments.study.similarity import SimilarityError, base_pairs, write_similarity
 from models.caffenet import CaffeNet
 from models.module import CaffeNetClassifier
-from tests.tiny_data import TINY_MODEL, TINY_NETWORK
+from tests.helpers.studies import run_study, write_study
+from tests.helpers.tiny_data import TINY_MODEL, TINY_NETWORK
 
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 CHANCE_BOUND = 0.08  # |chance| on 50 images, a mean of five permutations (measured: at most 0.031)
@@ -53,8 +54,14 @@ def reference_hsic(k: np.ndarray, l: np.ndarray) -> float:
     n = len(k)
     k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
     ones = np.ones(n)
-    return float((np.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
-                  - 2.0 / (n - 2) * ones @ k @ l @ ones) / (n * (n - 3)))
+    return float(
+        (
+            np.trace(k @ l)
+            + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * ones @ k @ l @ ones
+        )
+        / (n * (n - 3))
+    )
 
 
 def reference_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -96,7 +103,7 @@ def test_matches_a_direct_reference_of_the_unbiased_hsic_formula():
     expected = reference_cka(x, y)
     assert linear_cka(x, y) == pytest.approx(expected, abs=1e-10)
     assert linear_cka(x, y[:, :8]) == pytest.approx(reference_cka(x, y[:, :8]), abs=1e-10)  # d < n
-    k = (x.double() @ x.double().T)
+    k = x.double() @ x.double().T
     assert cka.unbiased_hsic(k, k) == pytest.approx(reference_hsic(k.numpy(), k.numpy()), rel=1e-10)
     blocks = cka.BLOCK_BYTES
     try:
@@ -195,8 +202,11 @@ def test_stage_cka_reads_a_loader_up_to_max_images_and_takes_b_inputs():
 
 # ----- the table ----------------------------------------------------------------------------------------------
 def pair(label: str, offset: float, chance: float | None = None) -> PairCKA:
-    return PairCKA(label, {stage: 0.9 - 0.1 * n + offset for n, stage in enumerate(STAGES)},
-                   None if chance is None else {stage: chance for stage in STAGES})
+    return PairCKA(
+        label,
+        {stage: 0.9 - 0.1 * n + offset for n, stage in enumerate(STAGES)},
+        None if chance is None else dict.fromkeys(STAGES, chance),
+    )
 
 
 def test_table_has_one_row_per_stage_with_the_mean_and_interval_over_pairs(tmp_path: Path):
@@ -208,20 +218,29 @@ def test_table_has_one_row_per_stage_with_the_mean_and_interval_over_pairs(tmp_p
     third = back[2]
     interval = mean_interval([0.7, 0.72, 0.69])
     assert (third["count"], third["mean"]) == (3, pytest.approx(interval.estimate, abs=1e-6))
-    assert (third["ci_low"], third["ci_high"]) == (pytest.approx(interval.low, abs=1e-6),
-                                                   pytest.approx(interval.high, abs=1e-6))
-    assert third["values"] == {"random0_s0": pytest.approx(0.7), "random0_s1": pytest.approx(0.72),
-                               "random0_s2": pytest.approx(0.69)}
+    assert (third["ci_low"], third["ci_high"]) == (
+        pytest.approx(interval.low, abs=1e-6),
+        pytest.approx(interval.high, abs=1e-6),
+    )
+    assert third["values"] == {
+        "random0_s0": pytest.approx(0.7),
+        "random0_s1": pytest.approx(0.72),
+        "random0_s2": pytest.approx(0.69),
+    }
     assert third["chance"] == pytest.approx(0.002) and third["chance_values"] == {
-        "random0_s0": pytest.approx(0.002), "random0_s1": pytest.approx(-0.001), "random0_s2": pytest.approx(0.005)}
+        "random0_s0": pytest.approx(0.002),
+        "random0_s1": pytest.approx(-0.001),
+        "random0_s2": pytest.approx(0.005),
+    }
     with open(tmp_path / "cka.csv", newline="") as file:
         header = next(csv.reader(file))
     labels = ["random0_s0", "random0_s1", "random0_s2"]
     assert header == [*cka.FIELDS, "chance", *labels, *(f"chance_{label}" for label in labels)]
     points = cka.cka_points(back)
     assert sorted(points) == list(range(1, 8)) and len(points[1]) == 3
-    assert cka.chance_points(back) == {n: [pytest.approx(0.002), pytest.approx(-0.001), pytest.approx(0.005)]
-                                       for n in range(1, 8)}
+    assert cka.chance_points(back) == {
+        n: [pytest.approx(0.002), pytest.approx(-0.001), pytest.approx(0.005)] for n in range(1, 8)
+    }
     summary = cka.summary_rows(back)
     assert {row["panel"] for row in summary} == {"cka"}
     assert [row["n"] for row in summary if row["curve"] == "CKA(A, B)"] == list(range(1, 8))
@@ -235,12 +254,16 @@ def test_a_table_written_before_the_chance_baseline_still_reads(tmp_path: Path):
     """The old format (no chance columns): the same CKA rows, every chance None, no chance curve; pairs without a
     chance baseline write empty chance cells."""
     old = tmp_path / "old.csv"
-    old.write_text("n,stage,count,mean,ci_low,ci_high,std,min,max,random0_s0,random0_s1\n"
-                   "1,conv1,2,0.85,0.2,1.5,0.07,0.8,0.9,0.8,0.9\n"
-                   "2,conv2,1,0.5,,,,0.5,0.5,0.5,\n")
+    old.write_text(
+        "n,stage,count,mean,ci_low,ci_high,std,min,max,random0_s0,random0_s1\n"
+        "1,conv1,2,0.85,0.2,1.5,0.07,0.8,0.9,0.8,0.9\n"
+        "2,conv2,1,0.5,,,,0.5,0.5,0.5,\n"
+    )
     table = cka.read_cka_table(old)
-    assert [(row["n"], row["stage"], row["mean"], row["chance"]) for row in table] == [(1, "conv1", 0.85, None),
-                                                                                        (2, "conv2", 0.5, None)]
+    assert [(row["n"], row["stage"], row["mean"], row["chance"]) for row in table] == [
+        (1, "conv1", 0.85, None),
+        (2, "conv2", 0.5, None),
+    ]
     assert table[1]["values"] == {"random0_s0": 0.5, "random0_s1": None}
     assert table[0]["chance_values"] == {"random0_s0": None, "random0_s1": None}
     assert cka.chance_points(table) == {} and cka.cka_points(table) == {1: [0.8, 0.9], 2: [0.5]}
@@ -248,9 +271,13 @@ def test_a_table_written_before_the_chance_baseline_still_reads(tmp_path: Path):
     assert "chance" not in cka.describe(table)
     rows = cka.write_cka_table(tmp_path / "new.csv", [pair("random0_s0", 0.0)])  # no chance measured
     assert rows[0]["chance"] is None and cka.read_cka_table(tmp_path / "new.csv") == rows
-    (tmp_path / "bad.csv").write_text(old.read_text().replace("random0_s1\n", "random0_s1,chance\n", 1)
-                                      .replace("n,stage,count,mean,ci_low,ci_high,std,min,max,",
-                                               "n,stage,count,mean,ci_low,ci_high,std,min,max,chance,"))
+    (tmp_path / "bad.csv").write_text(
+        old.read_text()
+        .replace("random0_s1\n", "random0_s1,chance\n", 1)
+        .replace(
+            "n,stage,count,mean,ci_low,ci_high,std,min,max,", "n,stage,count,mean,ci_low,ci_high,std,min,max,chance,"
+        )
+    )
     with pytest.raises(TableError, match="bad.csv is corrupt"):  # chance columns that do not match the pairs
         cka.read_cka_table(tmp_path / "bad.csv")
 
@@ -271,20 +298,37 @@ def save_base(root: Path, cell: str, half: str, seed: int) -> None:
     """A base cell folder: a tiny network's checkpoint (no training: its initialisation) and a study config."""
     folder = root / "cells" / cell
     module = CaffeNetClassifier(**{**TINY_MODEL, "init_seed": seed})
-    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      accelerator="cpu", devices=1, default_root_dir=str(folder))
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(folder),
+    )
     trainer.strategy.connect(module)
     trainer.save_checkpoint(folder / "checkpoints" / "last.ckpt")
-    data = {"class_path": "tests.study_data.StudyData",
-            "init_args": {"split": "random0", "half": half, "batch_size": 8, "images_per_class": 20,
-                          "mean_half": None}}
+    data = {
+        "class_path": "tests.helpers.study_data.StudyData",
+        "init_args": {"split": "random0", "half": half, "batch_size": 8, "images_per_class": 20, "mean_half": None},
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed, "data": data}))
 
 
 def base_row(root: Path, cell: str, half: str, seed: int) -> dict:
-    return {"split": "random0", "base_half": None, "target_half": half, "n": 0, "mode": None,
-            "family": f"base{half}", "seed": seed, "top1_best_k_mean": 0.5, "cell": cell,
-            "checkpoint": str(root / "cells" / cell / "checkpoints" / "last.ckpt")}
+    return {
+        "split": "random0",
+        "base_half": None,
+        "target_half": half,
+        "n": 0,
+        "mode": None,
+        "family": f"base{half}",
+        "seed": seed,
+        "top1_best_k_mean": 0.5,
+        "cell": cell,
+        "checkpoint": str(root / "cells" / cell / "checkpoints" / "last.ckpt"),
+    }
 
 
 @pytest.fixture
@@ -296,17 +340,21 @@ def study(tmp_path: Path) -> tuple[Path, list[dict]]:
             cell = f"random0_base-{half}_s{seed}"
             save_base(tmp_path, cell, half, seed=10 * seed + (half == "B"))
             rows.append(base_row(tmp_path, cell, half, seed))
-    rows.append({**base_row(tmp_path, "random0_A1B_s0", "B", 0), "n": 1, "family": "AnB", "base_half": "A",
-                 "mode": "frozen"})
+    rows.append(
+        {**base_row(tmp_path, "random0_A1B_s0", "B", 0), "n": 1, "family": "AnB", "base_half": "A", "mode": "frozen"}
+    )
     return tmp_path, rows
 
 
-def test_study_writes_one_row_per_stage_and_the_report_draws_it(study: tuple[Path, list[dict]],
-                                                                  capsys: pytest.CaptureFixture[str]):
+def test_study_writes_one_row_per_stage_and_the_report_draws_it(
+    study: tuple[Path, list[dict]], capsys: pytest.CaptureFixture[str]
+):
     root, rows = study
     pairs, missing = base_pairs(rows)
-    assert [(p.seed, p.cell_a, p.cell_b) for p in pairs] == [(0, "random0_base-A_s0", "random0_base-B_s0"),
-                                                             (1, "random0_base-A_s1", "random0_base-B_s1")]
+    assert [(p.seed, p.cell_a, p.cell_b) for p in pairs] == [
+        (0, "random0_base-A_s0", "random0_base-B_s0"),
+        (1, "random0_base-A_s1", "random0_base-B_s1"),
+    ]
     assert missing == ["random0 seed 2 (no finished base B)"]
     path = write_similarity(root, rows, max_images=50)
     assert path == root / "cka.csv"
@@ -334,7 +382,9 @@ def test_study_writes_one_row_per_stage_and_the_report_draws_it(study: tuple[Pat
     with open(root / "summary.csv", newline="") as file:
         summary = [line for line in csv.DictReader(file) if line["panel"] == "cka"]
     assert [(line["curve"], int(line["n"])) for line in summary] == [
-        *(("CKA(A, B)", n) for n in range(1, 8)), *(("chance (permuted examples)", n) for n in range(1, 8))]
+        *(("CKA(A, B)", n) for n in range(1, 8)),
+        *(("chance (permuted examples)", n) for n in range(1, 8)),
+    ]
     assert float(summary[0]["mean"]) == pytest.approx(table[0]["mean"])
     assert float(summary[7]["mean"]) == pytest.approx(table[0]["chance"], abs=1e-6)
     figure = figures.figure2(rows, cka=cka.cka_points(table))
@@ -342,8 +392,9 @@ def test_study_writes_one_row_per_stage_and_the_report_draws_it(study: tuple[Pat
     assert len(figures.figure2(rows).axes) == 2  # without the panel, Figure 2 is as before
 
 
-def test_study_reuses_unchanged_pairs_and_recomputes_changed_ones(study: tuple[Path, list[dict]],
-                                                                   monkeypatch: pytest.MonkeyPatch):
+def test_study_reuses_unchanged_pairs_and_recomputes_changed_ones(
+    study: tuple[Path, list[dict]], monkeypatch: pytest.MonkeyPatch
+):
     root, rows = study
     first = cka.read_cka_table(write_similarity(root, rows, max_images=30))
     computed = []
@@ -354,8 +405,10 @@ def test_study_reuses_unchanged_pairs_and_recomputes_changed_ones(study: tuple[P
     assert cka.read_cka_table(write_similarity(root, rows, max_images=30)) == first
     assert computed == []
     summary = json.loads((root / "cka.json").read_text())
-    old = {**summary, "pairs": [{key: value for key, value in record.items() if key != "chance"}
-                                for record in summary["pairs"]]}
+    old = {
+        **summary,
+        "pairs": [{key: value for key, value in record.items() if key != "chance"} for record in summary["pairs"]],
+    }
     del old["estimator"]
     (root / "cka.json").write_text(json.dumps(old))  # written by the biased estimator: recomputed, not reused
     assert cka.read_cka_table(write_similarity(root, rows, max_images=30)) == first
@@ -370,8 +423,9 @@ def test_study_reuses_unchanged_pairs_and_recomputes_changed_ones(study: tuple[P
     assert [row["values"]["random0_s1"] for row in changed] != [row["values"]["random0_s1"] for row in first]
 
 
-def test_study_without_both_bases_skips_and_a_corrupt_checkpoint_is_named(study: tuple[Path, list[dict]],
-                                                                           capsys: pytest.CaptureFixture[str]):
+def test_study_without_both_bases_skips_and_a_corrupt_checkpoint_is_named(
+    study: tuple[Path, list[dict]], capsys: pytest.CaptureFixture[str]
+):
     root, rows = study
     assert write_similarity(root, rows, max_images=20) is not None
     only_a = [row for row in rows if row["target_half"] == "A"]
@@ -391,15 +445,16 @@ def test_study_without_both_bases_skips_and_a_corrupt_checkpoint_is_named(study:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
-def test_runner_computes_the_panel_after_the_jobs_and_names_a_corrupt_base(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture[str]):
+def test_runner_computes_the_panel_after_the_jobs_and_names_a_corrupt_base(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     """A whole tiny study (the bases of two seeds): cka.csv, Figure 2 with its panel and the summary's rows; a
     rerun reuses the values; a corrupt base stops the study with its name after the report is drawn."""
-    from tests.test_study import run_study, write_study
 
     output = tmp_path / "out"
-    config = write_study(tmp_path, output, {"n": [1], "seeds": [0, 1], "figure2": {"families": []}},
-                         wandb={"enabled": False})
+    config = write_study(
+        tmp_path, output, {"n": [1], "seeds": [0, 1], "figure2": {"families": []}}, wandb={"enabled": False}
+    )
     run_study(config)
     table = cka.read_cka_table(output / "cka.csv")
     assert [row["stage"] for row in table] == list(STAGES) and all(row["count"] == 2 for row in table)
@@ -416,7 +471,8 @@ def test_runner_computes_the_panel_after_the_jobs_and_names_a_corrupt_base(tmp_p
     broken = output / "cells" / "random0_base-A_s1" / "checkpoints" / "last.ckpt"
     broken.write_bytes(broken.read_bytes()[:100])
     os.utime(broken, ns=(1, 1))
-    with pytest.raises(SystemExit, match="layer-similarity panel could not be computed: cannot load base network "
-                                         "random0_base-A_s1"):
+    with pytest.raises(
+        SystemExit, match="layer-similarity panel could not be computed: cannot load base network random0_base-A_s1"
+    ):
         run_study(config)
     assert not (output / "cka.csv").exists() and (output / "figures" / "figure2.png").is_file()

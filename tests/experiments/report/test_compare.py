@@ -11,7 +11,7 @@ from experiments.report.cka import PairCKA, write_cka_table
 from experiments.report.compare import Study, compare, main, markdown
 from experiments.report.intervals import welch_interval
 from experiments.report.table import write_table
-from tests.planted import TRANSFER, planted_rows
+from tests.helpers.planted import TRANSFER, planted_rows
 
 EXTRA_LOSS = 0.04  # the right study's frozen transfer loses this much more at n = 7, nothing more elsewhere
 
@@ -42,9 +42,17 @@ def test_a_planted_difference_is_found_where_it_is_and_nowhere_else() -> None:
         assert rows["AnB - base", n].verdict == "no difference shown"
     assert rows["BnB+ - base", 3].verdict == "no difference shown"
     # every quantity of the planted study is compared, at n = 0 for the bases, 1..7 for the rest
-    assert {contrast for contrast, _ in rows} == {"base top-1", "BnB - base", "AnB - base", "AnB - BnB",
-                                                  "BnB+ - base", "AnB+ - base", "AnB+ - BnB+",
-                                                  "AnB, dissimilar split", "random features"}
+    assert {contrast for contrast, _ in rows} == {
+        "base top-1",
+        "BnB - base",
+        "AnB - base",
+        "AnB - BnB",
+        "BnB+ - base",
+        "AnB+ - base",
+        "AnB+ - BnB+",
+        "AnB, dissimilar split",
+        "random features",
+    }
     assert rows["base top-1", 0].left.count == 5
 
 
@@ -58,10 +66,14 @@ def test_the_difference_is_welchs_interval_over_the_two_studies_units() -> None:
 
 
 def test_cka_and_stage_names_come_from_the_studies_cka_tables() -> None:
-    caffenet = [{"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}, "chance": 0.01},
-                {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}, "chance": 0.0}]
-    vit = [{"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}, "chance": 0.0},
-           {"n": 2, "stage": "block1", "values": {"s0": math.nan, "s1": None}, "chance": None}]  # undefined
+    caffenet = [
+        {"n": 1, "stage": "conv1", "values": {"s0": 0.9, "s1": 0.8}, "chance": 0.01},
+        {"n": 2, "stage": "conv2", "values": {"s0": 0.7, "s1": 0.7}, "chance": 0.0},
+    ]
+    vit = [
+        {"n": 1, "stage": "embed", "values": {"s0": 0.5, "s1": 0.6}, "chance": 0.0},
+        {"n": 2, "stage": "block1", "values": {"s0": math.nan, "s1": None}, "chance": None},
+    ]  # undefined
     left, right = Study("CaffeNet", planted_rows(seeds=2), caffenet), Study("ViT", planted_rows(seeds=2), vit)
     rows = by_key(compare(left, right))
     assert rows["CKA(A, B)", 1].difference.estimate == pytest.approx(0.3)
@@ -108,8 +120,12 @@ def test_cli_writes_table_figure_and_csv(tmp_path: Path, capsys: pytest.CaptureF
         write_table(tmp_path / name / "results.csv", rows)
     write_cka_table(tmp_path / "vit" / "cka.csv", [PairCKA("random0_s0", {"embed": 0.9, "block1": 0.5})])
     out = tmp_path / "out"
-    assert main([str(tmp_path / "caffenet"), str(tmp_path / "vit"), "--labels", "CaffeNet", "ViT",
-                  "--output_dir", str(out)]) == 0
+    assert (
+        main(
+            [str(tmp_path / "caffenet"), str(tmp_path / "vit"), "--labels", "CaffeNet", "ViT", "--output_dir", str(out)]
+        )
+        == 0
+    )
     assert (out / "compare.png").stat().st_size > 10_000
     header, *lines = (out / "compare.csv").read_text().splitlines()
     assert header.startswith("quantity,contrast,n,left_stage,right_stage,left_mean")
@@ -128,8 +144,9 @@ def test_a_results_table_copied_elsewhere_is_a_study_with_its_cka_table_beside_i
     assert Study.read(tmp_path / "table.csv").cka == []  # no "results" in the name: no CKA table to find
 
 
-def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "good").mkdir()
     write_table(tmp_path / "good" / "results.csv", planted_rows(seeds=2))
     assert main([str(tmp_path / "empty"), str(tmp_path / "good")]) == 2

@@ -11,7 +11,8 @@ import pytest
 
 from experiments.report.convergence import check, plateau_rise, read_convergence, write_convergence
 from experiments.report.table import COLUMNS, TableError, read_table, write_table
-from tests.planted import planted_rows
+from tests.helpers import REPO
+from tests.helpers.planted import planted_rows
 
 
 def rewrite(source: Path, target: Path, change: Callable[[list[str]], list[str]]) -> None:
@@ -22,14 +23,15 @@ def rewrite(source: Path, target: Path, change: Callable[[list[str]], list[str]]
         csv.writer(file, lineterminator="\n").writerows(lines)
 
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = REPO / "docs"
 DATA = Path(__file__).resolve().parent / "data"
 
 
 def shift_selffers(rows: list[dict], by: float) -> list[dict]:
     """``rows`` with every BnB+ network ``by`` above where it was."""
-    return [{**row, "top1_best_k_mean": row["top1_best_k_mean"] + by} if row["family"] == "BnB+" else row
-            for row in rows]
+    return [
+        {**row, "top1_best_k_mean": row["top1_best_k_mean"] + by} if row["family"] == "BnB+" else row for row in rows
+    ]
 
 
 def test_a_converged_study_passes():
@@ -51,10 +53,13 @@ def test_selffers_above_their_bases_fail_even_where_the_mean_is_small():
     verdict = check(shift_selffers(planted_rows(seeds=3), 0.006))
     assert verdict.status == "not converged" and not verdict.converged
     assert [line.split(":")[0] for line in verdict.failures] == (
-        [f"BnB+ - base, n={n}" for n in range(1, 8)] + ["BnB+ - base, pooled over n=1,2,3,4,5,6,7"])
+        [f"BnB+ - base, n={n}" for n in range(1, 8)] + ["BnB+ - base, pooled over n=1,2,3,4,5,6,7"]
+    )
     assert all("not inside +-0.50 points" in line for line in verdict.failures)
-    assert verdict.note().startswith("NOT CONVERGED: BnB+ - base, n=1") and "dip and boost not interpretable" in \
-        verdict.note()
+    assert (
+        verdict.note().startswith("NOT CONVERGED: BnB+ - base, n=1")
+        and "dip and boost not interpretable" in verdict.note()
+    )
     assert check(shift_selffers(planted_rows(seeds=3), 0.006), tolerance=0.02).converged  # a wider tau passes
 
 
@@ -132,8 +137,9 @@ def test_write_and_read_convergence(tmp_path: Path):
     assert record["failures"][0].startswith(rows[0]["cell"])
     assert read_convergence(tmp_path) == verdict and read_convergence(tmp_path / "none") is None
     text = files[1].read_text()
-    assert text.startswith("convergence check: not converged\nrules: BnB+(n) - base") and \
-        "FAIL random0_base-A_s0" in text
+    assert (
+        text.startswith("convergence check: not converged\nrules: BnB+(n) - base") and "FAIL random0_base-A_s0" in text
+    )
 
 
 def test_table_keeps_the_validation_history_and_reads_old_tables(tmp_path: Path):
@@ -156,7 +162,8 @@ def test_a_history_that_is_not_a_list_of_numbers_is_a_corrupt_table(tmp_path: Pa
     table = tmp_path / "results.csv"
     write_table(table, planted_rows(seeds=1)[:1])
     column = COLUMNS.index("val_top1_history")
-    rewrite(table, table, lambda line: line if line[0] == "split" else
-            [*line[:column], '["x", 1]', *line[column + 1:]])
+    rewrite(
+        table, table, lambda line: line if line[0] == "split" else [*line[:column], '["x", 1]', *line[column + 1 :]]
+    )
     with pytest.raises(TableError, match="val_top1_history.*not a JSON list of numbers"):
         read_table(table)

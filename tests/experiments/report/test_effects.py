@@ -14,7 +14,8 @@ from experiments.report.convergence import Convergence
 from experiments.report.effects import Effect, effects, estimate, plan, pooled_difference, write_effects
 from experiments.report.intervals import holm, t_cdf, t_quantile
 from experiments.report.paper import DATA_DIR, paper_rows
-from tests.planted import BOOST, DIP, DISSIMILAR_EXTRA, RANDOM_FEATURES, TRANSFER, network, planted_rows
+from tests.helpers import REPO
+from tests.helpers.planted import BOOST, DIP, DISSIMILAR_EXTRA, RANDOM_FEATURES, TRANSFER, network, planted_rows
 
 
 def planted_size(effect: Effect) -> float:
@@ -59,14 +60,17 @@ def test_pairing_by_seed_by_hand():
     """Three seeds: BnB(3) - base per seed is -0.03, -0.02, -0.04; the interval is t(0.975, 2) * 0.01 / sqrt(3)."""
     rows = []
     for seed, (base, bnb) in enumerate([(0.80, 0.77), (0.81, 0.79), (0.79, 0.75)]):
-        rows += [network("random0", None, "B", 0, None, seed, base),
-                 network("random0", "B", "B", 3, "frozen", seed, bnb)]
+        rows += [
+            network("random0", None, "B", 0, None, seed, base),
+            network("random0", "B", "B", 3, "frozen", seed, bnb),
+        ]
     [row] = effects(rows)
     half = t_quantile(0.975, 2) * 0.01 / math.sqrt(3)
     assert (row.effect.contrast, row.effect.label) == ("BnB - base", "3")
     assert row.method == "paired t over 3 seeds; Holm over 1 row(s)"
-    assert (row.interval.estimate, row.interval.low, row.interval.high) == pytest.approx((-0.03, -0.03 - half,
-                                                                                          -0.03 + half))
+    assert (row.interval.estimate, row.interval.low, row.interval.high) == pytest.approx(
+        (-0.03, -0.03 - half, -0.03 + half)
+    )
     t = 0.03 / (0.01 / math.sqrt(3))
     assert row.p == pytest.approx(2 * (1 - t_cdf(t, 2))) and row.p_holm == row.p  # one row: Holm is the test
     assert row.adjusted == row.interval and row.test == row.verdict == "shown"
@@ -80,9 +84,11 @@ def test_holm_adjusts_over_the_rows_of_one_report():
     assert [step.adjusted_p for step in holm([0.01, 0.04, 0.03, 0.005])] == pytest.approx([0.03, 0.06, 0.06, 0.02])
     rows = []
     for seed, (base, bnb3, bnb5) in enumerate([(0.80, 0.77, 0.78), (0.81, 0.79, 0.80), (0.79, 0.75, 0.76)]):
-        rows += [network("random0", None, "B", 0, None, seed, base),
-                 network("random0", "B", "B", 3, "frozen", seed, bnb3),
-                 network("random0", "B", "B", 5, "frozen", seed, bnb5)]
+        rows += [
+            network("random0", None, "B", 0, None, seed, base),
+            network("random0", "B", "B", 3, "frozen", seed, bnb3),
+            network("random0", "B", "B", 5, "frozen", seed, bnb5),
+        ]
     table = effects(rows)
     assert len(table) == 3 and all(row.method.endswith("Holm over 3 row(s)") for row in table)
     ordered = sorted(table, key=lambda row: row.p)
@@ -100,8 +106,11 @@ def test_one_seed_has_no_interval_and_unpaired_networks_are_counted():
     pooled = rows["BnB - base", "3-5"]
     assert pooled.method == "paired t over 1 seed" and pooled.test == "no interval (1 seed)"
     assert not pooled.interval.defined and pooled.p is None and pooled.adjusted is None
-    two_splits = planted_rows(seeds=3) + [{**row, "split": "random1", "cell": row["cell"] + "r1"}
-                                          for row in planted_rows(seeds=3) if row["split"] == "random0"]
+    two_splits = planted_rows(seeds=3) + [
+        {**row, "split": "random1", "cell": row["cell"] + "r1"}
+        for row in planted_rows(seeds=3)
+        if row["split"] == "random0"
+    ]
     paired = by_name(effects(two_splits))["BnB - base", "3-5"]
     assert paired.method.startswith("paired t over 6 replicates (split, half, seed);")
     orphaned = [row for row in planted_rows(seeds=3) if row["cell"] != "random0_base-B_s2"]
@@ -182,7 +191,12 @@ def test_write_effects_files(tmp_path: Path):
         records = list(csv.DictReader(file))
     first = records[0]
     assert (first["claim"], first["contrast"], first["layers"], first["test"], first["verdict"]) == (
-        "co-adaptation dip", "BnB - base", "3-5", "shown", "not interpretable: not converged (shown)")
+        "co-adaptation dip",
+        "BnB - base",
+        "3-5",
+        "shown",
+        "not interpretable: not converged (shown)",
+    )
     assert float(first["adj_ci_low"]) < float(first["ci_low"]) < float(first["estimate"]) < float(first["ci_high"])
     assert first["paper_estimate"] == "" and first["units"] == "3" and float(first["p_holm"]) >= float(first["p_value"])
     assert {record["convergence"] for record in records} == {"not converged"}
@@ -199,11 +213,14 @@ def test_the_imagenet_preset_pairs_every_network_with_replicates_for_every_claim
     from experiments.study.grid import expand
 
     parser = build_parser()
-    study = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "studies" / "imagenet_paper.yaml"
+    study = REPO / "experiments" / "configs" / "studies" / "imagenet_paper.yaml"
     cells = expand(parser.instantiate(parser.parse_args(["--config", str(study)])).grid, IMAGENET_SPLITS.halves)
     rng = random.Random(0)
-    rows = [network(cell.split, cell.base, cell.target, cell.n, cell.mode, cell.seed, 0.6 + rng.uniform(-0.02, 0.02))
-            for cell in cells if cell.images_per_class is None]
+    rows = [
+        network(cell.split, cell.base, cell.target, cell.n, cell.mode, cell.seed, 0.6 + rng.uniform(-0.02, 0.02))
+        for cell in cells
+        if cell.images_per_class is None
+    ]
     table = by_name(effects(rows))
     figure2 = [row for (contrast, _), row in table.items() if not contrast.startswith(("dissimilar", "random"))]
     assert figure2 and not any("without a partner" in row.method for row in figure2)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -16,7 +16,6 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
 from experiments.report import figures
-from experiments.report.paper import DATA_DIR, paper_rows
 from experiments.report.curves import (
     base_label,
     dissimilar_points,
@@ -27,9 +26,10 @@ from experiments.report.curves import (
     relative_curves,
 )
 from experiments.report.intervals import mean_interval
+from experiments.report.paper import DATA_DIR, paper_rows
 from experiments.report.summary import SUMMARY_FIELDS, summary
 from experiments.report.write import write_report
-from tests.planted import planted_rows
+from tests.helpers.planted import planted_rows
 
 
 @pytest.fixture(autouse=True)
@@ -44,18 +44,33 @@ def read_csv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def row(family: str, n: int, value: float, split: str = "random0", target: str = "B", base: str | None = "A",
-        seed: int = 0) -> dict:
+def row(
+    family: str, n: int, value: float, split: str = "random0", target: str = "B", base: str | None = "A", seed: int = 0
+) -> dict:
     mode = None if n == 0 else "finetune" if family.endswith("+") else "frozen"
-    return {"split": split, "base_half": None if n == 0 else base, "target_half": target, "n": n, "mode": mode,
-            "family": family, "seed": seed, "top1_best_k_mean": value, "cell": f"{family}{n}{split}{target}{seed}"}
+    return {
+        "split": split,
+        "base_half": None if n == 0 else base,
+        "target_half": target,
+        "n": n,
+        "mode": mode,
+        "family": family,
+        "seed": seed,
+        "top1_best_k_mean": value,
+        "cell": f"{family}{n}{split}{target}{seed}",
+    }
 
 
 def test_paper_rows_reproduce_the_papers_figure2_means():
     """Our Figure 2 aggregation of the paper's per-run numbers gives the paper's plotted means and counts."""
     curves = figure2_points(list(paper_rows()))
-    names = {"base": "base", "selffer_frozen": "BnB", "transfer_frozen": "AnB", "selffer_finetuned": "BnB+",
-             "transfer_finetuned": "AnB+"}
+    names = {
+        "base": "base",
+        "selffer_frozen": "BnB",
+        "transfer_frozen": "AnB",
+        "selffer_finetuned": "BnB+",
+        "transfer_finetuned": "AnB+",
+    }
     for expected in read_csv("figure2_random_split_by_layer.csv"):
         points = curves[names[expected["condition"]]][int(expected["n"])]
         assert len(points) == int(expected["n_networks"])
@@ -73,8 +88,11 @@ def test_paper_rows_reproduce_the_dissimilar_random_and_relative_panels():
     for expected in read_csv("figure_random_features_by_layer.csv"):
         assert random[int(expected["n"])] == pytest.approx(float(expected["top1"]), abs=1e-6)
     relative = relative_curves(paper)
-    columns = {"AnB, random splits": "mean_AnB_random_splits_minus_base",
-               "AnB, dissimilar split": "mean_AnB_natman_minus_base", "random features": "random_features_minus_base"}
+    columns = {
+        "AnB, random splits": "mean_AnB_random_splits_minus_base",
+        "AnB, dissimilar split": "mean_AnB_natman_minus_base",
+        "random features": "random_features_minus_base",
+    }
     for expected in read_csv("figure_relative_degradation.csv"):
         for name, column in columns.items():
             assert relative[name][int(expected["n"])] == pytest.approx(float(expected[column]), abs=2e-6)
@@ -82,14 +100,18 @@ def test_paper_rows_reproduce_the_dissimilar_random_and_relative_panels():
 
 def test_relative_curve_is_each_curve_minus_its_own_base():
     """A hand-made table: AnB minus the random-split base mean; the dissimilar curve averages both directions."""
-    rows = [row("baseA", 0, 0.6, target="A"), row("baseB", 0, 0.8, target="B"),
-            row("AnB", 1, 0.5), row("AnB", 1, 0.9, target="A", base="B"),
-            row("base", 0, 0.5, split="natman", target="manmade"),
-            row("base", 0, 0.7, split="natman", target="natural"),
-            row("AnB", 1, 0.4, split="natman", target="manmade", base="natural"),
-            row("AnB", 1, 0.4, split="natman", target="natural", base="manmade"),
-            row("base", 0, 0.9, split="whole", target="all"),
-            row("random", 1, 0.3, split="whole", target="all", base=None)]
+    rows = [
+        row("baseA", 0, 0.6, target="A"),
+        row("baseB", 0, 0.8, target="B"),
+        row("AnB", 1, 0.5),
+        row("AnB", 1, 0.9, target="A", base="B"),
+        row("base", 0, 0.5, split="natman", target="manmade"),
+        row("base", 0, 0.7, split="natman", target="natural"),
+        row("AnB", 1, 0.4, split="natman", target="manmade", base="natural"),
+        row("AnB", 1, 0.4, split="natman", target="natural", base="manmade"),
+        row("base", 0, 0.9, split="whole", target="all"),
+        row("random", 1, 0.3, split="whole", target="all", base=None),
+    ]
     relative = relative_curves(rows)
     assert relative["AnB, random splits"] == pytest.approx({0: 0.0, 1: 0.0})
     assert relative["AnB, dissimilar split"] == pytest.approx({0: 0.0, 1: -0.2})
@@ -101,8 +123,13 @@ def test_relative_curve_is_each_curve_minus_its_own_base():
 
 def test_figure2_has_one_base_point_for_every_family():
     """Transfers towards B only: the one n=0 point is base B (not the mean of bases A and B); families start at n=1."""
-    rows = [row("baseA", 0, 0.9, target="A"), row("baseB", 0, 0.7, target="B"),
-            row("baseB", 0, 0.6, target="B", seed=1), row("AnB", 7, 0.5), row("BnB", 7, 0.65, base="B", seed=1)]
+    rows = [
+        row("baseA", 0, 0.9, target="A"),
+        row("baseB", 0, 0.7, target="B"),
+        row("baseB", 0, 0.6, target="B", seed=1),
+        row("AnB", 7, 0.5),
+        row("BnB", 7, 0.65, base="B", seed=1),
+    ]
     curves = figure2_points(rows)
     assert curves["base"][0] == [0.7, 0.6] and base_label(rows) == "base B"
     assert curves["AnB"] == {7: [0.5]} and curves["BnB"] == {7: [0.65]}
@@ -115,8 +142,12 @@ def test_figure2_has_one_base_point_for_every_family():
 
 def test_draw_writes_png_and_svg_and_the_bottom_panel_plots_paired_differences(tmp_path: Path):
     """Both figures are written in both formats; Figure 2's bottom point is the mean of network minus its own base."""
-    rows = [row("baseB", 0, 0.70, target="B"), row("baseB", 0, 0.80, target="B", seed=1),
-            row("BnB", 3, 0.60, base="B"), row("BnB", 3, 0.64, base="B", seed=1)]
+    rows = [
+        row("baseB", 0, 0.70, target="B"),
+        row("baseB", 0, 0.80, target="B", seed=1),
+        row("BnB", 3, 0.60, base="B"),
+        row("BnB", 3, 0.64, base="B", seed=1),
+    ]
     files = figures.draw(rows, tmp_path / "figs", note="convergence check: converged")
     assert sorted(p.name for p in files) == ["figure2.png", "figure2.svg", "figure3.png", "figure3.svg"]
     assert all(p.stat().st_size > 1000 for p in files)
@@ -125,8 +156,9 @@ def test_draw_writes_png_and_svg_and_the_bottom_panel_plots_paired_differences(t
     line = next(container for container in bottom.containers if container.get_label() == "BnB").lines[0]
     assert list(line.get_xdata()) == pytest.approx([3 + figures.OFFSETS["BnB"]])
     assert list(line.get_ydata()) == pytest.approx([-0.13])  # (0.60 - 0.70 + 0.64 - 0.80) / 2, not 0.62 - 0.75
-    assert any(line.get_label() == figures.ZERO_LABEL and list(line.get_ydata()) == [0, 0]
-               for line in bottom.get_lines())
+    assert any(
+        line.get_label() == figures.ZERO_LABEL and list(line.get_ydata()) == [0, 0] for line in bottom.get_lines()
+    )
     assert "minus the base of its replicate" in bottom.get_ylabel()
 
 
@@ -170,8 +202,10 @@ def test_every_curve_has_its_95_percent_interval_as_bars():
     for curve in ("AnB, random splits", "AnB, dissimilar split", "random features"):
         assert sorted(bars(relative, curve)) == list(range(8))
     stats = {(r["panel"], r["curve"], r["n"]): r for r in summary(rows)}
-    assert (stats["figure2_minus_base", "BnB", 5]["ci_low"], stats["figure2_minus_base", "BnB", 5]["ci_high"]) == \
-        pytest.approx((interval.low, interval.high), abs=1e-6)
+    assert (
+        stats["figure2_minus_base", "BnB", 5]["ci_low"],
+        stats["figure2_minus_base", "BnB", 5]["ci_high"],
+    ) == pytest.approx((interval.low, interval.high), abs=1e-6)
     assert stats["relative", "random features", 3]["mean"] == pytest.approx(-0.3)
 
 
@@ -189,8 +223,11 @@ def test_one_seed_points_are_hollow_without_a_bar_and_say_one_seed():
     assert bars(bottom, "BnB") == {}
     assert figures.SINGLE_LABEL == "one seed: no interval"
     assert figures.SINGLE_LABEL in bottom.get_legend_handles_labels()[1]
-    hollow = [c for c in bottom.collections if isinstance(c, PathCollection) and len(c.get_offsets())
-              and (c.get_facecolors() == 1).all()]
+    hollow = [
+        c
+        for c in bottom.collections
+        if isinstance(c, PathCollection) and len(c.get_offsets()) and (c.get_facecolors() == 1).all()
+    ]
     assert [len(c.get_offsets()) for c in hollow] == [7] * 4  # every point of every family, white inside
     for drawn in (figure, figures.figure3(rows), figures.figure2(planted_rows(seeds=3))):
         assert not [text for text in texts(drawn) if "n=1" in text.replace(" ", "")]
@@ -205,8 +242,7 @@ def test_paper_overlay_starts_every_family_at_the_mean_of_its_8_bases():
     figure = figures.figure2(planted_rows(seeds=3), paper_rows())
     dashed = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
     assert len(dashed) == 4
-    assert all(line.get_xdata()[0] == 0 and line.get_ydata()[0] == pytest.approx(0.625101, abs=1e-6)
-               for line in dashed)
+    assert all(line.get_xdata()[0] == 0 and line.get_ydata()[0] == pytest.approx(0.625101, abs=1e-6) for line in dashed)
 
 
 def test_figure2_base_points_are_the_target_halfs_bases():
@@ -226,12 +262,20 @@ def test_the_convergence_status_is_the_caption_of_every_figure(tmp_path: Path):
     cka = {n: [0.9, 0.8] for n in range(1, 8)}
     failed = "NOT CONVERGED: BnB+ at n=7 minus base outside +-1.5 points (dip and boost not interpretable)"
     passed = "convergence check: passed (BnB+ - base inside +-1.5 points at every n)"
-    reduced = [row("reduced", 0, 0.4 + 0.1 * index, split="whole", target="all") | {"images_per_class": images}
-               for index, images in enumerate((10, 100))]
-    for note, color in ((failed, figures.ALARM_COLOR), ("Convergence check FAILED: x", figures.ALARM_COLOR),
-                        (passed, figures.STATUS_COLOR)):
-        for figure in (figures.figure2(rows, note=note, cka=cka), figures.figure3(rows, note=note),
-                       figures.reduced_data(reduced, note=note)):
+    reduced = [
+        row("reduced", 0, 0.4 + 0.1 * index, split="whole", target="all") | {"images_per_class": images}
+        for index, images in enumerate((10, 100))
+    ]
+    for note, color in (
+        (failed, figures.ALARM_COLOR),
+        ("Convergence check FAILED: x", figures.ALARM_COLOR),
+        (passed, figures.STATUS_COLOR),
+    ):
+        for figure in (
+            figures.figure2(rows, note=note, cka=cka),
+            figures.figure3(rows, note=note),
+            figures.reduced_data(reduced, note=note),
+        ):
             caption = [text for text in figure.findobj(Text) if " ".join(text.get_text().split()) == note]
             assert len(caption) == 1 and to_hex(caption[0].get_color()) == color
     assert figures.ALARM_COLOR != figures.STATUS_COLOR
@@ -244,9 +288,19 @@ def test_write_report_writes_the_whole_report(tmp_path: Path):
     rows = planted_rows(seeds=3)
     rows[0]["val_top1_history"] = [0.1, 0.5, 0.9]
     files = write_report(rows, tmp_path)
-    assert sorted(str(p.relative_to(tmp_path)) for p in files) == sorted([
-        "figures/figure2.png", "figures/figure2.svg", "figures/figure3.png", "figures/figure3.svg", "summary.csv",
-        "effects.csv", "effects.md", "convergence.json", "convergence.txt"])
+    assert sorted(str(p.relative_to(tmp_path)) for p in files) == sorted(
+        [
+            "figures/figure2.png",
+            "figures/figure2.svg",
+            "figures/figure3.png",
+            "figures/figure3.svg",
+            "summary.csv",
+            "effects.csv",
+            "effects.md",
+            "convergence.json",
+            "convergence.txt",
+        ]
+    )
     assert all(p.stat().st_size > 100 for p in files)
     with (tmp_path / "summary.csv").open(newline="") as file:
         assert tuple(next(csv.reader(file))) == SUMMARY_FIELDS
@@ -256,14 +310,21 @@ def test_write_report_writes_the_whole_report(tmp_path: Path):
 def paired_table() -> list[dict]:
     """Bases B of seeds 0-2 and A of seed 0; BnB at n=1 (seeds 0, 1) and n=3 (seeds 0-2); AnB towards A (seed 0)
     and towards B with seed 3, whose base B was never trained; a transfer on another split."""
-    return [row("baseB", 0, 0.80, target="B"), row("baseB", 0, 0.70, target="B", seed=1),
-            row("baseB", 0, 0.90, target="B", seed=2), row("baseA", 0, 0.85, target="A"),
-            row("BnB", 1, 0.78, base="B"), row("BnB", 1, 0.71, base="B", seed=1),
-            row("BnB", 3, 0.75, base="B"), row("BnB", 3, 0.66, base="B", seed=1),
-            row("BnB", 3, 0.86, base="B", seed=2),
-            row("AnB", 3, 0.60, target="A", base="B"), row("AnB", 3, 0.50, seed=3),
-            row("base", 0, 0.5, split="dissimilar", target="clothing"),
-            row("AnB", 3, 0.4, split="dissimilar", target="clothing", base="footwear_bags")]
+    return [
+        row("baseB", 0, 0.80, target="B"),
+        row("baseB", 0, 0.70, target="B", seed=1),
+        row("baseB", 0, 0.90, target="B", seed=2),
+        row("baseA", 0, 0.85, target="A"),
+        row("BnB", 1, 0.78, base="B"),
+        row("BnB", 1, 0.71, base="B", seed=1),
+        row("BnB", 3, 0.75, base="B"),
+        row("BnB", 3, 0.66, base="B", seed=1),
+        row("BnB", 3, 0.86, base="B", seed=2),
+        row("AnB", 3, 0.60, target="A", base="B"),
+        row("AnB", 3, 0.50, seed=3),
+        row("base", 0, 0.5, split="dissimilar", target="clothing"),
+        row("AnB", 3, 0.4, split="dissimilar", target="clothing", base="footwear_bags"),
+    ]
 
 
 def test_bottom_panel_points_are_each_network_minus_the_base_of_its_replicate():
@@ -287,7 +348,7 @@ def test_summary_has_every_bottom_panel_point_with_its_interval_and_count():
     """Panel figure2_minus_base: the mean over replicates, its t-interval (df = 1 here) and the replicate count."""
     stats = {(r["panel"], r["curve"], r["n"]): r for r in summary(paired_table())}
     point = stats["figure2_minus_base", "BnB", 1]
-    half = 12.706204736 * math.sqrt(2 * 0.015 ** 2) / math.sqrt(2)  # t(0.975, 1) * std / sqrt(2)
+    half = 12.706204736 * math.sqrt(2 * 0.015**2) / math.sqrt(2)  # t(0.975, 1) * std / sqrt(2)
     assert point["count"] == 2 and point["mean"] == pytest.approx(-0.005, abs=1e-6)
     assert (point["ci_low"], point["ci_high"]) == pytest.approx((-0.005 - half, -0.005 + half), abs=1e-6)
     anb = stats["figure2_minus_base", "AnB", 3]
@@ -298,8 +359,9 @@ def test_summary_has_every_bottom_panel_point_with_its_interval_and_count():
     for family in figures.FIGURE2_FAMILIES:
         line = next(c for c in bottom.containers if c.get_label() == family).lines[0]
         drawn = {round(x): y for x, y in zip(line.get_xdata(), line.get_ydata()) if not math.isnan(x)}
-        listed = {r["n"]: r["mean"] for r in summary(rows)
-                  if r["panel"] == "figure2_minus_base" and r["curve"] == family}
+        listed = {
+            r["n"]: r["mean"] for r in summary(rows) if r["panel"] == "figure2_minus_base" and r["curve"] == family
+        }
         assert drawn == pytest.approx(listed, abs=1e-6)
 
 
@@ -309,7 +371,7 @@ def solid_spans(axes) -> list[tuple[float, float]]:
     for line in axes.get_lines():
         if line.get_linestyle() == "-" and line.get_transform() == axes.transData:
             xs = [float(x) for x in line.get_xdata()]
-            spans += [(a, b) for a, b in zip(xs, xs[1:]) if not (math.isnan(a) or math.isnan(b))]
+            spans += [(a, b) for a, b in itertools.pairwise(xs) if not (math.isnan(a) or math.isnan(b))]
     return spans
 
 
@@ -325,8 +387,9 @@ def test_no_solid_line_crosses_a_layer_that_was_not_run():
         assert any(max(line.get_xdata()) - min(line.get_xdata()) == pytest.approx(2) for line in dotted)
     for axes in figure.axes[:2] + figures.figure3(rows).axes:
         assert "n = 2, 4, 6 not run" in axes.get_xlabel()
-        grey = {label.get_text() for label in axes.get_xticklabels()
-                if to_hex(label.get_color()) == figures.NOT_RUN_COLOR}
+        grey = {
+            label.get_text() for label in axes.get_xticklabels() if to_hex(label.get_color()) == figures.NOT_RUN_COLOR
+        }
         assert grey == {"2", "4", "6"}
     assert "n = 4 not run" in figure.axes[2].get_xlabel()
     assert (0.0, 1.0) in solid_spans(figure.axes[0]) and (1.0, 2.0) in solid_spans(figure.axes[2])  # adjacent: solid
@@ -338,8 +401,11 @@ def test_top_panel_draws_the_base_once_at_n0():
     top = figures.figure2(rows).axes[0]
     at_zero = [c for c in top.collections if any(abs(x) < 0.5 for x in c.get_offsets()[:, 0])]  # offsets too
     assert [c.get_label() for c in at_zero] == ["base B"] and len(at_zero[0].get_offsets()) == 3
-    marked = [line for line in top.get_lines() if line.get_marker() not in (None, "None", "none", "")
-              and any(abs(x) < 0.5 for x in line.get_xdata())]
+    marked = [
+        line
+        for line in top.get_lines()
+        if line.get_marker() not in (None, "None", "none", "") and any(abs(x) < 0.5 for x in line.get_xdata())
+    ]
     assert marked == []
     base = mean_interval([r["top1_best_k_mean"] for r in rows if r["family"] == "baseB"]).estimate
     starts = [line.get_ydata()[0] for line in top.get_lines() if line.get_xdata()[0] == 0]

@@ -10,8 +10,9 @@ import pytest
 from experiments.report.intervals import Interval, mean_interval, t_cdf, t_quantile, welch_interval
 
 
-@pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262),
-                                          (30, 2.042), (1e7, 1.960)])
+@pytest.mark.parametrize(
+    "df, expected", [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (30, 2.042), (1e7, 1.960)]
+)
 def test_t_quantile_matches_the_tables(df: float, expected: float):
     """t(0.975, df) as printed in every t table (three decimals)."""
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-4)
@@ -41,7 +42,7 @@ def test_mean_interval_by_hand_and_undefined_for_one_value():
     assert (interval.low, interval.high) == pytest.approx((0.2 - half, 0.2 + half))
     single = mean_interval([0.7])
     assert (single.estimate, single.low, single.high, single.count, single.defined) == (0.7, None, None, 1, False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one value"):
         mean_interval([])
 
 
@@ -63,8 +64,10 @@ def test_intervals_cover_the_true_mean_95_percent_of_the_time():
     rng = random.Random(1)
     trials = 4000
     means = sum(_covers(mean_interval([rng.gauss(5, 2) for _ in range(3)]), 5) for _ in range(trials))
-    welch = sum(_covers(welch_interval([rng.gauss(1, 0.5) for _ in range(4)], [rng.gauss(0, 3) for _ in range(6)]),
-                        1) for _ in range(trials))
+    welch = sum(
+        _covers(welch_interval([rng.gauss(1, 0.5) for _ in range(4)], [rng.gauss(0, 3) for _ in range(6)]), 1)
+        for _ in range(trials)
+    )
     assert 0.935 < means / trials < 0.965
     assert 0.935 < welch / trials < 0.97  # Welch is slightly conservative
 

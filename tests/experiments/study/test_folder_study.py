@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from data_fixtures import one_thread  # noqa: F401
 
 from datamodules import ImageFolderHalves, UnreadableImageWarning
 from datamodules.folder import write_demo_folder
@@ -21,16 +20,25 @@ from experiments.report.table import read_table
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.plan import StudyError
 from experiments.study.runner import StudyRunner
-from tests.run_dirs import run_dir
+from tests.helpers import REPO
+from tests.helpers.run_dirs import run_dir
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter"),
-              pytest.mark.filterwarnings("ignore::datamodules.UnreadableImageWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter"),
+    pytest.mark.filterwarnings("ignore::datamodules.UnreadableImageWarning"),
+]
 
-REPO = Path(__file__).resolve().parents[1]
 FIT = REPO / "experiments" / "configs" / "folder" / "base.yaml"
 STUDY = REPO / "experiments" / "configs" / "studies" / "folder.yaml"
-TINY_TRAINER = {"max_steps": 2, "val_check_interval": 2, "log_every_n_steps": 1, "enable_progress_bar": False,
-                "enable_model_summary": False, "num_sanity_val_steps": 0}
+TINY_TRAINER = {
+    "max_steps": 2,
+    "val_check_interval": 2,
+    "log_every_n_steps": 1,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+}
 TINY_MODEL = {"widths": [4, 8, 8, 8, 8, 16, 16], "lr_step_iters": 1, "best_k": 1}
 
 
@@ -43,11 +51,27 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit(root: Path, run: Path, *extra: str) -> Any:
-    args = ["fit", "--config", str(FIT), "--data.init_args.root", str(root),
-            "--data.init_args.split_files", f"{{superclass: {root / 'superclasses.csv'}}}",
-            "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "16",
-            "--data.init_args.cache_dir", str(run.parent / "cache"), "--trainer.logger", "false",
-            "--trainer.default_root_dir", str(run), "--model.widths", "[4, 8, 8, 8, 8, 16, 16]"]
+    args = [
+        "fit",
+        "--config",
+        str(FIT),
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.split_files",
+        f"{{superclass: {root / 'superclasses.csv'}}}",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.batch_size",
+        "16",
+        "--data.init_args.cache_dir",
+        str(run.parent / "cache"),
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(run),
+        "--model.widths",
+        "[4, 8, 8, 8, 8, 16, 16]",
+    ]
     args += [arg for key, value in TINY_TRAINER.items() for arg in (f"--trainer.{key}", str(value).lower())]
     return run_cli([*args, *extra])
 
@@ -57,8 +81,9 @@ def test_cli_fits_a_base_and_a_frozen_transfer(images: Path, tmp_path: Path) -> 
     skipped and counted, and the saved config pins the classes, channels, sizes and the split file's sha256."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableImageWarning)
-        base = _fit(images, tmp_path / "base", "--data.init_args.split", "superclass",
-                    "--data.init_args.half", "animal")
+        base = _fit(
+            images, tmp_path / "base", "--data.init_args.split", "superclass", "--data.init_args.half", "animal"
+        )
     assert base.trainer.global_step == 2 and base.datamodule.num_classes == 4
     metrics = base.trainer.callback_metrics
     assert metrics["data/skipped_train"].item() + metrics["data/skipped_val"].item() == 1
@@ -69,9 +94,22 @@ def test_cli_fits_a_base_and_a_frozen_transfer(images: Path, tmp_path: Path) -> 
     assert ImageFolderHalves(**saved).class_names == base.datamodule.class_names  # the saved config re-reads it
 
     checkpoint = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
-    transfer = _fit(images, tmp_path / "transfer", "--data.init_args.split", "superclass",
-                    "--data.init_args.half", "vehicle", "--data.init_args.mean_half", "animal",
-                    "--transfer.base_checkpoint", str(checkpoint), "--transfer.n", "2", "--transfer.mode", "frozen")
+    transfer = _fit(
+        images,
+        tmp_path / "transfer",
+        "--data.init_args.split",
+        "superclass",
+        "--data.init_args.half",
+        "vehicle",
+        "--data.init_args.mean_half",
+        "animal",
+        "--transfer.base_checkpoint",
+        str(checkpoint),
+        "--transfer.n",
+        "2",
+        "--transfer.mode",
+        "frozen",
+    )
     assert transfer.trainer.global_step == 2 and transfer.datamodule.class_names == ["bus", "car", "ship", "truck"]
     base_weights = torch.load(checkpoint, weights_only=True)["state_dict"]
     for name in ("net.conv1.weight", "net.conv2.weight"):
@@ -83,13 +121,21 @@ def _study(images: Path, split_file: Path, output: Path) -> StudyRunner:
     """The shipped folder preset with the three settings changed (root, split, backbone size) and a tiny scale."""
     overlay = {
         "output_dir": str(output),
-        "overrides": {"data": {"init_args": {"root": str(images), "split_files": {"superclass": str(split_file)},
-                                             "num_workers": 0, "batch_size": 16,
-                                             "cache_dir": str(output.parent / "cache")}},
-                      "trainer": TINY_TRAINER, "model": TINY_MODEL},
+        "overrides": {
+            "data": {
+                "init_args": {
+                    "root": str(images),
+                    "split_files": {"superclass": str(split_file)},
+                    "num_workers": 0,
+                    "batch_size": 16,
+                    "cache_dir": str(output.parent / "cache"),
+                }
+            },
+            "trainer": TINY_TRAINER,
+            "model": TINY_MODEL,
+        },
         "checkpoint_every_n_steps": 2,
-        "grid": {"n": [1, 2], "seeds": [0], "figure2": {"families": ["BnB", "AnB"]},
-                 "random_features": {"n": [1, 2]}},
+        "grid": {"n": [1, 2], "seeds": [0], "figure2": {"families": ["BnB", "AnB"]}, "random_features": {"n": [1, 2]}},
         "wandb": {"enabled": False},
     }
     path = output.parent / "study.yaml"
@@ -116,7 +162,10 @@ def test_two_n_study_to_table_and_figures_and_a_changed_split_refused(images: Pa
     assert set(cell["data"]["init_args"]["split_checksums"]) == {"superclass"}
 
     split_file.write_text(split_file.read_text().replace("owl,animal", "owl,vehicle"))
-    with pytest.raises(StudyError, match=r"cell superclass_.* was trained on split file .*superclasses\.csv \(split "
-                                         r"'superclass'\) with sha256 .*the split changed since its networks were "
-                                         r"trained"):
+    with pytest.raises(
+        StudyError,
+        match=r"cell superclass_.* was trained on split file .*superclasses\.csv \(split "
+        r"'superclass'\) with sha256 .*the split changed since its networks were "
+        r"trained",
+    ):
         _study(images, split_file, tmp_path / "out").run()

@@ -11,17 +11,16 @@ import pytest
 import torch
 import torchvision
 import yaml
-from data_fixtures import one_thread  # noqa: F401
 
 from datamodules.folder import write_demo_folder
 from experiments.report.table import read_table
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.plan import StudyError
 from experiments.study.runner import StudyRunner
+from tests.helpers import REPO
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")]
 
-REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "experiments" / "configs" / "studies" / "pretrained.yaml"
 
 
@@ -36,13 +35,28 @@ def study(tmp_path: Path, images: Path, weights: Path) -> StudyRunner:
     (one fused group), AnB+ at n = 1, 2; one seed, 2 steps each, 28-pixel crops."""
     overlay = {
         "output_dir": str(tmp_path / "out"),
-        "overrides": {"data": {"init_args": {"root": str(images), "num_workers": 0, "batch_size": 8,
-                                             "preset": "small", "image_size": None, "crop_size": None,
-                                             "cache_dir": str(tmp_path / "cache")}},
-                      "trainer": {"max_steps": 2, "val_check_interval": 2, "log_every_n_steps": 1,
-                                  "enable_progress_bar": False, "enable_model_summary": False,
-                                  "num_sanity_val_steps": 0},
-                      "model": {"best_k": 1, "warmup_steps": 0}},
+        "overrides": {
+            "data": {
+                "init_args": {
+                    "root": str(images),
+                    "num_workers": 0,
+                    "batch_size": 8,
+                    "preset": "small",
+                    "image_size": None,
+                    "crop_size": None,
+                    "cache_dir": str(tmp_path / "cache"),
+                }
+            },
+            "trainer": {
+                "max_steps": 2,
+                "val_check_interval": 2,
+                "log_every_n_steps": 1,
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "num_sanity_val_steps": 0,
+            },
+            "model": {"best_k": 1, "warmup_steps": 0},
+        },
         "checkpoint_every_n_steps": 2,
         "grid": {"n": [1, 2], "seeds": [0], "pretrained": {"weights": str(weights), "families": ["AnB", "AnB+"]}},
         "wandb": {"enabled": False},
@@ -62,7 +76,12 @@ def test_preset_runs_to_its_report_and_a_changed_weights_file_is_refused(tmp_pat
     runner.run()
     rows = read_table(runner.table)
     assert sorted((row["family"], row["n"]) for row in rows) == [
-        ("AnB", 1), ("AnB", 2), ("AnB+", 1), ("AnB+", 2), ("base", 0)]
+        ("AnB", 1),
+        ("AnB", 2),
+        ("AnB+", 1),
+        ("AnB+", 2),
+        ("base", 0),
+    ]
     assert {row["base_half"] for row in rows if row["family"].startswith("AnB")} == {"pretrained"}
     assert {(row["split"], row["target_half"]) for row in rows} == {("whole", "all")}
     assert list((runner.root / "fused").iterdir())  # the frozen cells trained as one group, needing no base job
@@ -83,8 +102,11 @@ def test_preset_runs_to_its_report_and_a_changed_weights_file_is_refused(tmp_pat
     assert not torch.equal(trained["net.layer2.0.conv1.weight"], file["layer2.0.conv1.weight"])
 
     save_resnet18(weights, seed=1)
-    with pytest.raises(StudyError, match=r"cell whole_pretrained1all_s0 copied weights file .*resnet18\.pth "
-                                         r"\(grid\.pretrained\.weights\) with sha256 .*the file changed"):
+    with pytest.raises(
+        StudyError,
+        match=r"cell whole_pretrained1all_s0 copied weights file .*resnet18\.pth "
+        r"\(grid\.pretrained\.weights\) with sha256 .*the file changed",
+    ):
         study(tmp_path, images, weights).run()
 
 
@@ -97,7 +119,10 @@ def test_a_weights_file_that_does_not_fit_is_refused_before_anything_trains(tmp_
     weights = tmp_path / "small_stem.pth"
     torch.save(state, weights)
     runner = study(tmp_path, images, weights)
-    with pytest.raises(StudyError, match=r"cell whole_pretrained2all_s0 cannot copy stages 1\.\.2 from the weights "
-                                         r"file: grid\.pretrained\.weights .*small_stem\.pth.*'conv1\.weight'"):
+    with pytest.raises(
+        StudyError,
+        match=r"cell whole_pretrained2all_s0 cannot copy stages 1\.\.2 from the weights "
+        r"file: grid\.pretrained\.weights .*small_stem\.pth.*'conv1\.weight'",
+    ):
         runner.run()
     assert not list((runner.root / "cells").glob("*/result.json"))

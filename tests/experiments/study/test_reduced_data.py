@@ -15,8 +15,9 @@ from experiments.report.table import read_table, write_table
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.grid import Cell, Grid, ReducedDataCells, expand
 from experiments.study.plan import StudyPlan
+from tests.helpers import REPO
 
-STUDIES = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "studies"
+STUDIES = REPO / "experiments" / "configs" / "studies"
 
 
 def whole(split: str) -> tuple[str, ...]:
@@ -27,8 +28,11 @@ def test_the_panel_expands_to_one_base_per_count() -> None:
     """One reduced base per N and seed, named and classed as such; a bad N or a two-half split is refused."""
     cells = expand(Grid(figure2=None, seeds=[0, 1], reduced_data=ReducedDataCells(images_per_class=[1, 250])), whole)
     assert [(cell.name, cell.family) for cell in cells] == [
-        ("whole_base-all-1perclass_s0", "reduced"), ("whole_base-all-250perclass_s0", "reduced"),
-        ("whole_base-all-1perclass_s1", "reduced"), ("whole_base-all-250perclass_s1", "reduced")]
+        ("whole_base-all-1perclass_s0", "reduced"),
+        ("whole_base-all-250perclass_s0", "reduced"),
+        ("whole_base-all-1perclass_s1", "reduced"),
+        ("whole_base-all-250perclass_s1", "reduced"),
+    ]
     assert cells[0].network_seed != Cell("whole", None, "all", 0, None, 0).network_seed
     with pytest.raises(ValueError, match="images_per_class must be positive"):
         expand(Grid(figure2=None, reduced_data=ReducedDataCells(images_per_class=[0])), whole)
@@ -50,8 +54,11 @@ def test_the_imagenet_preset_trains_reduced_cells_with_the_authors_solver(tmp_pa
     plan.prepare([reduced, base])
     reduced_config, base_config = (yaml.safe_load(plan.folder(cell).config.read_text()) for cell in (reduced, base))
     assert reduced_config["data"]["init_args"]["images_per_class"] == 250
-    assert (reduced_config["model"]["init_args"]["lr"], reduced_config["model"]["init_args"]["lr_step_iters"],
-            reduced_config["trainer"]["max_steps"]) == (0.0125, 64000, 200000)
+    assert (
+        reduced_config["model"]["init_args"]["lr"],
+        reduced_config["model"]["init_args"]["lr_step_iters"],
+        reduced_config["trainer"]["max_steps"],
+    ) == (0.0125, 64000, 200000)
     assert base_config["data"]["init_args"]["images_per_class"] is None
     assert (base_config["model"]["init_args"]["lr"], base_config["trainer"]["max_steps"]) == (0.01, 450000)
 

@@ -60,8 +60,12 @@ def test_a_failed_base_skips_its_transfers_only() -> None:
     jobs = [job("baseA"), job("baseB"), job("A1B", "baseA"), job("B1B", "baseB")]
     launcher = FakeLauncher(1, dict.fromkeys(["baseA", "baseB", "A1B", "B1B"], 0.01), fail=["baseA"])
     outcomes: dict[str, str] = {}
-    run_jobs(jobs, launcher, lambda j, error: outcomes.__setitem__(j.name, "failed" if error else "done"),
-             lambda j, need: outcomes.__setitem__(j.name, f"skipped for {need}"))
+    run_jobs(
+        jobs,
+        launcher,
+        lambda j, error: outcomes.__setitem__(j.name, "failed" if error else "done"),
+        lambda j, need: outcomes.__setitem__(j.name, f"skipped for {need}"),
+    )
     assert outcomes == {"baseA": "failed", "baseB": "done", "A1B": "skipped for baseA", "B1B": "done"}
 
 

@@ -17,45 +17,27 @@ import pytest
 import torch
 import yaml
 
-from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
+from experiments.errors import SettingError
 from experiments.report.table import COLUMNS, TableError, read_table, write_table
+from experiments.study.config import build_parser, study_from_config
+from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
 from experiments.study.launchers import Subprocesses, cpu_slots
 from experiments.study.runner import StudyRunner, exclusive, main
-from experiments.errors import SettingError
-from experiments.study.config import build_parser, study_from_config
+from tests.helpers import REPO
+from tests.helpers.studies import run_study, write_study
+from tests.helpers.wandb_log import of_type, wandb_records
 
 # Whole studies, subprocesses and kills: slow (the README's test command runs them all).
 pytestmark = [pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter"), pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "experiments" / "configs" / "studies"
-TINY_FIT = {
-    "seed_everything": 0,
-    "trainer": {"max_steps": 4, "val_check_interval": 2, "check_val_every_n_epoch": None, "log_every_n_steps": 1,
-                "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0},
-    "model": {"num_outputs": 6, "in_channels": 1, "input_size": 28, "widths": [4, 8, 8, 8, 8, 16, 16],
-              "conv1_kernel": 5, "conv1_stride": 1, "init": "kaiming"},
-    "data": {"class_path": "tests.study_data.StudyData"},
-}
 # Every family and panel, two values of n: 19 cells.
-TINY_GRID = {"n": [1, 2], "figure2": {"splits": ["random0"], "selffer_targets": ["A"], "transfer_targets": ["B"]},
-             "dissimilar": {"split": "dissimilar"}, "random_features": {}}
-
-
-def write_study(folder: Path, output: Path, grid: dict[str, Any], **settings: Any) -> Path:
-    """A study config over the tiny fit config, in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fit = folder / "fit.yaml"
-    fit.write_text(yaml.safe_dump(TINY_FIT))
-    study = {"name": "tiny", "fit_configs": [str(fit)], "output_dir": str(output), "checkpoint_every_n_steps": 2,
-             "grid": grid, **settings}
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
-
-
-def run_study(config: Path, *extra: str) -> None:
-    main(["--config", str(config), *extra])
+TINY_GRID = {
+    "n": [1, 2],
+    "figure2": {"splits": ["random0"], "selffer_targets": ["A"], "transfer_targets": ["B"]},
+    "dissimilar": {"split": "dissimilar"},
+    "random_features": {},
+}
 
 
 def mtimes(output: Path) -> dict[str, int]:
@@ -101,15 +83,21 @@ def test_tiny_grid_writes_table_figures_and_cell_folders(finished: Path):
     assert (wandb["group"], wandb["name"], wandb["offline"]) == ("tiny", "random0_A2B+_s0", True)
     assert list((cell / "wandb").glob("offline-run-*")), "each cell is an offline W&B run"
     assert list((finished / "wandb").glob("offline-run-*")), "the table and figures are logged as a last run"
-    from tests.test_lineage import of_type, wandb_records
 
     artifacts = [a for a in of_type(wandb_records(finished), "artifact") if a.type == "study-results"]
     assert [a.name for a in artifacts] == ["tiny-results"]  # the report, an output of the results run
     artifact = artifacts[0]
-    assert {"results.csv", "summary.csv", "effects.md", "figures/figure2.png"} <= {f.path for f in artifact.manifest.contents}
+    assert {"results.csv", "summary.csv", "effects.md", "figures/figure2.png"} <= {
+        f.path for f in artifact.manifest.contents
+    }
     assert list((finished / "fused").glob("*/wandb/offline-run-*")), "each fused group is a W&B run of the group"
-    assert config["transfer"] == {"base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
-                                  "n": 2, "mode": "finetune", "frozen_norm": "eval", "base_sha256": None}
+    assert config["transfer"] == {
+        "base_checkpoint": str(finished / "cells/random0_base-A_s0/checkpoints/last.ckpt"),
+        "n": 2,
+        "mode": "finetune",
+        "frozen_norm": "eval",
+        "base_sha256": None,
+    }
     assert (config["data"]["init_args"]["half"], config["data"]["init_args"]["mean_half"]) == ("B", "A")
 
 
@@ -136,13 +124,27 @@ def test_rerun_skips_finished_cells(copy: tuple[Path, Path]):
 def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
     """SIGKILL in the middle of a transfer cell; the next run resumes it from its last checkpoint."""
     output = tmp_path / "out"
-    kill = {"class_path": "tests.study_data.KillOnce",
-            "init_args": {"cell": "random0_A1B_s0", "step": 3, "marker": str(tmp_path / "killed")}}
-    config = write_study(tmp_path, output, {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
-                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False}, fused=False)
+    kill = {
+        "class_path": "tests.helpers.study_data.KillOnce",
+        "init_args": {"cell": "random0_A1B_s0", "step": 3, "marker": str(tmp_path / "killed")},
+    }
+    config = write_study(
+        tmp_path,
+        output,
+        {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
+        overrides={"trainer": {"callbacks": [kill]}},
+        wandb={"enabled": False},
+        fused=False,
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    killed = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=240)
+    killed = subprocess.run(
+        [sys.executable, "-m", "experiments.study", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
     assert [row["cell"] for row in read_table(output / "results.csv")] == ["random0_base-A_s0", "random0_base-B_s0"]
     interrupted = output / "cells" / "random0_A1B_s0"
@@ -153,7 +155,8 @@ def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
 
     rows = read_table(output / "results.csv")
     assert sorted(row["cell"] for row in rows) == sorted(
-        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"])
+        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"]
+    )
     assert {name: t for name, t in mtimes(output).items() if name in bases} == bases, "bases were not retrained"
     result = yaml.safe_load((interrupted / "result.json").read_text())
     assert result["resumed_from_step"] == 2 and result["steps"] == 4
@@ -163,11 +166,23 @@ def test_killed_runner_resumes_and_lists_every_cell_once(tmp_path: Path):
 def test_sigterm_stops_the_runner_and_the_jobs_it_started(tmp_path: Path):
     """`kill` (SIGTERM) of a runner with launcher cpus leaves no job behind training into a cell; a rerun resumes."""
     output = tmp_path / "out"
-    config = write_study(tmp_path, output, {"n": [1], "figure2": None, "random_features": {}}, launcher="cpus",
-                         overrides={"trainer": {"max_steps": 400}}, wandb={"enabled": False})
+    config = write_study(
+        tmp_path,
+        output,
+        {"n": [1], "figure2": None, "random_features": {}},
+        launcher="cpus",
+        overrides={"trainer": {"max_steps": 400}},
+        wandb={"enabled": False},
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    runner = subprocess.Popen([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "experiments.study", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (jobs := children(runner.pid)) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -207,13 +222,26 @@ def test_killed_fused_group_resumes_and_lists_every_cell_once(tmp_path: Path):
     """SIGKILL in the middle of a fused group of frozen cells; the next run resumes the group from its checkpoint."""
     output = tmp_path / "out"
     group = "random0_A-to-B_s0_n1-2"
-    kill = {"class_path": "tests.study_data.KillOnce",
-            "init_args": {"cell": group, "step": 3, "marker": str(tmp_path / "killed")}}
-    config = write_study(tmp_path, output, {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
-                         overrides={"trainer": {"callbacks": [kill]}}, wandb={"enabled": False})
+    kill = {
+        "class_path": "tests.helpers.study_data.KillOnce",
+        "init_args": {"cell": group, "step": 3, "marker": str(tmp_path / "killed")},
+    }
+    config = write_study(
+        tmp_path,
+        output,
+        {"n": [1, 2], "figure2": {"families": ["AnB"], "transfer_targets": ["B"]}},
+        overrides={"trainer": {"callbacks": [kill]}},
+        wandb={"enabled": False},
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    killed = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=240)
+    killed = subprocess.run(
+        [sys.executable, "-m", "experiments.study", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
     assert (output / "fused" / group / "checkpoints" / "last.ckpt").is_file()
     assert not (output / "cells" / "random0_A1B_s0" / "result.json").exists()
@@ -222,7 +250,8 @@ def test_killed_fused_group_resumes_and_lists_every_cell_once(tmp_path: Path):
 
     rows = read_table(output / "results.csv")
     assert sorted(row["cell"] for row in rows) == sorted(
-        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"])
+        ["random0_base-A_s0", "random0_base-B_s0", "random0_A1B_s0", "random0_A2B_s0"]
+    )
     for name in ("random0_A1B_s0", "random0_A2B_s0"):
         result = yaml.safe_load((output / "cells" / name / "result.json").read_text())
         assert result["resumed_from_step"] == 2 and result["steps"] == 4
@@ -237,20 +266,25 @@ def test_fused_and_single_cells_give_the_same_rows(tmp_path: Path):
         run_study(write_study(tmp_path / f"config-{fused}", output, grid, wandb={"enabled": False}, fused=fused))
         tables[fused] = read_table(output / "results.csv")
         assert (output / "fused").is_dir() == fused
-    assert [(r["cell"], r["n"], r["steps"]) for r in tables[True]] == [(r["cell"], r["n"], r["steps"])
-                                                                       for r in tables[False]]
+    assert [(r["cell"], r["n"], r["steps"]) for r in tables[True]] == [
+        (r["cell"], r["n"], r["steps"]) for r in tables[False]
+    ]
     assert all(row["top1_best_k_mean"] != "" for row in tables[True])
 
 
 @pytest.mark.parametrize("damage", ["truncated row", "duplicate row", "header"])
-def test_corrupt_table_is_a_clear_error_and_loses_nothing(copy: tuple[Path, Path], damage: str,
-                                                          capsys: pytest.CaptureFixture[str]):
+def test_corrupt_table_is_a_clear_error_and_loses_nothing(
+    copy: tuple[Path, Path], damage: str, capsys: pytest.CaptureFixture[str]
+):
     """A damaged results.csv stops the runner before it trains anything; deleting it rebuilds it."""
     config, output = copy
     table = output / "results.csv"
     lines = table.read_text().splitlines(keepends=True)
-    broken = {"truncated row": lines + [lines[-1][:20]], "duplicate row": lines + [lines[-1]],
-              "header": ["split,n\n"] + lines[1:]}[damage]
+    broken = {
+        "truncated row": [*lines, lines[-1][:20]],
+        "duplicate row": [*lines, lines[-1]],
+        "header": ["split,n\n", *lines[1:]],
+    }[damage]
     table.write_text("".join(broken))
     before = mtimes(output)
     for extra in ([], ["--figures_only"]):
@@ -282,14 +316,15 @@ def test_missing_base_checkpoint_names_cell_and_path(copy: tuple[Path, Path]):
 
 def test_changed_config_of_finished_cells_is_refused(copy: tuple[Path, Path]):
     """Changing the scale under finished cells is an error, not a silently mixed table."""
-    config, output = copy
+    config, _ = copy
     with pytest.raises(SystemExit) as error:
         run_study(config, "--overrides", "{trainer: {max_steps: 6}}")
     assert "different config" in str(error.value.code) and "random0_base-A_s0" in str(error.value.code)
 
 
-def test_a_changed_library_default_leaves_finished_cells_finished(copy: tuple[Path, Path],
-                                                                 monkeypatch: pytest.MonkeyPatch):
+def test_a_changed_library_default_leaves_finished_cells_finished(
+    copy: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+):
     """The fingerprint covers what the study sets, not the defaults the rendered config spells out."""
     from experiments.cli import TransferCLI
 
@@ -310,22 +345,47 @@ def test_gpu_pool_and_slurm_launchers_run_cells(tmp_path: Path, monkeypatch: pyt
     """Cells run as `python -m experiments.study.jobs` subprocesses two at a time (one per "GPU"), then as a submitit
     array (its debug executor); both write the same table as in-process cells."""
     pytest.importorskip("submitit")
-    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the subprocesses import tests.study_data
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the subprocesses import tests.helpers.study_data
     output = tmp_path / "out"
-    pool = write_study(tmp_path, output, {"n": [1], "figure2": None, "random_features": {}}, launcher="gpus",
-                       gpus=[0, 1], wandb={"enabled": False})
+    pool = write_study(
+        tmp_path,
+        output,
+        {"n": [1], "figure2": None, "random_features": {}},
+        launcher="gpus",
+        gpus=[0, 1],
+        wandb={"enabled": False},
+    )
     run_study(pool)
     assert [row["cell"] for row in read_table(output / "results.csv")] == ["whole_base-all_s0", "whole_random1-all_s0"]
-    cpus = write_study(tmp_path, output, {"n": [1, 2], "figure2": None, "random_features": {}}, launcher="cpus",
-                       cpu_workers=2, wandb={"enabled": False})
+    cpus = write_study(
+        tmp_path,
+        output,
+        {"n": [1, 2], "figure2": None, "random_features": {}},
+        launcher="cpus",
+        cpu_workers=2,
+        wandb={"enabled": False},
+    )
     run_study(cpus)
     assert [row["cell"] for row in read_table(output / "results.csv")] == [
-        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0"]
-    slurm = write_study(tmp_path, output, {"n": [1, 2, 3], "figure2": None, "random_features": {}}, launcher="slurm",
-                        slurm={"cluster": "debug"}, wandb={"enabled": False})
+        "whole_base-all_s0",
+        "whole_random1-all_s0",
+        "whole_random2-all_s0",
+    ]
+    slurm = write_study(
+        tmp_path,
+        output,
+        {"n": [1, 2, 3], "figure2": None, "random_features": {}},
+        launcher="slurm",
+        slurm={"cluster": "debug"},
+        wandb={"enabled": False},
+    )
     run_study(slurm)
     assert [row["cell"] for row in read_table(output / "results.csv")] == [
-        "whole_base-all_s0", "whole_random1-all_s0", "whole_random2-all_s0", "whole_random3-all_s0"]
+        "whole_base-all_s0",
+        "whole_random1-all_s0",
+        "whole_random2-all_s0",
+        "whole_random3-all_s0",
+    ]
 
 
 def test_cpu_slots_share_the_cores_and_hide_the_gpus(monkeypatch: pytest.MonkeyPatch):
@@ -361,15 +421,27 @@ def test_second_runner_on_the_same_study_is_refused(tmp_path: Path):
 def test_table_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A failure while the table is being replaced leaves the previous table whole and no stray file."""
     table = tmp_path / "results.csv"
-    write_table(table, [{"split": "random0", "target_half": "A", "n": 0, "family": "baseA", "seed": 0,
-                         "top1_best_k_mean": 0.5, "cell": "random0_base-A_s0"}])
+    write_table(
+        table,
+        [
+            {
+                "split": "random0",
+                "target_half": "A",
+                "n": 0,
+                "family": "baseA",
+                "seed": 0,
+                "top1_best_k_mean": 0.5,
+                "cell": "random0_base-A_s0",
+            }
+        ],
+    )
     before = table.read_text()
 
     def fail(*args: Any) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         write_table(table, [])
     assert table.read_text() == before and sorted(tmp_path.iterdir()) == [table]
     assert next(csv.reader(before.splitlines())) == list(COLUMNS)
@@ -396,8 +468,19 @@ def test_paper_grid_has_the_papers_networks():
     for cell in cells:
         key = cell.family if cell.split != "natman" else f"natman {cell.family}"
         families[key] = families.get(key, 0) + 1
-    assert families == {"baseA": 4, "baseB": 4, "BnB": 56, "AnB": 56, "BnB+": 28, "AnB+": 28, "natman base": 2,
-                        "natman AnB": 14, "base": 1, "random": 7, "reduced": 12}
+    assert families == {
+        "baseA": 4,
+        "baseB": 4,
+        "BnB": 56,
+        "AnB": 56,
+        "BnB+": 28,
+        "AnB+": 28,
+        "natman base": 2,
+        "natman AnB": 14,
+        "base": 1,
+        "random": 7,
+        "reduced": 12,
+    }
     assert len(cells) == len(set(cells)) == 212  # the paper's 170 and the selffers on B (a named deviation)
     seen: set[Cell] = set()
     for cell in cells:  # dependency order
@@ -410,10 +493,16 @@ def test_a_schedule_search_grid_trains_base_b_and_its_selffers_alone():
     """``figure2.bases: [B]`` with BnB+ on B: base B and B->B+ only; a base a transfer copies is always trained."""
     search = Figure2Cells(families=["BnB+"], selffer_targets=["B"], bases=["B"])
     assert [cell.name for cell in expand(Grid(n=[3, 7], figure2=search), halves)] == [
-        "random0_base-B_s0", "random0_B3B+_s0", "random0_B7B+_s0"]
+        "random0_base-B_s0",
+        "random0_B3B+_s0",
+        "random0_B7B+_s0",
+    ]
     transfers = Figure2Cells(families=["AnB"], transfer_targets=["B"], bases=["B"])
     assert {cell.name for cell in expand(Grid(n=[3], figure2=transfers), halves)} == {
-        "random0_base-A_s0", "random0_base-B_s0", "random0_A3B_s0"}
+        "random0_base-A_s0",
+        "random0_base-B_s0",
+        "random0_A3B_s0",
+    }
     with pytest.raises(ValueError, match=r"bases \['C'\] are not halves of split 'random0'"):
         expand(Grid(figure2=Figure2Cells(bases=["C"])), halves)
 
@@ -422,8 +511,17 @@ def test_a_schedule_search_grid_trains_base_b_and_its_selffers_alone():
 def test_a_convergence_tolerance_out_of_range_is_refused_before_anything_runs(tolerance: str, tmp_path: Path):
     """tau is a fraction of top-1 in (0, 1): anything else stops the study with the setting named, nothing written."""
     with pytest.raises(SettingError, match="convergence_tolerance is a fraction of top-1"):
-        main(["--config", str(STUDIES / "fmnist_default.yaml"), "--output_dir", str(tmp_path / "out"),
-              "--convergence_tolerance", tolerance, "--plan"])
+        main(
+            [
+                "--config",
+                str(STUDIES / "fmnist_default.yaml"),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--convergence_tolerance",
+                tolerance,
+                "--plan",
+            ]
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -439,8 +537,17 @@ def test_grid_rejects_unknown_halves_and_layers():
     assert len(expand(Grid(figure2=None, random_features=RandomFeaturesCells(n=[3])), halves)) == 2
 
 
-@pytest.mark.parametrize("name, cells", [("fmnist_default", 105), ("fmnist_converged", 99), ("imagenet_paper", 212),
-                                         ("fmnist_vit", 99), ("imagenet_resnet50", 116), ("fmnist_demo", 6)])
+@pytest.mark.parametrize(
+    "name, cells",
+    [
+        ("fmnist_default", 105),
+        ("fmnist_converged", 99),
+        ("imagenet_paper", 212),
+        ("fmnist_vit", 99),
+        ("imagenet_resnet50", 116),
+        ("fmnist_demo", 6),
+    ],
+)
 def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int | None, tmp_path: Path):
     """Each shipped study parses, and a transfer cell's full config passes the Lightning CLI's own checks."""
     parser = build_parser()

@@ -3,7 +3,7 @@
 A tiny figure-2 study (two bases, two transfers from base A) shows: the runner submits every job at once (the
 bases as one job array, the transfers as another with an ``afterok`` dependency on base A) and exits while all
 of them are still held, so nothing waits on the login node; submitted again, it keeps the jobs SLURM still holds
-and resubmits only a cancelled one; base A, interrupted mid-fit with USR2 (``tests.study_data.SignalOnce``), is
+and resubmits only a cancelled one; base A, interrupted mid-fit with USR2 (``tests.helpers.study_data.SignalOnce``), is
 requeued by submitit and resumes from its ``last.ckpt``, and the transfers start only after its second run has
 finished and copy its final weights; the study run once more submits nothing and writes the table with every
 cell exactly once. Skipped unless root with SLURM installed (``.ci/install-slurm``).
@@ -27,13 +27,17 @@ import torch
 import yaml
 
 from experiments.report.table import read_table
-from tests.slurm_cluster import SlurmCluster, slurm_cluster, slurm_env  # noqa: F401 (pytest fixtures)
-from tests.test_study import REPO, write_study
+from tests.helpers import REPO
+from tests.helpers.slurm_cluster import SlurmCluster
+from tests.helpers.studies import write_study
 
 submitit = pytest.importorskip("submitit")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
-              pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter"),
+]
 
 BASE, OTHER_BASE = "random0_base-A_s0", "random0_base-B_s0"
 TRANSFERS = ("random0_A1B_s0", "random0_A2B_s0")
@@ -59,8 +63,15 @@ def _fit_began(output: Path, cell: str) -> float:
 def _submit(config: Path) -> list[str]:
     """Run the study command once, as a user would (a fresh process); its output lines."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run([sys.executable, "-m", "experiments.study", "--config", str(config)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=240, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.study", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     print(run.stdout)
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     return run.stdout.splitlines()
@@ -68,8 +79,11 @@ def _submit(config: Path) -> list[str]:
 
 def _submitted(lines: list[str]) -> list[tuple[int, str, str]]:
     """``(count, job or array id, the ids it waits for)`` of each ``submitted ...`` line."""
-    return [(int(match[1]), match[2], match[3] or "") for line in lines
-            if (match := re.match(r"submitted (\d+) job\(s\) as (?:array|job) (\d+)(?: after ([\d_, ]+))? ", line))]
+    return [
+        (int(match[1]), match[2], match[3] or "")
+        for line in lines
+        if (match := re.match(r"submitted (\d+) job\(s\) as (?:array|job) (\d+)(?: after ([\d_, ]+))? ", line))
+    ]
 
 
 def _wait_until_idle(cluster: SlurmCluster, timeout_s: float = 240) -> None:
@@ -79,20 +93,33 @@ def _wait_until_idle(cluster: SlurmCluster, timeout_s: float = 240) -> None:
         time.sleep(1)
 
 
-def test_study_on_a_real_slurm_cluster(slurm_env: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811 (fixture)
+def test_study_on_a_real_slurm_cluster(slurm_env: SlurmCluster, tmp_path: Path) -> None:
     """Submitted at once and left alone, resubmitted without duplicates, requeued and resumed; every cell once."""
     cluster = slurm_env
     output = tmp_path / "out"
     marker = tmp_path / "signalled"
-    interrupt = {"class_path": "tests.study_data.SignalOnce",
-                 "init_args": {"cell": BASE, "step": INTERRUPT_STEP, "marker": str(marker)}}
+    interrupt = {
+        "class_path": "tests.helpers.study_data.SignalOnce",
+        "init_args": {"cell": BASE, "step": INTERRUPT_STEP, "marker": str(marker)},
+    }
     # submitit's default time limit (5 min) is fine: a USR2 before 80 % of it reads as a preemption, not a time-out
-    study = {"grid": GRID, "overrides": {"trainer": {"callbacks": [interrupt]}}, "wandb": {"enabled": False},
-             "fused": False, "launcher": "slurm"}
+    study = {
+        "grid": GRID,
+        "overrides": {"trainer": {"callbacks": [interrupt]}},
+        "wandb": {"enabled": False},
+        "fused": False,
+        "launcher": "slurm",
+    }
     config = write_study(tmp_path, output, slurm={"cluster": "slurm"}, **study)
     held = tmp_path / "held.yaml"  # the same study, its jobs submitted held (sbatch --hold)
-    held.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()),
-                                    "slurm": {"cluster": "slurm", "slurm_additional_parameters": {"hold": True}}}))
+    held.write_text(
+        yaml.safe_dump(
+            {
+                **yaml.safe_load(config.read_text()),
+                "slurm": {"cluster": "slurm", "slurm_additional_parameters": {"hold": True}},
+            }
+        )
+    )
     began = time.monotonic()
 
     # (1) one submission: the bases as one array, the transfers as another after base A; the runner has exited
@@ -126,7 +153,8 @@ def test_study_on_a_real_slurm_cluster(slurm_env: SlurmCluster, tmp_path: Path) 
     assert any("1 submitted now, 3 still queued or running" in line for line in lines), lines
     record = json.loads((output / "submitit" / "jobs.json").read_text())
     assert {name: entry["id"] for name, entry in record.items() if name != cancelled} == {
-        name: job_id for name, job_id in ids.items() if name != cancelled}
+        name: job_id for name, job_id in ids.items() if name != cancelled
+    }
     ids[cancelled] = record[cancelled]["id"]
     assert _job(cluster, ids[cancelled])["Dependency"].startswith(f"afterok:{ids[BASE]}")
 
