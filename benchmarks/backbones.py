@@ -56,9 +56,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    networks = {"small CaffeNet (fmnist/base.yaml)": CaffeNetClassifier(**SMALL),
-                "ViT, 7x7 patches, 6 blocks of 64 (fmnist/vit.yaml)": shipped("vit"),
-                "ResNet-18, small stem (fmnist/resnet18.yaml)": shipped("resnet18")}
+    networks = {
+        "small CaffeNet (fmnist/base.yaml)": CaffeNetClassifier(**SMALL),
+        "ViT, 7x7 patches, 6 blocks of 64 (fmnist/vit.yaml)": shipped("vit"),
+        "ResNet-18, small stem (fmnist/resnet18.yaml)": shipped("resnet18"),
+    }
     images, labels = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 5, (args.batch,))
     for module in networks.values():  # warm-up: first allocations
         cpu_seconds_per_step(module.train(), images, labels, 1)
@@ -71,10 +73,13 @@ def main() -> None:
     for name, module in networks.items():
         step = statistics.median(times[name])
         parameters = sum(p.numel() for p in module.net.parameters())
-        rows.append([name, f"{parameters:,}", len(module.net.layer_names) - 1, f"{1000 * step:.1f}",
-                     f"{step / baseline:.2f}x"])
-    print(f"Backbone step cost, batch {args.batch}, 28x28x1, {args.threads} thread(s), median of {args.repeats} "
-          f"rounds of {args.steps} steps, CPU time; {machine()}, {datetime.date.today()}\n")
+        rows.append(
+            [name, f"{parameters:,}", len(module.net.layer_names) - 1, f"{1000 * step:.1f}", f"{step / baseline:.2f}x"]
+        )
+    print(
+        f"Backbone step cost, batch {args.batch}, 28x28x1, {args.threads} thread(s), median of {args.repeats} "
+        f"rounds of {args.steps} steps, CPU time; {machine()}, {datetime.date.today()}\n"
+    )
     print(markdown(rows, ["network", "parameters", "transferable stages", "CPU ms/step", "vs small CaffeNet"]))
 
 

@@ -25,15 +25,29 @@ from torch.utils.data import DataLoader, Dataset
 from models.module import CaffeNetClassifier
 
 # The small network of the default Fashion-MNIST study (experiments/configs/fmnist/base.yaml).
-SMALL: dict[str, Any] = dict(num_classes=5, num_outputs=10, in_channels=1, input_size=28,
-                             widths=(16, 32, 48, 48, 32, 128, 128), conv1_kernel=5, conv1_stride=1, init="kaiming")
+SMALL: dict[str, Any] = dict(
+    num_classes=5,
+    num_outputs=10,
+    in_channels=1,
+    input_size=28,
+    widths=(16, 32, 48, 48, 32, 128, 128),
+    conv1_kernel=5,
+    conv1_stride=1,
+    init="kaiming",
+)
 # The paper's CaffeNet (the module's defaults): 227 pixels, 500 classes of a half, fc8 1000 wide.
 PAPER: dict[str, Any] = dict(num_classes=500)
 SIZES = {"small": SMALL, "paper": PAPER}
 
 # Trainer settings that leave only the training loop: no logger, bar, checkpoint, summary or validation.
-BARE_TRAINER: dict[str, Any] = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                                    enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+BARE_TRAINER: dict[str, Any] = dict(
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    limit_val_batches=0,
+    num_sanity_val_steps=0,
+)
 
 
 class Timing(NamedTuple):
@@ -90,8 +104,10 @@ class Batches(Dataset):
         # The scale each init expects: Caffe's fillers take 0-255 pixels minus the mean (std ~60),
         # the He init of the small network unit-scale inputs (the Fashion-MNIST config's pixel_scale).
         scale = 60.0 if model.get("init", "caffe") == "caffe" else 1.0
-        self.images = [torch.randn(batch_size, channels, size, size, generator=generator).mul_(scale).to(device)
-                       for _ in range(count)]
+        self.images = [
+            torch.randn(batch_size, channels, size, size, generator=generator).mul_(scale).to(device)
+            for _ in range(count)
+        ]
         self.labels = [torch.randint(0, classes, (batch_size,), generator=generator).to(device) for _ in range(count)]
 
     def __len__(self) -> int:
@@ -132,8 +148,9 @@ class StepTimer(Callback):
         elif self.clock is not None and self.timing is None:
             self.clock.lap()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.clock is not None:
             self.steps += 1
         if trainer.global_step >= trainer.max_steps and self.clock is not None:
@@ -148,9 +165,15 @@ class StepTimer(Callback):
         return self.timing
 
 
-def lightning_step_time(model: dict[str, Any], loader: DataLoader, steps: int, warmup: int,
-                        accelerator: str = "cpu", precision: str = "32-true",
-                        trainer: dict[str, Any] | None = None) -> Timing:
+def lightning_step_time(
+    model: dict[str, Any],
+    loader: DataLoader,
+    steps: int,
+    warmup: int,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+    trainer: dict[str, Any] | None = None,
+) -> Timing:
     """Time per training step of ``CaffeNetClassifier(**model)`` under the Trainer."""
     seed_everything(0, verbose=False)
     module = CaffeNetClassifier(**model)
@@ -158,14 +181,26 @@ def lightning_step_time(model: dict[str, Any], loader: DataLoader, steps: int, w
     settings = {**BARE_TRAINER, **(trainer or {})}
     callbacks = [timer, *settings.pop("callbacks", [])]
     # precision: one of the strings Lightning's Literal lists, given by the caller.
-    Trainer(accelerator=accelerator, devices=1, max_steps=warmup + steps,
-            precision=precision,  # type: ignore[arg-type]
-            callbacks=callbacks, **settings).fit(module, train_dataloaders=loader)
+    Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_steps=warmup + steps,
+        precision=precision,  # type: ignore[arg-type]
+        callbacks=callbacks,
+        **settings,
+    ).fit(module, train_dataloaders=loader)
     return timer.per_step
 
 
-def plain_step_time(model: dict[str, Any], loader: DataLoader, steps: int, warmup: int,
-                    device: str | torch.device = "cpu", bf16: bool = False, metrics: bool = False) -> Timing:
+def plain_step_time(
+    model: dict[str, Any],
+    loader: DataLoader,
+    steps: int,
+    warmup: int,
+    device: str | torch.device = "cpu",
+    bf16: bool = False,
+    metrics: bool = False,
+) -> Timing:
     """Time per training step of the same network and optimizer (Caffe's groups, step schedule) in a plain loop.
 
     The LightningModule only supplies the network and ``configure_optimizers``; the loop is PyTorch's:

@@ -47,21 +47,32 @@ def datamodule(batch: int) -> tuple[LightningDataModule, int, str]:
         generator = torch.Generator().manual_seed(0)
 
         def random_set(count: int) -> TensorDataset:
-            return TensorDataset(torch.randn(count, 1, 28, 28, generator=generator),
-                                 torch.randint(0, 5, (count,), generator=generator))
+            return TensorDataset(
+                torch.randn(count, 1, 28, 28, generator=generator), torch.randint(0, 5, (count,), generator=generator)
+            )
 
         random_data = LightningDataModule.from_datasets(random_set(30_000), random_set(5_000), batch_size=batch)
         return random_data, 5, f"random 28x28 images in memory (Fashion-MNIST unavailable: {type(err).__name__})"
 
 
 def trainer_settings(steps: int, val_every: int, val_batches: int) -> dict[str, Any]:
-    return dict(accelerator="cpu", devices=1, max_steps=steps, val_check_interval=val_every,
-                check_val_every_n_epoch=None, limit_val_batches=val_batches, num_sanity_val_steps=0,
-                logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=val_batches,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
-def one_after_another(root: Path, base: str, data: LightningDataModule, model: dict[str, Any],
-                      settings: dict[str, Any], seed: int) -> tuple[float, float]:
+def one_after_another(
+    root: Path, base: str, data: LightningDataModule, model: dict[str, Any], settings: dict[str, Any], seed: int
+) -> tuple[float, float]:
     """(wall, CPU) seconds to train the cells one fit each, as the study runs them."""
     start, cpu = time.perf_counter(), time.process_time()
     for n in CELLS:
@@ -74,8 +85,9 @@ def one_after_another(root: Path, base: str, data: LightningDataModule, model: d
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def fused(root: Path, base: str, data: LightningDataModule, model: dict[str, Any], settings: dict[str, Any],
-          seed: int) -> tuple[float, float]:
+def fused(
+    root: Path, base: str, data: LightningDataModule, model: dict[str, Any], settings: dict[str, Any], seed: int
+) -> tuple[float, float]:
     """(wall, CPU) seconds to train the same cells in one fused fit."""
     start, cpu = time.perf_counter(), time.process_time()
     cells = [FusedCell(n, str(root / f"AnB_n{n}"), seed=seed) for n in CELLS]
@@ -93,8 +105,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--val-batches", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,18 +129,36 @@ def main(argv: list[str] | None = None) -> str:
             fused_times.append(fused(root / f"fused{repeat}", str(base), data, model, settings, seed=1))
     (seq, seq_cpu), (fus, fus_cpu) = min(seq_times), min(fused_times)
     cell_steps = len(CELLS) * args.steps
-    rows = [[f"{len(CELLS)} fits, one after another", f"{seq:.1f}", f"{seq_cpu:.1f}", f"{seq / cell_steps * 1e3:.1f}",
-             "1.00", "1.00"],
-            [f"1 fused fit of {len(CELLS)} cells", f"{fus:.1f}", f"{fus_cpu:.1f}", f"{fus / cell_steps * 1e3:.1f}",
-             f"{seq / fus:.2f}", f"{seq_cpu / fus_cpu:.2f}"]]
-    report = "\n".join([
-        f"Fused transfer training: frozen AnB n=1..7, small network, batch {args.batch}, {args.steps} steps per cell, "
-        f"validation every {args.val_every} steps on {args.val_batches} batches; {described}; "
-        f"best of {args.repeats}, {torch.get_num_threads()} torch threads",
-        f"Machine: {machine()}; {datetime.date.today()}",
-        "",
-        markdown(rows, ["training", "wall s", "CPU s", "wall ms per cell-step", "speed-up (wall)", "speed-up (CPU)"]),
-    ])
+    rows = [
+        [
+            f"{len(CELLS)} fits, one after another",
+            f"{seq:.1f}",
+            f"{seq_cpu:.1f}",
+            f"{seq / cell_steps * 1e3:.1f}",
+            "1.00",
+            "1.00",
+        ],
+        [
+            f"1 fused fit of {len(CELLS)} cells",
+            f"{fus:.1f}",
+            f"{fus_cpu:.1f}",
+            f"{fus / cell_steps * 1e3:.1f}",
+            f"{seq / fus:.2f}",
+            f"{seq_cpu / fus_cpu:.2f}",
+        ],
+    ]
+    report = "\n".join(
+        [
+            f"Fused transfer training: frozen AnB n=1..7, small network, batch {args.batch}, {args.steps} steps per "
+            f"cell, validation every {args.val_every} steps on {args.val_batches} batches; {described}; "
+            f"best of {args.repeats}, {torch.get_num_threads()} torch threads",
+            f"Machine: {machine()}; {datetime.date.today()}",
+            "",
+            markdown(
+                rows, ["training", "wall s", "CPU s", "wall ms per cell-step", "speed-up (wall)", "speed-up (CPU)"]
+            ),
+        ]
+    )
     print(report)
     return report
 

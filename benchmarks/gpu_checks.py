@@ -29,20 +29,30 @@ import argparse
 import datetime
 import functools
 import json
+import multiprocessing
 import os
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from benchmarks.common import (BARE_TRAINER, PAPER, SMALL, Batches, StepTimer, Timing, lightning_step_time, machine,
-                               markdown, plain_step_time)
+from benchmarks.common import (
+    BARE_TRAINER,
+    PAPER,
+    SMALL,
+    Batches,
+    StepTimer,
+    Timing,
+    lightning_step_time,
+    machine,
+    markdown,
+    plain_step_time,
+)
 
 GOAL_ON_DEVICE = 60_000  # images/s, bf16, H100
 GOAL_END_TO_END = 20_000
@@ -57,10 +67,16 @@ ON_DEVICE: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "compile": ("32-true", {"compile": True}, {}),
     "bf16-mixed + channels_last + cudnn.benchmark": ("bf16-mixed", {"channels_last": True}, {"benchmark": True}),
     "bf16-mixed + channels_last + cudnn.benchmark + compile": (
-        "bf16-mixed", {"channels_last": True, "compile": True}, {"benchmark": True}),
+        "bf16-mixed",
+        {"channels_last": True, "compile": True},
+        {"benchmark": True},
+    ),
     # The Trainer's default progress bar, refreshed every step: what an interactive run pays.
     "bf16-mixed + channels_last + cudnn.benchmark, progress bar": (
-        "bf16-mixed", {"channels_last": True}, {"benchmark": True, "enable_progress_bar": True}),
+        "bf16-mixed",
+        {"channels_last": True},
+        {"benchmark": True, "enable_progress_bar": True},
+    ),
 }
 FAST = "bf16-mixed + channels_last + cudnn.benchmark"
 
@@ -86,15 +102,22 @@ def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str
     loader = Batches(settings.model, settings.batch, count=4, device=settings.device).loader()
 
     def lightning(precision: str, switches: dict[str, Any], trainer: dict[str, Any]) -> dict[str, Any]:
-        timing = lightning_step_time({**settings.model, **switches}, loader, settings.steps, settings.warmup,
-                                     accelerator=settings.accelerator, precision=precision,
-                                     trainer={"benchmark": False, **trainer})
+        timing = lightning_step_time(
+            {**settings.model, **switches},
+            loader,
+            settings.steps,
+            settings.warmup,
+            accelerator=settings.accelerator,
+            precision=precision,
+            trainer={"benchmark": False, **trainer},
+        )
         return {"timing": timing, "images": settings.batch}
 
     def plain(bf16: bool, switches: dict[str, Any], benchmark: bool) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = benchmark
-        timing = plain_step_time({**settings.model, **switches}, loader, settings.steps, settings.warmup,
-                                 device=settings.device, bf16=bf16)
+        timing = plain_step_time(
+            {**settings.model, **switches}, loader, settings.steps, settings.warmup, device=settings.device, bf16=bf16
+        )
         torch.backends.cudnn.benchmark = False
         return {"timing": timing, "images": settings.batch}
 
@@ -124,8 +147,15 @@ def fused_row(settings: Settings) -> dict[str, Any]:
         cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in depths()]
         module = FusedTransfer.from_network_arguments(str(base), cells, {**settings.model, "channels_last": True})
         timer = StepTimer(settings.warmup)
-        trainer = Trainer(accelerator=settings.accelerator, devices=1, max_steps=settings.warmup + settings.steps,
-                          precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)
+        trainer = Trainer(
+            accelerator=settings.accelerator,
+            devices=1,
+            max_steps=settings.warmup + settings.steps,
+            precision="bf16-mixed",
+            benchmark=True,
+            callbacks=[timer],
+            **BARE_TRAINER,
+        )
         trainer.fit(module, train_dataloaders=loader)
     return {"timing": timer.per_step, "images": settings.batch * len(cells), "note": "images summed over 7 cells"}
 
@@ -152,8 +182,9 @@ def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             jobs += [(str(folder / f"{wnid}_{j}.JPEG"), c * 1000 + j) for j in range(count)]
     # spawn, not fork: a forked child of a process that has run OpenMP threads can hang in its first torch op.
-    with multiprocessing.get_context("spawn").Pool(max(workers, 1), initializer=torch.set_num_threads,
-                                                   initargs=(1,)) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        max(workers, 1), initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
         pool.map(_write_jpeg, jobs, chunksize=64)
     return root
 
@@ -183,8 +214,9 @@ class Copies:
         return self._ppm, f"raw PPM copy of the {note}"
 
 
-def end_to_end_row(settings: Settings, copy: tuple[Path, str], device_preprocess: bool = False,
-                   decode_on_device: bool = False) -> dict[str, Any]:
+def end_to_end_row(
+    settings: Settings, copy: tuple[Path, str], device_preprocess: bool = False, decode_on_device: bool = False
+) -> dict[str, Any]:
     """CaffeNet training fed by ImageNetHalf from a pre-resized copy on disk, bf16 + channels_last.
 
     ``device_preprocess``: uint8 batches, crop, mirror and mean subtraction on the GPU;
@@ -196,20 +228,37 @@ def end_to_end_row(settings: Settings, copy: tuple[Path, str], device_preprocess
 
     root, note = copy
     with tempfile.TemporaryDirectory() as tmp:
-        data = ImageNetHalf(root=str(root), split="random0", half="A", batch_size=settings.data_batch,
-                            num_workers=settings.workers, persistent_workers=settings.workers > 0,
-                            cache_dir=str(Path(tmp) / "cache"), device_preprocess=device_preprocess,
-                            decode_on_device=decode_on_device)
+        data = ImageNetHalf(
+            root=str(root),
+            split="random0",
+            half="A",
+            batch_size=settings.data_batch,
+            num_workers=settings.workers,
+            persistent_workers=settings.workers > 0,
+            cache_dir=str(Path(tmp) / "cache"),
+            device_preprocess=device_preprocess,
+            decode_on_device=decode_on_device,
+        )
         seed_everything(0, verbose=False)
         module = CaffeNetClassifier(num_classes=data.num_classes, channels_last=True)
         timer = StepTimer(settings.warmup)
-        trainer = Trainer(accelerator=settings.accelerator, devices=1, max_steps=settings.warmup + settings.steps,
-                          precision="bf16-mixed", benchmark=True, callbacks=[timer], **BARE_TRAINER)
+        trainer = Trainer(
+            accelerator=settings.accelerator,
+            devices=1,
+            max_steps=settings.warmup + settings.steps,
+            precision="bf16-mixed",
+            benchmark=True,
+            callbacks=[timer],
+            **BARE_TRAINER,
+        )
         trainer.fit(module, datamodule=data)
-    return {"timing": timer.per_step, "images": settings.data_batch,
-            "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"
-                    + (", device_preprocess" if device_preprocess else "")
-                    + (", decode_on_device" if decode_on_device else "")}
+    return {
+        "timing": timer.per_step,
+        "images": settings.data_batch,
+        "note": f"{note}, {settings.workers} workers, batch {settings.data_batch}"
+        + (", device_preprocess" if device_preprocess else "")
+        + (", decode_on_device" if decode_on_device else ""),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -238,8 +287,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         try:
             result = measure()
             timing: Timing = result["timing"]
-            rows.append({"row": name, "status": "ok", "images_per_s": result["images"] / timing.wall,
-                         "ms_per_step": timing.wall * 1e3, "note": result.get("note", "")})
+            rows.append(
+                {
+                    "row": name,
+                    "status": "ok",
+                    "images_per_s": result["images"] / timing.wall,
+                    "ms_per_step": timing.wall * 1e3,
+                    "note": result.get("note", ""),
+                }
+            )
         except Exception as err:  # a failing row must not cost the others
             traceback.print_exc()
             rows.append({"row": name, "status": f"failed: {type(err).__name__}: {err}"[:200]})
@@ -253,18 +309,33 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
             copies = Copies(Path(tmp), settings, args.imagenet_root)
             run(f"end to end from the pre-resized copy, {FAST}", lambda: end_to_end_row(settings, copies.jpeg()))
-            run(f"end to end, device_preprocess, {FAST}",
-                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True))
-            run(f"end to end, decode_on_device, {FAST}",
-                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True, decode_on_device=True))
+            run(
+                f"end to end, device_preprocess, {FAST}",
+                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True),
+            )
+            run(
+                f"end to end, decode_on_device, {FAST}",
+                lambda: end_to_end_row(settings, copies.jpeg(), device_preprocess=True, decode_on_device=True),
+            )
             run(f"end to end from the raw PPM copy, {FAST}", lambda: end_to_end_row(settings, copies.ppm()))
-            run(f"end to end, raw PPM copy, device_preprocess, {FAST}",
-                lambda: end_to_end_row(settings, copies.ppm(), device_preprocess=True))
+            run(
+                f"end to end, raw PPM copy, device_preprocess, {FAST}",
+                lambda: end_to_end_row(settings, copies.ppm(), device_preprocess=True),
+            )
 
     print_table(rows, settings, time.monotonic() - started)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(settings.device), "date": str(datetime.date.today()),
-                                               "smoke": settings.smoke, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine(settings.device),
+                    "date": str(datetime.date.today()),
+                    "smoke": settings.smoke,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     return rows
 
 
@@ -283,8 +354,10 @@ def print_table(rows: list[dict[str, Any]], settings: Settings, seconds: float) 
             note += f"; {row['images_per_s'] / single['images_per_s']:.2f}x one cell alone"
         table.append([row["row"], f"{row['images_per_s']:,.0f}", f"{row['ms_per_step']:.1f}", ratio, note])
     size = "small network (smoke)" if settings.smoke else "paper CaffeNet"
-    print(f"\nGPU checks, {size}, batch {settings.batch}, {settings.steps} timed steps after {settings.warmup}; "
-          f"{seconds:.0f} s in all")
+    print(
+        f"\nGPU checks, {size}, batch {settings.batch}, {settings.steps} timed steps after {settings.warmup}; "
+        f"{seconds:.0f} s in all"
+    )
     print(f"Machine: {machine(settings.device)}; {datetime.date.today()}")
     print(f"Goals (H100): {GOAL_ON_DEVICE:,} images/s bf16 on device, {GOAL_END_TO_END:,} images/s end to end\n")
     print(markdown(table, ["row", "images/s", "ms/step", "x plain fp32", "note"]))

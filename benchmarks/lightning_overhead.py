@@ -30,8 +30,19 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import (SIZES, Batches, Timing, interleaved, lightning_step_time, machine, markdown, median,
-                               paired_ratio, plain_step_time, pooled_ratio)
+from benchmarks.common import (
+    SIZES,
+    Batches,
+    Timing,
+    interleaved,
+    lightning_step_time,
+    machine,
+    markdown,
+    median,
+    paired_ratio,
+    plain_step_time,
+    pooled_ratio,
+)
 
 VARIANTS = ("bare", "default", "wandb")
 
@@ -39,8 +50,13 @@ VARIANTS = ("bare", "default", "wandb")
 def trainer_settings(variant: str, root: str) -> dict[str, Any]:
     if variant == "bare":
         return {}
-    settings: dict[str, Any] = dict(logger=True, enable_progress_bar=True, enable_checkpointing=True,
-                                    enable_model_summary=True, default_root_dir=root)
+    settings: dict[str, Any] = dict(
+        logger=True,
+        enable_progress_bar=True,
+        enable_checkpointing=True,
+        enable_model_summary=True,
+        default_root_dir=root,
+    )
     if variant == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
@@ -56,8 +72,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--variants", default="bare,default", help=f"comma-separated, of {', '.join(VARIANTS)}")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,10 +91,14 @@ def main(argv: list[str] | None = None) -> str:
     loader = Batches(model, args.batch, args.warmup + args.steps).loader()
     with tempfile.TemporaryDirectory() as root:
         runs: dict[str, Callable[[], Timing]]
-        runs = {"plain PyTorch loop": lambda: plain_step_time(model, loader, args.steps, args.warmup),
-                "plain loop + the module's training accuracy": lambda: plain_step_time(model, loader, args.steps,
-                                                                                   args.warmup, metrics=True)}
+        runs = {
+            "plain PyTorch loop": lambda: plain_step_time(model, loader, args.steps, args.warmup),
+            "plain loop + the module's training accuracy": lambda: plain_step_time(
+                model, loader, args.steps, args.warmup, metrics=True
+            ),
+        }
         for variant in variants:
+
             def lightning_run(v: str = variant) -> Timing:
                 return lightning_step_time(model, loader, args.steps, args.warmup, trainer=trainer_settings(v, root))
 
@@ -82,18 +106,36 @@ def main(argv: list[str] | None = None) -> str:
         times = interleaved(runs, args.repeats)
 
     plain = times["plain PyTorch loop"]
-    rows = [[name, f"{median(values, 'typical') * 1e3:.1f}", f"{median(values) * 1e3:.1f}",
-             f"{pooled_ratio(values, plain):.3f}", f"{paired_ratio(values, plain):.3f}",
-             f"{paired_ratio(values, plain, 'cpu'):.3f}"]
-            for name, values in times.items()]
-    report = "\n".join([
-        f"Lightning overhead, {args.size} network, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
-        f"{args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads",
-        f"Machine: {machine()}; {datetime.date.today()}",
-        "",
-        markdown(rows, ["loop", "median step, ms", "mean step, ms", "x plain (median step)", "x plain (mean, paired)",
-                        "x plain (CPU time, paired)"]),
-    ])
+    rows = [
+        [
+            name,
+            f"{median(values, 'typical') * 1e3:.1f}",
+            f"{median(values) * 1e3:.1f}",
+            f"{pooled_ratio(values, plain):.3f}",
+            f"{paired_ratio(values, plain):.3f}",
+            f"{paired_ratio(values, plain, 'cpu'):.3f}",
+        ]
+        for name, values in times.items()
+    ]
+    report = "\n".join(
+        [
+            f"Lightning overhead, {args.size} network, batch {args.batch}, {args.steps} timed steps after "
+            f"{args.warmup}, {args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads",
+            f"Machine: {machine()}; {datetime.date.today()}",
+            "",
+            markdown(
+                rows,
+                [
+                    "loop",
+                    "median step, ms",
+                    "mean step, ms",
+                    "x plain (median step)",
+                    "x plain (mean, paired)",
+                    "x plain (CPU time, paired)",
+                ],
+            ),
+        ]
+    )
     print(report)
     return report
 

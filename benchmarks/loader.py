@@ -83,20 +83,28 @@ def images_per_second(loader: DataLoader, repeats: int) -> float:
     return best
 
 
-def half_loader(root: Path, preprocess: Literal["caffe", "torchvision"], batch_size: int,
-                device_preprocess: bool = False) -> DataLoader:
+def half_loader(
+    root: Path, preprocess: Literal["caffe", "torchvision"], batch_size: int, device_preprocess: bool = False
+) -> DataLoader:
     """The training loader of ``ImageNetHalf``; with ``device_preprocess`` its batches are uint8 256x256 images
     whose crop, mirror and mean subtraction are left to the device (not timed here)."""
-    dm = ImageNetHalf(str(root), SPLIT, HALF, batch_size=batch_size, num_workers=0, preprocess=preprocess,
-                      device_preprocess=device_preprocess)
+    dm = ImageNetHalf(
+        str(root),
+        SPLIT,
+        HALF,
+        batch_size=batch_size,
+        num_workers=0,
+        preprocess=preprocess,
+        device_preprocess=device_preprocess,
+    )
     dm.setup("fit")  # the caffe preprocessing computes the mean image here, outside the timing
     return dm.train_dataloader()
 
 
 def reference_loader(root: Path, batch_size: int) -> DataLoader:
-    transform = T.Compose([
-        T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    ])
+    transform = T.Compose(
+        [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
     return DataLoader(datasets.ImageFolder(str(root / "train"), transform), batch_size=batch_size, shuffle=True)
 
 
@@ -125,20 +133,26 @@ def main() -> None:
             ("caffe preset, pre-resized 256x256 copy", half_loader(resized, "caffe", args.batch_size)),
             ("torchvision reference: ImageFolder + PIL + RandomResizedCrop", reference_loader(root, args.batch_size)),
             ("torchvision preset, JPEGs (ImageNetHalf)", half_loader(root, "torchvision", args.batch_size)),
-            ("caffe preset, pre-resized copy, device_preprocess (loader decodes only; crop/mean on the device)",
-             half_loader(resized, "caffe", args.batch_size, device_preprocess=True)),
+            (
+                "caffe preset, pre-resized copy, device_preprocess (loader decodes only; crop/mean on the device)",
+                half_loader(resized, "caffe", args.batch_size, device_preprocess=True),
+            ),
             ("caffe preset, raw PPM copy (--resized-format ppm)", half_loader(raw, "caffe", args.batch_size)),
-            ("caffe preset, raw PPM copy, device_preprocess (loader reads only; crop/mean on the device)",
-             half_loader(raw, "caffe", args.batch_size, device_preprocess=True)),
+            (
+                "caffe preset, raw PPM copy, device_preprocess (loader reads only; crop/mean on the device)",
+                half_loader(raw, "caffe", args.batch_size, device_preprocess=True),
+            ),
         ]
         rates = [(name, images_per_second(loader, args.repeats)) for name, loader in rows]
 
     reference = next(rate for name, rate in rates if name.startswith("torchvision reference"))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average {load}), "
-          f"{torch.get_num_threads()} torch thread, "
-          f"torch {torch.__version__}; {n} train images, mean JPEG {sum(sizes) / len(sizes) / 1e3:.0f} KB "
-          f"(256x256 copy {sum(sizes_256) / len(sizes_256) / 1e3:.0f} KB), batch {args.batch_size}\n")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average {load}), "
+        f"{torch.get_num_threads()} torch thread, "
+        f"torch {torch.__version__}; {n} train images, mean JPEG {sum(sizes) / len(sizes) / 1e3:.0f} KB "
+        f"(256x256 copy {sum(sizes_256) / len(sizes_256) / 1e3:.0f} KB), batch {args.batch_size}\n"
+    )
     print("| training loader (one core, num_workers=0) | images/s per core | vs reference |")
     print("|---|---:|---:|")
     for name, rate in rates:

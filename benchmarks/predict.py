@@ -64,8 +64,15 @@ def base_checkpoint(model: dict[str, Any], seed: int, path: Path) -> Path:
         module = BackboneClassifier(**model["init_args"], **SHAPE, init_seed=seed)
     else:
         module = CaffeNetClassifier(**model, **SHAPE, init_seed=seed)
-    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      accelerator="cpu", devices=1, default_root_dir=str(path.parent))
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(path.parent),
+    )
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path)
     return path
@@ -81,8 +88,7 @@ def study_seconds(path: Path) -> dict[str, Any]:
             cuts.add(row["n"])
     anb = [value["AnB"] for value in totals.values()]
     both = [value["AnB"] + value["BnB"] for value in totals.values()]
-    return {"anb": statistics.mean(anb), "both": statistics.mean(both), "replicates": len(totals),
-            "cuts": sorted(cuts)}
+    return {"anb": statistics.mean(anb), "both": statistics.mean(both), "replicates": len(totals), "cuts": sorted(cuts)}
 
 
 def timed(repeats: int, **arguments: Any) -> tuple[float, float, int]:
@@ -111,21 +117,40 @@ def main(argv: Sequence[str] | None = None) -> str:
         for label, (name, study) in NETWORKS.items():
             config = fit_config(name)
             data = {**config["data"], "init_args": {**config["data"]["init_args"], "half": "B"}}
-            bases = [base_checkpoint(config["model"], seed, Path(folder) / f"{name}_{half}.ckpt")
-                     for seed, half in ((0, "A"), (1, "B"))]
+            bases = [
+                base_checkpoint(config["model"], seed, Path(folder) / f"{name}_{half}.ckpt")
+                for seed, half in ((0, "A"), (1, "B"))
+            ]
             raw = timed(args.repeats, base=bases[0], data=data, images=args.images)
             both = timed(args.repeats, base=bases[0], target_base=bases[1], data=data, images=args.images)
             measured = study_seconds(ROOT / study) if study else None
-            cells = ["-", "-", "-", "-"] if measured is None else [
-                f"{measured['anb']:.0f} (n = {', '.join(map(str, measured['cuts']))})",
-                f"{measured['anb'] / raw[0]:.1f}x", f"{measured['both']:.0f}", f"{measured['both'] / both[0]:.1f}x"]
+            cells = (
+                ["-", "-", "-", "-"]
+                if measured is None
+                else [
+                    f"{measured['anb']:.0f} (n = {', '.join(map(str, measured['cuts']))})",
+                    f"{measured['anb'] / raw[0]:.1f}x",
+                    f"{measured['both']:.0f}",
+                    f"{measured['both'] / both[0]:.1f}x",
+                ]
+            )
             rows.append([label, raw[2], f"{raw[0]:.1f} ({raw[1]:.1f})", f"{both[0]:.1f} ({both[1]:.1f})", *cells])
-    header = ["network", "stages", "predict raw: wall s (CPU s)", "predict raw + selffer: wall s (CPU s)",
-              "study AnB cells: s", "AnB / raw", "study AnB + BnB cells: s", "(AnB + BnB) / (raw + selffer)"]
-    text = (f"Transferability prediction of every stage, {args.images} Fashion-MNIST validation images, all four "
-            f"estimators, median of {args.repeats}; {machine()}, {torch.get_num_threads()} torch threads, load "
-            f"average {load:.1f} at the start, {datetime.date.today()}. Study: mean over its random splits and seeds "
-            "of the cells' wall_time_s (its own run).\n\n" + markdown(rows, header))
+    header = [
+        "network",
+        "stages",
+        "predict raw: wall s (CPU s)",
+        "predict raw + selffer: wall s (CPU s)",
+        "study AnB cells: s",
+        "AnB / raw",
+        "study AnB + BnB cells: s",
+        "(AnB + BnB) / (raw + selffer)",
+    ]
+    text = (
+        f"Transferability prediction of every stage, {args.images} Fashion-MNIST validation images, all four "
+        f"estimators, median of {args.repeats}; {machine()}, {torch.get_num_threads()} torch threads, load "
+        f"average {load:.1f} at the start, {datetime.date.today()}. Study: mean over its random splits and seeds "
+        "of the cells' wall_time_s (its own run).\n\n" + markdown(rows, header)
+    )
     print(text)
     return text
 

@@ -37,14 +37,17 @@ def schedule(folder: Path) -> str:
     config = yaml.safe_load(configs[0].read_text())
     model = config["model"].get("init_args", config["model"])
     images = ((config.get("data") or {}).get("init_args") or {}).get("images_per_class")
-    return (f"{config['trainer']['max_steps']} steps, lr {model.get('lr', 0.01):g}, "
-            f"x0.1 every {model.get('lr_step_iters')}" + (f", {images} images/class" if images else ""))
+    return (
+        f"{config['trainer']['max_steps']} steps, lr {model.get('lr', 0.01):g}, "
+        f"x0.1 every {model.get('lr_step_iters')}" + (f", {images} images/class" if images else "")
+    )
 
 
 def doubling_rows(tables: dict[str, list[Row]]) -> list[str]:
     """BnB+ after T steps (from a base of T) against a base trained 2T steps on the same data, paired by seed:
     the Markdown rows for every pair of schedules whose steps differ by a factor of two. Near zero, BnB+'s gain
     over its base is what the base itself gains from twice the training (the base is under-trained)."""
+
     def key(row: Row) -> tuple[int, str]:
         return int(row["steps"]), str(row.get("images_per_class") or "")
 
@@ -63,10 +66,15 @@ def doubling_rows(tables: dict[str, list[Row]]) -> list[str]:
         if not differences:
             continue
         interval = mean_interval(differences)
-        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
-              if interval.low is not None and interval.high is not None else "no interval")
-        out.append(f"| {steps} + {steps} | {2 * steps} | {images or 'all'} | {n} | "
-                   f"{100 * interval.estimate:+.2f} ({ci}), {interval.count} seeds |")
+        ci = (
+            f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
+            if interval.low is not None and interval.high is not None
+            else "no interval"
+        )
+        out.append(
+            f"| {steps} + {steps} | {2 * steps} | {images or 'all'} | {n} | "
+            f"{100 * interval.estimate:+.2f} ({ci}), {interval.count} seeds |"
+        )
     return out
 
 
@@ -81,23 +89,34 @@ def rows_of(folder: Path, rows: list[Row], tolerance: float) -> list[str]:
     for n, units in selffer_differences(rows).items():
         interval = mean_interval(list(units.values()))
         inside = equivalent(interval, tolerance)
-        ci = (f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
-              if interval.low is not None and interval.high is not None else "no interval")
+        ci = (
+            f"{100 * interval.low:+.2f} to {100 * interval.high:+.2f}"
+            if interval.low is not None and interval.high is not None
+            else "no interval"
+        )
         seeds = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
-        out.append(f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {seeds} | "
-                   f"{'yes' if inside else 'no'} | {100 * rise:+.2f} | {seconds:.0f} | {status} |")
+        out.append(
+            f"| {folder.name} | {name} | {n} | {100 * interval.estimate:+.2f} ({ci}), {seeds} | "
+            f"{'yes' if inside else 'no'} | {100 * rise:+.2f} | {seconds:.0f} | {status} |"
+        )
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.schedules", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path,
-                        help="the output_dir of each schedule's study, or a results table (e.g. a docs/ one)")
+    parser.add_argument(
+        "folders",
+        nargs="+",
+        type=Path,
+        help="the output_dir of each schedule's study, or a results table (e.g. a docs/ one)",
+    )
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="tau, a fraction of top-1 (0.005)")
     args = parser.parse_args(argv)
     print(f"{datetime.date.today()}, {machine()}; tau = {100 * args.tolerance:.2f} points\n")
-    print("| study | schedule | n | BnB+ - base, points (95% CI), seeds | inside +-tau | largest base rise over "
-          "its last quarter, points | s per network | check (these cells) |")
+    print(
+        "| study | schedule | n | BnB+ - base, points (95% CI), seeds | inside +-tau | largest base rise over "
+        "its last quarter, points | s per network | check (these cells) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     tables = {}
     for folder in args.folders:
@@ -110,8 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
     doubled = doubling_rows(tables)
     if doubled:
-        print("\n| BnB+ steps (base + its own) | base steps | images/class | n | BnB+ - the longer base, points "
-              "(95% CI), seeds |")
+        print(
+            "\n| BnB+ steps (base + its own) | base steps | images/class | n | BnB+ - the longer base, points "
+            "(95% CI), seeds |"
+        )
         print("|---|---|---|---|---|")
         print("\n".join(doubled))
     return 0

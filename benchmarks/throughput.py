@@ -21,8 +21,17 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import (SIZES, Batches, Timing, interleaved, lightning_step_time, machine, markdown, median,
-                               paired_ratio)
+from benchmarks.common import (
+    SIZES,
+    Batches,
+    Timing,
+    interleaved,
+    lightning_step_time,
+    machine,
+    markdown,
+    median,
+    paired_ratio,
+)
 
 # name -> (precision, model switches)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -35,8 +44,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def throughput_table(model: dict[str, Any], batch: int, steps: int, warmup: int, repeats: int, device: str,
-                     variants: list[str]) -> list[list[str]]:
+def throughput_table(
+    model: dict[str, Any], batch: int, steps: int, warmup: int, repeats: int, device: str, variants: list[str]
+) -> list[list[str]]:
     """Rows ``[variant, images/s, ms/step, x fp32 (wall), x fp32 (CPU)]``: medians and paired ratios."""
     loader = Batches(model, batch, count=4, device=device).loader()
     accelerator = "gpu" if torch.device(device).type == "cuda" else "cpu"
@@ -53,8 +63,9 @@ def throughput_table(model: dict[str, Any], batch: int, steps: int, warmup: int,
     rows = []
     for name, values in times.items():
         seconds = median(values)
-        speedups = [f"{1 / paired_ratio(values, baseline, field):.2f}" if baseline else "-"
-                    for field in ("wall", "cpu")]
+        speedups = [
+            f"{1 / paired_ratio(values, baseline, field):.2f}" if baseline else "-" for field in ("wall", "cpu")
+        ]
         rows.append([name, f"{batch / seconds:,.1f}", f"{seconds * 1e3:.1f}", *speedups])
     return rows
 
@@ -68,8 +79,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 GPU, 2 CPU)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,13 +98,15 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
     rows = throughput_table(SIZES[args.size], batch, steps, warmup, args.repeats, args.device, variants)
-    report = "\n".join([
-        f"Training throughput, {args.size} CaffeNet, batch {batch}, {steps} timed steps after {warmup}, "
-        f"{args.repeats} repeat(s), data in memory on {args.device}, {torch.get_num_threads()} torch threads",
-        f"Machine: {machine(args.device)}; {datetime.date.today()}",
-        "",
-        markdown(rows, ["variant", "images/s", "ms/step", "speed-up (wall)", "speed-up (CPU time)"]),
-    ])
+    report = "\n".join(
+        [
+            f"Training throughput, {args.size} CaffeNet, batch {batch}, {steps} timed steps after {warmup}, "
+            f"{args.repeats} repeat(s), data in memory on {args.device}, {torch.get_num_threads()} torch threads",
+            f"Machine: {machine(args.device)}; {datetime.date.today()}",
+            "",
+            markdown(rows, ["variant", "images/s", "ms/step", "speed-up (wall)", "speed-up (CPU time)"]),
+        ]
+    )
     print(report)
     return report
 

@@ -40,11 +40,18 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     def refresh_last(self, trainer: Trainer) -> None:
         """Write ``last.ckpt`` (or the ``last_model_path`` this run already uses) with the current state."""
         fast_dev_run = trainer.fast_dev_run  # type: ignore[attr-defined]  # set at run time by Lightning
-        if (self.save_last is not True or fast_dev_run or trainer.sanity_checking
-                or trainer.state.fn != TrainerFn.FITTING):
+        if (
+            self.save_last is not True
+            or fast_dev_run
+            or trainer.sanity_checking
+            or trainer.state.fn != TrainerFn.FITTING
+        ):
             return
-        metrics = {**trainer.callback_metrics, "epoch": torch.tensor(trainer.current_epoch),
-                   "step": torch.tensor(trainer.global_step)}
+        metrics = {
+            **trainer.callback_metrics,
+            "epoch": torch.tensor(trainer.current_epoch),
+            "step": torch.tensor(trainer.global_step),
+        }
         # set before saving: the callback's state, written into the checkpoint, names it
         self.last_model_path = self.last_model_path or self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST)
         trainer.save_checkpoint(self.last_model_path, weights_only=self.save_weights_only)

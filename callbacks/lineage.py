@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
@@ -45,8 +46,9 @@ class WandbLineage(Callback):
         run = self.wandb_run(trainer)
         if run is None:
             return
-        bases = {p["sha256"]: p["base_checkpoint"] for p in self.transfer_provenance(trainer, pl_module)
-                 if p.get("sha256")}  # no sha256: no layer was copied from a base
+        bases = {
+            p["sha256"]: p["base_checkpoint"] for p in self.transfer_provenance(trainer, pl_module) if p.get("sha256")
+        }  # no sha256: no layer was copied from a base
         for sha256, path in bases.items():
             self._safely("declare the base checkpoint as an input", declare_input, run, path, sha256)
 

@@ -46,8 +46,9 @@ class PlainProgress(ProgressBar):
         self._since = (time.monotonic(), trainer.global_step)
 
     @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # Lightning sets this Trainer attribute at run time; its class does not declare it.
         every = self.every_n_steps or trainer.log_every_n_steps or 50  # type: ignore[attr-defined]
         step = trainer.global_step
@@ -56,8 +57,10 @@ class PlainProgress(ProgressBar):
             rate = (step - first) / max(time.monotonic() - began, 1e-9)
             self._since = (time.monotonic(), step)
             total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
-            self._line(f"step {step}{total} (epoch {trainer.current_epoch}): "
-                       f"{self._metrics(trainer, pl_module, 'train')} | {rate:.2f} steps/s")
+            self._line(
+                f"step {step}{total} (epoch {trainer.current_epoch}): "
+                f"{self._metrics(trainer, pl_module, 'train')} | {rate:.2f} steps/s"
+            )
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -65,10 +68,18 @@ class PlainProgress(ProgressBar):
             self._line(f"validation at step {trainer.global_step}: {self._metrics(trainer, pl_module, 'val')}")
 
     def _metrics(self, trainer: Trainer, pl_module: LightningModule, prefix: str) -> str:
-        metrics = {key: value for key, value in self.get_metrics(trainer, pl_module).items()
-                   if key.startswith(prefix) or (prefix == "train" and "/" not in key and key != "v_num")}
-        return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                         for key, value in sorted(metrics.items())) or "no metrics yet"
+        metrics = {
+            key: value
+            for key, value in self.get_metrics(trainer, pl_module).items()
+            if key.startswith(prefix) or (prefix == "train" and "/" not in key and key != "v_num")
+        }
+        return (
+            ", ".join(
+                f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                for key, value in sorted(metrics.items())
+            )
+            or "no metrics yet"
+        )
 
     @staticmethod
     def _line(text: str) -> None:

@@ -60,8 +60,9 @@ class ImageThroughput(Callback):
         self._logs_now = logs_this_step(trainer)  # decided on the step count the training step sees
 
     @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._images += self.images_in(batch)
         if not self._logs_now or self._start is None:
             return

@@ -45,16 +45,26 @@ class TransferCallback(Callback):
         InputFileError: if ``base_checkpoint`` is not an existing file.
     """
 
-    def __init__(self, base_checkpoint: str | None = None, n: int = 0, mode: TransferMode = "frozen",
-                 frozen_norm: FrozenNorm = "eval", base_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        base_checkpoint: str | None = None,
+        n: int = 0,
+        mode: TransferMode = "frozen",
+        frozen_norm: FrozenNorm = "eval",
+        base_sha256: str | None = None,
+    ) -> None:
         super().__init__()
         try:
             core.check_count(n, "transfer n")
             core.check_mode(mode)
             core.check_frozen_norm(frozen_norm)
-            core.check_base(mode, base_checkpoint is not None, "a base checkpoint to start from: set "
-                            "transfer.base_checkpoint, or use mode 'frozen' (with no base and n > 0 that freezes "
-                            "random features)")
+            core.check_base(
+                mode,
+                base_checkpoint is not None,
+                "a base checkpoint to start from: set "
+                "transfer.base_checkpoint, or use mode 'frozen' (with no base and n > 0 that freezes "
+                "random features)",
+            )
         except ValueError as err:
             raise SettingError(str(err)) from err
         if base_checkpoint is not None and not os.path.isfile(base_checkpoint):
@@ -99,8 +109,13 @@ class TransferCallback(Callback):
             return
         try:
             self._base = self._read_base()
-            core.copy_layers(self._base[0], net, core.transferable_layers(names)[: self.n],
-                             f"transfer base_checkpoint {self.base_checkpoint!r}", dry_run=True)
+            core.copy_layers(
+                self._base[0],
+                net,
+                core.transferable_layers(names)[: self.n],
+                f"transfer base_checkpoint {self.base_checkpoint!r}",
+                dry_run=True,
+            )
         except ValueError as err:
             self._base = None
             raise SettingError(
@@ -187,8 +202,9 @@ class TransferCallback(Callback):
         net = getattr(pl_module, "net", None)
         net = getattr(net, "_orig_mod", net)  # torch.compile(net) wraps it; the layers are inside
         if not isinstance(net, nn.Module):
-            raise TypeError(f"TransferCallback needs a LightningModule with its network in `self.net`; "
-                            f"{type(pl_module).__name__} has none")
+            raise TypeError(
+                f"TransferCallback needs a LightningModule with its network in `self.net`; "
+                f"{type(pl_module).__name__} has none"
+            )
         core.layer_names_of(net)
         return net
-

@@ -161,11 +161,16 @@ class HalfDataModule(LightningDataModule):
             raise RuntimeError("call setup() before asking for the train dataloader")
         # The seed seed_everything set (the CLI's seed_everything key), as Lightning's own DDP sampler reads it.
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = ResumableSampler(self.train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True,
-                                   seed=seed)
+        sampler = ResumableSampler(
+            self.train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed
+        )
         # keyword arguments: Lightning re-instantiates a loader from them when it swaps the sampler (overfit_batches)
-        return ResumableLoader(self.train_set, sampler=sampler, batch_size=self.per_device_batch_size,
-                               **self._loader_settings(self.num_workers))
+        return ResumableLoader(
+            self.train_set,
+            sampler=sampler,
+            batch_size=self.per_device_batch_size,
+            **self._loader_settings(self.num_workers),
+        )
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -179,8 +184,9 @@ class HalfDataModule(LightningDataModule):
         """
         sampler = None
         if self.world_size > 1:
-            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.world_size, rank=self.rank,
-                                                   shuffle=False)
+            sampler = UnrepeatedDistributedSampler(
+                self.val_set, num_replicas=self.world_size, rank=self.rank, shuffle=False
+            )
         return self._loader(self.val_set, "val", sampler)
 
     @override
@@ -193,8 +199,13 @@ class HalfDataModule(LightningDataModule):
         if dataset is None or self.per_device_batch_size is None:
             raise RuntimeError(f"call setup() before asking for the {name} dataloader")
         # Its own generator: iterating draws nothing from the global one, which dropout draws from.
-        return DataLoader(dataset, batch_size=self.per_device_batch_size, sampler=sampler,
-                          generator=torch.Generator().manual_seed(0), **self._loader_settings(self.val_num_workers))
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch_size,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(0),
+            **self._loader_settings(self.val_num_workers),
+        )
 
     def _loader_settings(self, workers: int) -> dict[str, Any]:
         return dict(

@@ -166,11 +166,21 @@ class FashionMNISTHalf(HalfDataModule):
         channels: int = 1,
     ) -> None:
         if channels not in (1, 3):
-            raise ValueError(f"data channels must be 1 (grey) or 3 (the grey channel repeated, for a network that "
-                             f"reads RGB), got {channels}")
+            raise ValueError(
+                f"data channels must be 1 (grey) or 3 (the grey channel repeated, for a network that "
+                f"reads RGB), got {channels}"
+            )
         super().__init__(
-            split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
-            pixel_scale, val_num_workers,
+            split,
+            half,
+            batch_size,
+            num_workers,
+            pin_memory,
+            persistent_workers,
+            images_per_class,
+            mean_half,
+            pixel_scale,
+            val_num_workers,
         )
         self.save_hyperparameters()
         self.root = root

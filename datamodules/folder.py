@@ -309,8 +309,15 @@ class FolderHalfDataModule(HalfDataModule):
     ) -> HalfImageFolder:
         """The images of ``folders`` in ``subset``; unreadable ones count in ``skipped`` (default: the subset's)."""
         counter = self._skipped[subset] if skipped is None else skipped
-        return HalfImageFolder(os.fspath(self.subset_dir(subset)), folders, transform, images_per_class, counter,
-                               loader or self.reader(), keep=self.keep(subset))
+        return HalfImageFolder(
+            os.fspath(self.subset_dir(subset)),
+            folders,
+            transform,
+            images_per_class,
+            counter,
+            loader or self.reader(),
+            keep=self.keep(subset),
+        )
 
 
 # ----- a researcher's own folder ------------------------------------------------------------------------------------
@@ -351,8 +358,10 @@ def read_layout(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     train, val = root / "train", root / "val"
     if train.is_dir() != val.is_dir():
         missing = val if train.is_dir() else train
-        raise FileNotFoundError(f"{root} has {'train' if train.is_dir() else 'val'}/ but no {missing}: add it with the "
-                                f"same class folders, or put the class folders in {root} itself. Expected:\n{layout}")
+        raise FileNotFoundError(
+            f"{root} has {'train' if train.is_dir() else 'val'}/ but no {missing}: add it with the "
+            f"same class folders, or put the class folders in {root} itself. Expected:\n{layout}"
+        )
     folders = [train, val] if train.is_dir() else [root]
     found = _class_dirs(folders[0])
     if not found:
@@ -368,9 +377,11 @@ def read_layout(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     chosen = sorted(found if classes is None else classes)
     missing_classes = [name for name in chosen if name not in found]
     if missing_classes:
-        raise FileNotFoundError(f"data.classes names {len(missing_classes)} class(es) with no folder in "
-                                f"{folders[0]}: {', '.join(missing_classes)}. Restore the folders or drop them from "
-                                "data.classes")
+        raise FileNotFoundError(
+            f"data.classes names {len(missing_classes)} class(es) with no folder in "
+            f"{folders[0]}: {', '.join(missing_classes)}. Restore the folders or drop them from "
+            "data.classes"
+        )
     for folder in folders:
         for name in chosen:
             if not any(has_file_allowed_extension(e.name, IMG_EXTENSIONS) for e in os.scandir(folder / name)):
@@ -398,12 +409,15 @@ def detect_channels(folders: Sequence[Path], classes: Sequence[str]) -> int:
     if not found:
         raise ValueError(f"no readable image in the class folders of {folders[0]}: check the files")
     if len(found) > 1:
-        counts = "; ".join(f"{c} channel(s): {len(paths)} file(s), e.g. {paths[0]}"
-                           for c, paths in sorted(found.items()))
+        counts = "; ".join(
+            f"{c} channel(s): {len(paths)} file(s), e.g. {paths[0]}" for c, paths in sorted(found.items())
+        )
         most = max(found, key=lambda c: len(found[c]))
-        raise ValueError(f"the images of {folders[0].parent if len(folders) == 2 else folders[0]} have mixed channel "
-                         f"counts ({counts}). Set data.init_args.channels (e.g. {most}) to read every image with that "
-                         "many channels, or convert the odd files")
+        raise ValueError(
+            f"the images of {folders[0].parent if len(folders) == 2 else folders[0]} have mixed channel "
+            f"counts ({counts}). Set data.init_args.channels (e.g. {most}) to read every image with that "
+            "many channels, or convert the odd files"
+        )
     return next(iter(found))
 
 
@@ -507,18 +521,30 @@ class ImageFolderHalves(FolderHalfDataModule):
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction is the share of each class held out, in (0, 1); got {val_fraction}")
         if channels is not None and channels not in READ_MODES:
-            raise ValueError(f"channels must be one of {sorted(READ_MODES)} (grey, grey+alpha, RGB, RGBA), "
-                             f"got {channels}")
+            raise ValueError(
+                f"channels must be one of {sorted(READ_MODES)} (grey, grey+alpha, RGB, RGBA), got {channels}"
+            )
         subtracted_mean(torch.zeros(1, 1, 1), mean)  # an unknown mean fails here, by name
         self.folders, self.dataset_classes = read_layout(root, classes)
         self.splits = file_splits(self.dataset_classes, split_files, split_checksums)
         files = split_files or {}
-        where = (f"move classes into it in {files[split]}" if split in files
-                 else f"a random split needs 4 or more; add class folders to {root}")
+        where = (
+            f"move classes into it in {files[split]}"
+            if split in files
+            else f"a random split needs 4 or more; add class folders to {root}"
+        )
         check_half_sizes(self.splits, split, self.dataset_classes, where)
         super().__init__(
-            split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
-            pixel_scale, val_num_workers,
+            split,
+            half,
+            batch_size,
+            num_workers,
+            pin_memory,
+            persistent_workers,
+            images_per_class,
+            mean_half,
+            pixel_scale,
+            val_num_workers,
         )
         self.save_hyperparameters()
         self.in_channels = channels or detect_channels(self.folders, self.dataset_classes)
@@ -526,8 +552,7 @@ class ImageFolderHalves(FolderHalfDataModule):
         self.split_files = dict(split_files or {})
         self.val_fraction, self.holdout_seed = val_fraction, holdout_seed
         size, crop = GEOMETRY_PRESETS[preset]
-        self.configure_images(root, "caffe", image_size or size, crop_size or crop, cache_dir, device_preprocess,
-                              False)
+        self.configure_images(root, "caffe", image_size or size, crop_size or crop, cache_dir, device_preprocess, False)
         self.class_names = self.class_folders(half)
 
     @override
@@ -557,9 +582,13 @@ class ImageFolderHalves(FolderHalfDataModule):
 
     def resolved(self) -> dict[str, Any]:
         """What this module read and derived: the settings that make a config re-read the same data."""
-        return {"classes": list(self.dataset_classes), "channels": self.in_channels, "image_size": self.image_size,
-                "crop_size": self.input_size,
-                "split_checksums": {name: file_checksum(path) for name, path in self.split_files.items()} or None}
+        return {
+            "classes": list(self.dataset_classes),
+            "channels": self.in_channels,
+            "image_size": self.image_size,
+            "crop_size": self.input_size,
+            "split_checksums": {name: file_checksum(path) for name, path in self.split_files.items()} or None,
+        }
 
     def pin_run_config(self) -> None:
         """Write :meth:`resolved` into the run's saved config where it left a value unset (None).
@@ -570,8 +599,11 @@ class ImageFolderHalves(FolderHalfDataModule):
         for callback in getattr(self.trainer, "callbacks", None) or []:
             config = getattr(callback, "config", None) if isinstance(callback, SaveConfigCallback) else None
             init_args = config.get("data.init_args") if config is not None else None
-            if (config is None or init_args is None
-                    or not str(config.get("data.class_path", "")).endswith(type(self).__name__)):
+            if (
+                config is None
+                or init_args is None
+                or not str(config.get("data.class_path", "")).endswith(type(self).__name__)
+            ):
                 continue
             for key, value in self.resolved().items():
                 if init_args.get(key) is None:
@@ -596,8 +628,10 @@ class ImageFolderHalves(FolderHalfDataModule):
             FileNotFoundError, ValueError: As the constructor's, for the folder and split files.
         """
         folders, classes = read_layout(init_args["root"], init_args.get("classes"))
-        pins: dict[str, Any] = {"classes": classes,
-                                "channels": init_args.get("channels") or detect_channels(folders, classes)}
+        pins: dict[str, Any] = {
+            "classes": classes,
+            "channels": init_args.get("channels") or detect_channels(folders, classes),
+        }
         files = init_args.get("split_files") or {}
         if split in files:
             pins["split_checksums"] = {**(init_args.get("split_checksums") or {}), split: file_checksum(files[split])}
@@ -606,8 +640,16 @@ class ImageFolderHalves(FolderHalfDataModule):
 
 # ----- a demo folder -------------------------------------------------------------------------------------------------
 
-DEMO_CLASSES = {"cat": "animal", "dog": "animal", "horse": "animal", "owl": "animal",
-                "bus": "vehicle", "car": "vehicle", "ship": "vehicle", "truck": "vehicle"}
+DEMO_CLASSES = {
+    "cat": "animal",
+    "dog": "animal",
+    "horse": "animal",
+    "owl": "animal",
+    "bus": "vehicle",
+    "car": "vehicle",
+    "ship": "vehicle",
+    "truck": "vehicle",
+}
 
 
 def write_demo_folder(root: str | Path, images_per_class: int = 24, train_val: bool = False, seed: int = 0) -> Path:

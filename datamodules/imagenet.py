@@ -85,8 +85,16 @@ class ImageNetHalf(FolderHalfDataModule):
         val_num_workers: Workers = "auto",
     ) -> None:
         super().__init__(
-            split, half, batch_size, num_workers, pin_memory, persistent_workers, images_per_class, mean_half,
-            pixel_scale, val_num_workers,
+            split,
+            half,
+            batch_size,
+            num_workers,
+            pin_memory,
+            persistent_workers,
+            images_per_class,
+            mean_half,
+            pixel_scale,
+            val_num_workers,
         )
         self.save_hyperparameters()
         self.dataset_classes = imagenet_wnids()

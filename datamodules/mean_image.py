@@ -43,8 +43,13 @@ def compute_mean_image(
         ValueError: No image could be read.
     """
     # Its own generator: whether the mean is computed or read from the cache leaves the global one alone.
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_sum_images,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_sum_images,
+        generator=torch.Generator().manual_seed(0),
+    )
     total: Tensor | None = None
     count = 0
     for batch_sum, batch_count in tqdm(loader, desc=desc, unit="batch", leave=False):

@@ -34,8 +34,8 @@ from torchvision.io import encode_jpeg
 from tqdm import tqdm
 
 from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
-from experiments.errors import InputFileError
 from datamodules.transforms import DECODE_ERRORS, encode_ppm, read_rgb, warp
+from experiments.errors import InputFileError
 from models.files import write_atomic
 
 BAD_LIST = "bad_images.txt"
@@ -121,6 +121,7 @@ def sort_val(val: Path, out: Path, labels: dict[str, int]) -> list[str]:
 
 def missing_classes(root: Path) -> dict[str, list[str]]:
     """The wnids with no image folder (or an empty one) in ``root/train`` and ``root/val``."""
+
     def has_images(folder: Path) -> bool:
         return folder.is_dir() and any(folder.iterdir())
 
@@ -211,12 +212,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--val-labels", type=Path, help="'filename class_index' lines, sorted-wnid indices (default: the shipped list)"
     )
-    parser.add_argument("--resized", type=Path, help="also write warped size x size copies under this root (images already copied there are skipped, so "
-        "a rerun resumes: use a new folder for another size, quality or format)")
+    parser.add_argument(
+        "--resized",
+        type=Path,
+        help=(
+            "also write warped size x size copies under this root (images already copied there are skipped, so a "
+            "rerun resumes: use a new folder for another size, quality or format)"
+        ),
+    )
     parser.add_argument("--size", type=int, default=256, help="side of the resized copy (256)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the resized copy (95)")
     parser.add_argument(
-        "--resized-format", choices=RESIZED_FORMATS, default="jpeg",
+        "--resized-format",
+        choices=RESIZED_FORMATS,
+        default="jpeg",
         help="jpeg (default, ~46 KB an image) or ppm: raw pixels, ~196 KB an image, read without decoding",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
@@ -231,15 +240,21 @@ def check_inputs(root: Path, train: Path | None, val: Path | None, val_labels: P
         InputFileError: the missing ones, each with the folder it was looked for in (a relative name is read
             from the current folder), or ``root`` when there is nothing to make it from.
     """
-    missing = [f"{flag} {path} (looked for in {path.absolute().parent})"
-               for flag, path in (("--train", train), ("--val", val), ("--val-labels", val_labels))
-               if path is not None and not path.exists()]
+    missing = [
+        f"{flag} {path} (looked for in {path.absolute().parent})"
+        for flag, path in (("--train", train), ("--val", val), ("--val-labels", val_labels))
+        if path is not None and not path.exists()
+    ]
     if missing:
-        raise InputFileError("not found: " + "; ".join(missing) + ". Give each archive's path (relative to the "
-                             "current folder or absolute); nothing was created")
+        raise InputFileError(
+            "not found: " + "; ".join(missing) + ". Give each archive's path (relative to the "
+            "current folder or absolute); nothing was created"
+        )
     if not (train or val or root.is_dir()):
-        raise InputFileError(f"{root} does not exist (looked for in {root.absolute().parent}): give --train "
-                             "ILSVRC2012_img_train.tar and --val ILSVRC2012_img_val.tar to make it")
+        raise InputFileError(
+            f"{root} does not exist (looked for in {root.absolute().parent}): give --train "
+            "ILSVRC2012_img_train.tar and --val ILSVRC2012_img_val.tar to make it"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = parse_file_list(args.val_labels.read_text().splitlines()) if args.val_labels else imagenet_val_files()
         unlabelled = sort_val(args.val, root / "val", dict(entries))
         if unlabelled:
-            print(f"{len(unlabelled)} val images have no label and were left out, e.g. {unlabelled[0]}",
-                  file=sys.stderr)
+            print(
+                f"{len(unlabelled)} val images have no label and were left out, e.g. {unlabelled[0]}", file=sys.stderr
+            )
     status = 0
     for subset, wnids in missing_classes(root).items():
         if wnids:

@@ -72,8 +72,9 @@ class ResumableSampler(DistributedSampler):
         seed: The run's seed (Lightning's ``PL_GLOBAL_SEED``, set by ``seed_everything``).
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.start = 0  # position in this rank's share where the next iteration begins
 
@@ -113,8 +114,9 @@ class ResumableLoader(DataLoader):
         **kwargs: Other ``DataLoader`` arguments (workers, collate, pinning).
     """
 
-    def __init__(self, dataset: Dataset, sampler: Sampler | None = None, batch_size: int | None = 1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, dataset: Dataset, sampler: Sampler | None = None, batch_size: int | None = 1, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("generator", torch.Generator())
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.position = (0, 0)  # (epoch, batches yielded in it)

@@ -160,8 +160,9 @@ def read_split_file(path: str | Path, class_names: Sequence[str], seed: int = 0)
             return _listed_halves(path, {str(k): [str(c) for c in v] for k, v in data.items()}, class_names)
         if isinstance(data, dict) and data and all(isinstance(v, (str, int)) for v in data.values()):
             return _grouped_halves(path, {str(k): str(v) for k, v in data.items()}, class_names, seed)
-        raise ValueError(f"split file {path} is neither half -> [classes] nor class -> super-class "
-                         f"({SPLIT_FILE_FORMATS})")
+        raise ValueError(
+            f"split file {path} is neither half -> [classes] nor class -> super-class ({SPLIT_FILE_FORMATS})"
+        )
     raise ValueError(f"split file {path}: unknown format {suffix!r} ({SPLIT_FILE_FORMATS})")
 
 
@@ -181,8 +182,10 @@ def _listed_halves(
 ) -> dict[str, tuple[int, ...]]:
     """The halves of an explicit file: A's classes (B the rest) or both halves'."""
     if (len(listed) == 1 and "A" not in listed) or len(listed) > 2:
-        raise ValueError(f"split file {path} lists halves {list(listed)}: list half A alone (B: every other class) "
-                         "or exactly two halves")
+        raise ValueError(
+            f"split file {path} lists halves {list(listed)}: list half A alone (B: every other class) "
+            "or exactly two halves"
+        )
     for half, members in listed.items():
         _check_half_name(path, half)
         _unknown_classes(path, members, class_names)
@@ -190,16 +193,21 @@ def _listed_halves(
     for half, members in listed.items():
         for name in members:
             if name in seen and seen[name] != half:
-                raise ValueError(f"split file {path} puts class {name!r} in both halves {seen[name]} and {half}: "
-                                 "keep it in one")
+                raise ValueError(
+                    f"split file {path} puts class {name!r} in both halves {seen[name]} and {half}: keep it in one"
+                )
             seen[name] = half
     if len(listed) == 1:
-        return {"A": _indices(listed["A"], class_names),
-                "B": _indices([c for c in class_names if c not in seen], class_names)}
+        return {
+            "A": _indices(listed["A"], class_names),
+            "B": _indices([c for c in class_names if c not in seen], class_names),
+        }
     unassigned = [name for name in class_names if name not in seen]
     if unassigned:
-        raise ValueError(f"split file {path} leaves {len(unassigned)} class(es) in neither half: {_shown(unassigned)}. "
-                         "Add each to a half, or list half A alone (B: every other class)")
+        raise ValueError(
+            f"split file {path} leaves {len(unassigned)} class(es) in neither half: {_shown(unassigned)}. "
+            "Add each to a half, or list half A alone (B: every other class)"
+        )
     return {half: _indices(members, class_names) for half, members in listed.items()}
 
 
@@ -210,8 +218,10 @@ def _grouped_halves(
     _unknown_classes(path, groups, class_names)
     ungrouped = [name for name in class_names if name not in groups]
     if ungrouped:
-        raise ValueError(f"split file {path} gives no super-class to {len(ungrouped)} class(es): {_shown(ungrouped)}. "
-                         "Add a row for each")
+        raise ValueError(
+            f"split file {path} gives no super-class to {len(ungrouped)} class(es): {_shown(ungrouped)}. "
+            "Add a row for each"
+        )
     supers = sorted(set(groups.values()))
     if len(supers) < 2:
         raise ValueError(f"split file {path} has one super-class ({supers[0]!r}): a dissimilar split needs two or more")
@@ -221,14 +231,18 @@ def _grouped_halves(
         return {name: _indices([c for c, g in groups.items() if g == name], class_names) for name in supers}
     first, _ = random_halves(len(supers), seed)
     in_a = {supers[i] for i in first}
-    return {"A": _indices([c for c, g in groups.items() if g in in_a], class_names),
-            "B": _indices([c for c, g in groups.items() if g not in in_a], class_names)}
+    return {
+        "A": _indices([c for c, g in groups.items() if g in in_a], class_names),
+        "B": _indices([c for c, g in groups.items() if g not in in_a], class_names),
+    }
 
 
 def _check_half_name(path: Path, half: str) -> None:
     if not _HALF_NAME.fullmatch(half) or half == ALL:
-        raise ValueError(f"split file {path}: half {half!r} cannot name a half (it names run folders): use letters, "
-                         "digits, '_', '-' or '.', and not 'all'")
+        raise ValueError(
+            f"split file {path}: half {half!r} cannot name a half (it names run folders): use letters, "
+            "digits, '_', '-' or '.', and not 'all'"
+        )
 
 
 def _indices(members: Iterable[str], class_names: Sequence[str]) -> tuple[int, ...]:
@@ -241,7 +255,8 @@ def _shown(names: Sequence[str], limit: int = 10) -> str:
 
 
 def file_splits(
-    class_names: Sequence[str], split_files: Mapping[str, str] | None = None,
+    class_names: Sequence[str],
+    split_files: Mapping[str, str] | None = None,
     split_checksums: Mapping[str, str] | None = None,
 ) -> ClassSplits:
     """The splits of any class set: ``random<seed>`` halves and ``whole`` always, and one named split per file.
@@ -260,13 +275,17 @@ def file_splits(
     recorded = dict(split_checksums or {})
     strays = sorted(set(recorded) - set(files))
     if strays:
-        raise ValueError(f"data.split_checksums names split(s) {strays} that data.split_files does not give: "
-                         "remove them or add their files")
+        raise ValueError(
+            f"data.split_checksums names split(s) {strays} that data.split_files does not give: "
+            "remove them or add their files"
+        )
     named = {}
     for name, path in files.items():
         if _RANDOM.fullmatch(name) or name == WHOLE or not _HALF_NAME.fullmatch(name):
-            raise ValueError(f"data.split_files: {name!r} cannot name a file's split (random<seed> and whole are the "
-                             "built-in splits; use letters, digits, '_', '-' or '.'): name it e.g. 'dissimilar'")
+            raise ValueError(
+                f"data.split_files: {name!r} cannot name a file's split (random<seed> and whole are the "
+                "built-in splits; use letters, digits, '_', '-' or '.'): name it e.g. 'dissimilar'"
+            )
         if name in recorded and Path(path).is_file() and file_checksum(path) != recorded[name]:
             raise ValueError(
                 f"split file {path} (split {name!r}) changed since its networks were trained: its sha256 is now "

@@ -49,8 +49,26 @@ def read_rgb(path: str) -> Tensor:
 # The read mode of each channel count an image folder may hold (grey, grey + alpha, RGB, RGBA).
 READ_MODES = {1: ImageReadMode.GRAY, 2: ImageReadMode.GRAY_ALPHA, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
 # The channels torchvision decodes a file of each PIL mode to (a palette is expanded; CMYK JPEGs read as RGB).
-_MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "LA": 2, "La": 2, "P": 3,
-                  "RGB": 3, "YCbCr": 3, "CMYK": 3, "LAB": 3, "HSV": 3, "PA": 4, "RGBA": 4, "RGBa": 4}
+_MODE_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "I": 1,
+    "I;16": 1,
+    "I;16B": 1,
+    "I;16L": 1,
+    "F": 1,
+    "LA": 2,
+    "La": 2,
+    "P": 3,
+    "RGB": 3,
+    "YCbCr": 3,
+    "CMYK": 3,
+    "LAB": 3,
+    "HSV": 3,
+    "PA": 4,
+    "RGBA": 4,
+    "RGBa": 4,
+}
 
 
 def read_image(path: str, channels: int = 3) -> Tensor:
@@ -373,8 +391,11 @@ class JpegBatch(NamedTuple):
 def collate_jpeg_bytes(samples: Sequence[tuple[tuple[Tensor, str], int] | None]) -> JpegBatch:
     """Collate ``((file bytes, path), label)`` samples (unreadable files dropped) into a :class:`JpegBatch`."""
     kept = drop_unreadable(samples)
-    return JpegBatch([data for (data, _), _ in kept], torch.tensor([label for _, label in kept], dtype=torch.int64),
-                     [path for (_, path), _ in kept])
+    return JpegBatch(
+        [data for (data, _), _ in kept],
+        torch.tensor([label for _, label in kept], dtype=torch.int64),
+        [path for (_, path), _ in kept],
+    )
 
 
 def decode_on_device(

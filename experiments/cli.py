@@ -22,7 +22,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 import datamodules  # noqa: F401 -- registers the data modules, so `--help` and `--data.help` list them by name
-from models import BackboneClassifier, CaffeNetClassifier  # noqa: F401 -- likewise the classifiers
 from callbacks.checkpoint import BestAndLastCheckpoint, LearningRateMonitorWhenLogging
 from callbacks.lineage import WandbLineage
 from callbacks.progress import PlainProgress
@@ -34,13 +33,18 @@ from experiments.noise import silence_noise
 from experiments.run_config import DEFAULT_ROOT_DIR, check_ckpt_path, place_run
 from experiments.runs import WANDB_LOGGER
 from experiments.wandb_setup import prepare_wandb
+from models import BackboneClassifier, CaffeNetClassifier  # noqa: F401 -- likewise the classifiers
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.fused import FusedCell, FusedTransfer
 from models.loading import import_path
 
 # The config groups of one class each (the others, model and data, name theirs in class_path).
-CLASS_GROUPS: dict[str, type] = {"transfer": TransferCallback, "checkpoint": BestAndLastCheckpoint,
-                                 "lr_monitor": LearningRateMonitorWhenLogging, "trainer": Trainer}
+CLASS_GROUPS: dict[str, type] = {
+    "transfer": TransferCallback,
+    "checkpoint": BestAndLastCheckpoint,
+    "lr_monitor": LearningRateMonitorWhenLogging,
+    "trainer": Trainer,
+}
 
 
 class TransferArgumentParser(ShortParseErrors, LightningArgumentParser):
@@ -62,8 +66,13 @@ class LoggedConfigCallback(SaveConfigCallback):
         elif not self.already_saved:
             if trainer.is_global_zero:
                 os.makedirs(self.run_dir, exist_ok=True)
-                self.parser.save(self.config, os.path.join(self.run_dir, self.config_filename), skip_none=False,
-                                 overwrite=True, multifile=self.multifile)
+                self.parser.save(
+                    self.config,
+                    os.path.join(self.run_dir, self.config_filename),
+                    skip_none=False,
+                    overwrite=True,
+                    multifile=self.multifile,
+                )
                 self.save_config(trainer, pl_module, stage)
             self.already_saved = True
 
@@ -83,8 +92,10 @@ class TransferCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("trainer_defaults",  # always on
-                          {"callbacks": [WandbLineage(), ImageThroughput(), GlobalRNGState()]})
+        kwargs.setdefault(
+            "trainer_defaults",  # always on
+            {"callbacks": [WandbLineage(), ImageThroughput(), GlobalRNGState()]},
+        )
         super().__init__(LightningModule, LightningDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -93,28 +104,40 @@ class TransferCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitorWhenLogging, "lr_monitor")
         for key in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
-        parser.add_argument("--run_version", type=int | None, default=None,
-                            help="The run (version_N under trainer.default_root_dir) a fit starts, or resumes with "
-                                 "--ckpt_path last; null: a new run takes the next free N (experiments.runs)")
-        parser.add_argument("--run_folders", type=bool, default=True,
-                            help="Each fit in a version_N folder of its own; false: trainer.default_root_dir is the "
-                                 "run's folder (a study's cells)")
+        parser.add_argument(
+            "--run_version",
+            type=int | None,
+            default=None,
+            help="The run (version_N under trainer.default_root_dir) a fit starts, or resumes with "
+            "--ckpt_path last; null: a new run takes the next free N (experiments.runs)",
+        )
+        parser.add_argument(
+            "--run_folders",
+            type=bool,
+            default=True,
+            help="Each fit in a version_N folder of its own; false: trainer.default_root_dir is the "
+            "run's folder (a study's cells)",
+        )
         for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
             # Lightning's Union[int, float] reaches jsonargparse as float | int, which reads "1" as 1.0 (every
             # batch); int first reads it as one batch, and "0.5" still as a fraction (a private jsonargparse attribute).
             action = parser._option_string_actions[f"--trainer.{name}"]
             action._typehint = int | float | None  # type: ignore[attr-defined]
-        parser.set_defaults({
-            "model": {"class_path": DEFAULT_CLASSIFIER},
-            "checkpoint.monitor": "val/top1",
-            "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
-            "checkpoint.filename": "best-{step}",
-            "lr_monitor.logging_interval": "step",
-            "trainer.default_root_dir": DEFAULT_ROOT_DIR,
-            "trainer.logger": {"class_path": WANDB_LOGGER,
-                               "init_args": {"project": "transferability", "offline": True}},
-        })
+        parser.set_defaults(
+            {
+                "model": {"class_path": DEFAULT_CLASSIFIER},
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{step}",
+                "lr_monitor.logging_interval": "step",
+                "trainer.default_root_dir": DEFAULT_ROOT_DIR,
+                "trainer.logger": {
+                    "class_path": WANDB_LOGGER,
+                    "init_args": {"project": "transferability", "offline": True},
+                },
+            }
+        )
 
     def before_instantiate_classes(self) -> None:
         """Read ``--ckpt_path`` with ``weights_only``; checkpoints and W&B files under ``trainer.default_root_dir``."""

@@ -4,8 +4,8 @@ Code that refuses a setting raises :class:`SettingError` (a ``ValueError``), cod
 named raises :class:`InputFileError` (a ``FileNotFoundError``): both are :class:`UserError`, which the entry
 points (``experiments.entry``) print as ``<command>: error: <message>`` with exit status 2 and no traceback.
 Every other exception is a bug and keeps its traceback. :func:`user_error` turns what a class raised while
-the CLI built it from its config into a ``UserError`` that names the setting. ``--debug`` or ``TRANSFERABILITY_DEBUG=1`` keeps the
-traceback of user errors too, and jsonargparse's full usage text for parse errors.
+the CLI built it from its config into a ``UserError`` that names the setting. ``--debug`` or
+``TRANSFERABILITY_DEBUG=1`` keeps the traceback of user errors too, and jsonargparse's full usage text for parse errors.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 DEBUG_ENV = "TRANSFERABILITY_DEBUG"
 DEBUG_HINT = f"(--debug or {DEBUG_ENV}=1 shows the traceback)"
 # Lines of jsonargparse's Union messages that say nothing about the setting ("or it could have been None").
-_NOISE = re.compile(r"(Does not validate against any of the Union subtypes|Subtypes: |Errors:$|"
-                    r"- Expected a <class 'NoneType'>|Given value type: |Given value: )")
+_NOISE = re.compile(
+    r"(Does not validate against any of the Union subtypes|Subtypes: |Errors:$|"
+    r"- Expected a <class 'NoneType'>|Given value type: |Given value: )"
+)
 
 
 class UserError(Exception):
@@ -90,8 +92,10 @@ class ShortParseErrors:
             super().error(message, ex)  # type: ignore[misc]
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {tidy_parse_error(message)}\n"
-                         f"Run `{prog} --help` for the settings {DEBUG_HINT.replace('traceback', 'full message')}\n")
+        sys.stderr.write(
+            f"{prog}: error: {tidy_parse_error(message)}\n"
+            f"Run `{prog} --help` for the settings {DEBUG_HINT.replace('traceback', 'full message')}\n"
+        )
         raise SystemExit(2)
 
 
@@ -118,7 +122,7 @@ def user_error(err: BaseException, config: Namespace, class_groups: Mapping[str,
     if setting and f"--{setting}" not in message:
         # "images_per_class must be ..." reads "--data.init_args.images_per_class must be ..."
         head = re.match(rf"(?:\w+ )?{re.escape(setting.rsplit('.', 1)[-1])}(:?)\s+", message)
-        rest = message[head.end():] if head else message
+        rest = message[head.end() :] if head else message
         message = f"--{setting}{':' if not head or head[1] else ''} {rest}"
     elif group:
         message = f"{group}: {message}"
@@ -126,8 +130,9 @@ def user_error(err: BaseException, config: Namespace, class_groups: Mapping[str,
     return kind(message)
 
 
-def _refusing_setting(err: BaseException, config: Namespace, class_groups: Mapping[str, type]
-                      ) -> tuple[str | None, str | None]:
+def _refusing_setting(
+    err: BaseException, config: Namespace, class_groups: Mapping[str, type]
+) -> tuple[str | None, str | None]:
     """The config group whose class raised ``err`` (``data (datamodules.FashionMNISTHalf)``) and, when the
     message names exactly one of its arguments, that setting's dotted key (``data.init_args.images_per_class``)."""
     from jsonargparse import Namespace  # here: the console scripts import this module before any parser
@@ -156,8 +161,12 @@ def _refusing_setting(err: BaseException, config: Namespace, class_groups: Mappi
             continue
         if raised is None or not (isinstance(owner, type) and issubclass(raised, owner)):
             continue
-        named = [(match.start(), key) for key in arguments.keys() if "." not in key
-                 if (match := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", str(err)))]
+        named = [
+            (match.start(), key)
+            for key in arguments.keys()
+            if "." not in key
+            if (match := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", str(err)))
+        ]
         label = f"{group} ({value.class_path})" if group not in class_groups else group
         return label, prefix + named[0][1] if len(named) == 1 else None  # several: the group's class says which
     return None, None

@@ -60,15 +60,16 @@ def closure(requirements: list[str]) -> dict[str, str]:
         try:
             distribution = importlib.metadata.distribution(requirement.name)
         except importlib.metadata.PackageNotFoundError:
-            raise SystemExit(f"lock: {requirement.name} (required as '{requirement}') is not installed in "
-                             f"{sys.prefix}; run `make setup` first") from None
+            raise SystemExit(
+                f"lock: {requirement.name} (required as '{requirement}') is not installed in "
+                f"{sys.prefix}; run `make setup` first"
+            ) from None
         name = normalise(distribution.metadata["Name"])
         pinned[name] = distribution.version
         for line in distribution.requires or []:
             child = Requirement(line)
             wanted = set(key[1]) or {""}
-            if child.marker is None or any(child.marker.evaluate({"extra": extra})
-                                           for extra in wanted):
+            if child.marker is None or any(child.marker.evaluate({"extra": extra}) for extra in wanted):
                 todo.append((child, frozenset()))
     return pinned
 

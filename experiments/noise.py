@@ -15,8 +15,11 @@ from collections.abc import Sequence
 # of a deprecated pytree API; with SLURM installed it suggests `srun` at every fit (study jobs reach SLURM
 # through submitit); its litlogger tip is advertising. A study hands the CLI its arguments in-process while sys.argv
 # holds the study's own, and LightningCLI warns about that mix.
-NOISY_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r"The `srun` command is available on your system",
-                  r"LightningCLI's args parameter is intended")
+NOISY_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",
+    r"The `srun` command is available on your system",
+    r"LightningCLI's args parameter is intended",
+)
 NOISY_LOGS = ("Tip: For seamless cloud logging",)
 
 

@@ -111,14 +111,18 @@ def parse(text: str, page: str) -> list[Block]:
 def _block(page: str, line: int, preamble: str, script: str) -> Block:
     labels, skips = LABEL.findall(preamble), SKIP.findall(preamble)
     if len(labels) > 1 or len(skips) > 1:
-        raise BlockError(f"{page}:{line}: the text before this block states {len(labels)} times and {len(skips)} "
-                         "skip markers; give it one: '(about N min on 2 CPU cores)' or "
-                         "'<!-- readme-check: skip (why) -->'")
+        raise BlockError(
+            f"{page}:{line}: the text before this block states {len(labels)} times and {len(skips)} "
+            "skip markers; give it one: '(about N min on 2 CPU cores)' or "
+            "'<!-- readme-check: skip (why) -->'"
+        )
     if skips:
         return Block(page, line, script, None, skips[0])
     if not labels:
-        raise BlockError(f"{page}:{line}: no stated time before this block: say how long it takes, "
-                         "'(about N min on 2 CPU cores)', or mark it '<!-- readme-check: skip (why) -->'")
+        raise BlockError(
+            f"{page}:{line}: no stated time before this block: say how long it takes, "
+            "'(about N min on 2 CPU cores)', or mark it '<!-- readme-check: skip (why) -->'"
+        )
     amount, unit = labels[0]
     return Block(page, line, script, float(amount) * UNITS[unit], None)
 
@@ -153,8 +157,10 @@ def judge(stated: float, measured: float, factor: float = FACTOR) -> str:
     if measured > stated * factor:
         return f"too slow: {measured:.0f} s against the stated {_duration(stated)} (more than {factor:g}x)"
     if measured < stated / factor:
-        return f"too fast: {measured:.0f} s against the stated {_duration(stated)} (under 1/{factor:g}: the label " \
-               "is wrong)"
+        return (
+            f"too fast: {measured:.0f} s against the stated {_duration(stated)} (under 1/{factor:g}: the label "
+            "is wrong)"
+        )
     return "ok"
 
 
@@ -175,8 +181,13 @@ def run(block: Block, folder: Path, log: Path, factor: float = FACTOR, grace: fl
         out.write(f"\n===== {block.where}\n{block.script}=====\n")
         out.flush()
         start, cpu = time.monotonic(), _children_cpu()
-        process = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", block.script], cwd=folder, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "-e", "-o", "pipefail", "-c", block.script],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             returncode = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -218,8 +229,16 @@ def fresh_copy(root: Path, into: Path) -> list[str]:
     stamp, sources = SET_UP
     if not (root / stamp).is_file():
         raise RuntimeError(f"no set-up in {root}: run `make setup` there first")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = root / name
         if source.is_file() and not source.is_symlink():
@@ -231,20 +250,29 @@ def fresh_copy(root: Path, into: Path) -> list[str]:
     for name in sources:
         if (into / name).stat().st_mtime > set_up:
             os.utime(into / name, (set_up, set_up))
-            warnings.append(f"{name} is newer than the venv's set-up: the blocks run with the venv as it is "
-                            "(`make setup` first to include it)")
+            warnings.append(
+                f"{name} is newer than the venv's set-up: the blocks run with the venv as it is "
+                "(`make setup` first to include it)"
+            )
     return warnings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run (or ``--list``) the blocks; 0 when every run block exits 0 within its time, else 1."""
     parser = argparse.ArgumentParser(prog="python -m experiments.readme_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("pages", nargs="*", help="pages to run, relative to the repository root (default: README.md "
-                                                 "and the docs/ pages it links to)")
+    parser.add_argument(
+        "pages",
+        nargs="*",
+        help="pages to run, relative to the repository root (default: README.md and the docs/ pages it links to)",
+    )
     parser.add_argument("--list", action="store_true", help="print the blocks and their stated times; run nothing")
-    parser.add_argument("--factor", type=float, default=FACTOR,
-                        help="the tolerance either way, a factor of the stated time (default 2; a larger one to "
-                             "measure the blocks on a shared machine without failing them)")
+    parser.add_argument(
+        "--factor",
+        type=float,
+        default=FACTOR,
+        help="the tolerance either way, a factor of the stated time (default 2; a larger one to "
+        "measure the blocks on a shared machine without failing them)",
+    )
     args = parser.parse_args(argv)
     if args.factor < 1:
         parser.error(f"--factor must be at least 1, got {args.factor}")
@@ -267,8 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(folder)
         return 1
     log = folder / "readme_check.log"
-    print(f"readme_check: running {sum(b.skip is None for b in found)} of {len(found)} blocks in a fresh copy, "
-          f"{folder}", flush=True)
+    print(
+        f"readme_check: running {sum(b.skip is None for b in found)} of {len(found)} blocks in a fresh copy, {folder}",
+        flush=True,
+    )
     outcomes = []
     for block in found:
         outcome = run(block, folder, log, args.factor)
@@ -276,8 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outcome.seconds is None:
             print(f"{block.where}: skipped ({block.skip})", flush=True)
         else:
-            print(f"{block.where}: stated {_duration(block.seconds or 0)}, measured {outcome.seconds:.0f} s "
-                  f"({outcome.cpu_seconds or 0:.0f} s of CPU): {outcome.verdict}", flush=True)
+            print(
+                f"{block.where}: stated {_duration(block.seconds or 0)}, measured {outcome.seconds:.0f} s "
+                f"({outcome.cpu_seconds or 0:.0f} s of CPU): {outcome.verdict}",
+                flush=True,
+            )
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         print(f"readme_check: {len(failed)} block(s) failed; the copy and its log are kept: {log}", file=sys.stderr)

@@ -45,8 +45,9 @@ def place_run(parser: ArgumentParser | None, config: Any, subcommand: str | None
         if not isinstance(logger, Namespace) or not logger.get("init_args"):
             continue
         save_dir = logger.init_args.get("save_dir")
-        if (save_dir is not None or logger.class_path == WANDB_LOGGER) and runs.derived(save_dir, root,
-                                                                                          logger_dir=True):
+        if (save_dir is not None or logger.class_path == WANDB_LOGGER) and runs.derived(
+            save_dir, root, logger_dir=True
+        ):
             logger.init_args.save_dir = run
     return run
 

@@ -84,13 +84,15 @@ def choose_run(root: str | Path, version: int | None, ckpt_path: str | None) -> 
             if version not in found:
                 raise RunFolderError(
                     f"--run_version {version}: {run_folder(root, version)} does not exist, so --ckpt_path last has "
-                    f"nothing to resume; runs under {root}: {_listing(found)}")
+                    f"nothing to resume; runs under {root}: {_listing(found)}"
+                )
             return version, True
         if len(found) > 1:
             raise RunFolderError(
                 f"--ckpt_path last: {root} holds {len(found)} runs ({_listing(found)}); name the one to resume "
                 f"with --run_version N, or resume from its own config: --config {run_folder(root, found[-1])}/{CONFIG} "
-                "--ckpt_path last")
+                "--ckpt_path last"
+            )
         return (found[0], True) if found else (0, False)
     if ckpt_path is not None:
         owner = _owner(root, Path(ckpt_path), found)
@@ -101,7 +103,8 @@ def choose_run(root: str | Path, version: int | None, ckpt_path: str | None) -> 
     if version in found and _has_run(run_folder(root, version)):
         raise RunFolderError(
             f"--run_version {version}: {run_folder(root, version)} already holds a run; resume it with "
-            "--ckpt_path last, or leave --run_version unset for a new run (the next free version)")
+            "--ckpt_path last, or leave --run_version unset for a new run (the next free version)"
+        )
     return version, False
 
 
@@ -143,8 +146,7 @@ def versioned_hint(path: str | Path) -> str:
     if not found:
         return ""
     newest = run_folder(root, found[-1]) / "checkpoints" / path.name
-    return (f"; each fit under {root} has a run folder of its own ({_listing(found)}): name the run, "
-            f"e.g. {newest}")
+    return f"; each fit under {root} has a run folder of its own ({_listing(found)}): name the run, e.g. {newest}"
 
 
 def saved_config(folder: str | Path) -> dict[str, Any] | None:
@@ -169,7 +171,8 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], folder: str |
             raise RunFolderError(
                 f"{folder} was run with {name} {_short(there)}, this command gives {_short(here)}; resume the run as "
                 f"it was with --config {Path(folder) / CONFIG} --ckpt_path last, or leave --ckpt_path unset for a "
-                "new run")
+                "new run"
+            )
 
 
 def _first_difference(there: Any, here: Any, name: str) -> tuple[str, Any, Any] | None:

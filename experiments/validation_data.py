@@ -42,8 +42,9 @@ def spread_indices(total: int, count: int) -> list[int]:
     return list(range(total)) if total <= count else [i * total // count for i in range(count)]
 
 
-def validation_batches(module: LightningDataModule, indices: Sequence[int] | None = None,
-                       batch_size: int = 256) -> Iterator[Any]:
+def validation_batches(
+    module: LightningDataModule, indices: Sequence[int] | None = None, batch_size: int = 256
+) -> Iterator[Any]:
     """The module's validation batches after its batch hooks: the examples ``indices`` of its ``val_set`` in that
     order (None: all of them; without a sized ``val_set``, its ``val_dataloader``).
 
@@ -53,9 +54,12 @@ def validation_batches(module: LightningDataModule, indices: Sequence[int] | Non
     if validation_count(module) is not None:
         dataset = module.val_set  # type: ignore[attr-defined]
         chosen = range(len(dataset)) if indices is None else list(indices)
-        loader = DataLoader(Subset(dataset, chosen), batch_size=batch_size,
-                            collate_fn=getattr(module, "collate_fn", None),
-                            num_workers=getattr(module, "num_workers", 0))
+        loader = DataLoader(
+            Subset(dataset, chosen),
+            batch_size=batch_size,
+            collate_fn=getattr(module, "collate_fn", None),
+            num_workers=getattr(module, "num_workers", 0),
+        )
     elif indices is None:
         loader = module.val_dataloader()
     else:

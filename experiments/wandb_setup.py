@@ -28,8 +28,10 @@ from experiments.errors import SettingError
 DEFAULT_HOST = "https://api.wandb.ai"
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 PROBE_TIMEOUT_S = 3.0
-WAYS_OUT = ("log offline with `--trainer.logger.init_args.offline true` (a study: `wandb: {{offline: true}}`) or "
-            "WANDB_MODE=offline, and upload later with `wandb sync {folder}/wandb/offline-run-*`")
+WAYS_OUT = (
+    "log offline with `--trainer.logger.init_args.offline true` (a study: `wandb: {{offline: true}}`) or "
+    "WANDB_MODE=offline, and upload later with `wandb sync {folder}/wandb/offline-run-*`"
+)
 
 
 def wants_online(logger: WandbLogger) -> bool:
@@ -77,17 +79,21 @@ def prepare_wandb(logger: WandbLogger) -> None:
     problem = server_reachable()
     if problem is not None:
         logger._wandb_init["mode"] = "offline"
-        _announce(f"W&B: the server is not reachable ({problem}), so this run logs OFFLINE to {folder}/wandb; "
-                  f"upload it later with `wandb sync {folder}/wandb/offline-run-*` (offline: true or "
-                  "WANDB_MODE=offline goes offline without this check)")
+        _announce(
+            f"W&B: the server is not reachable ({problem}), so this run logs OFFLINE to {folder}/wandb; "
+            f"upload it later with `wandb sync {folder}/wandb/offline-run-*` (offline: true or "
+            "WANDB_MODE=offline goes offline without this check)"
+        )
         return
     import wandb
 
     try:
         logger.experiment  # noqa: B018 -- starts the run now, so that a refusal comes before any work
     except (wandb.errors.UsageError, wandb.errors.CommError, wandb.errors.AuthenticationError) as err:
-        raise SettingError(f"W&B cannot start an online run ({type(err).__name__}: {str(err).strip()}): "
-                           f"run `wandb login`, or {WAYS_OUT.format(folder=folder)}") from err
+        raise SettingError(
+            f"W&B cannot start an online run ({type(err).__name__}: {str(err).strip()}): "
+            f"run `wandb login`, or {WAYS_OUT.format(folder=folder)}"
+        ) from err
 
 
 @rank_zero_only

@@ -18,11 +18,24 @@ if TYPE_CHECKING:
     from models.network import StagedNetwork
 
 # Each public name, and the module that defines it.
-_HOMES = {"BackboneClassifier": "backbone_classifier", "build_backbone": "backbones", "LAYER_NAMES": "caffenet",
-          "CaffeNet": "caffenet", "TransferClassifier": "classifier", "CaffeNetClassifier": "module",
-          "StagedNetwork": "network"}
-__all__ = ["LAYER_NAMES", "BackboneClassifier", "CaffeNet", "CaffeNetClassifier", "StagedNetwork",
-           "TransferClassifier", "build_backbone"]
+_HOMES = {
+    "BackboneClassifier": "backbone_classifier",
+    "build_backbone": "backbones",
+    "LAYER_NAMES": "caffenet",
+    "CaffeNet": "caffenet",
+    "TransferClassifier": "classifier",
+    "CaffeNetClassifier": "module",
+    "StagedNetwork": "network",
+}
+__all__ = [
+    "LAYER_NAMES",
+    "BackboneClassifier",
+    "CaffeNet",
+    "CaffeNetClassifier",
+    "StagedNetwork",
+    "TransferClassifier",
+    "build_backbone",
+]
 
 
 def __getattr__(name: str) -> Any:

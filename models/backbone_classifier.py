@@ -62,11 +62,24 @@ class BackboneClassifier(TransferClassifier):
     ) -> None:
         outputs = num_classes if num_outputs is None else num_outputs
         self.check_task(num_classes, outputs, best_k)
-        net = build_backbone(backbone, outputs, in_channels, input_size, init_seed=init_seed,
-                             dropout_seed=dropout_seed, **dict(backbone_options or {}))
-        solver = named_recipe(recipe or DEFAULT_RECIPES[backbone], lr=lr, weight_decay=weight_decay,
-                              momentum=momentum, schedule=lr_schedule, warmup_steps=warmup_steps,
-                              lr_step_iters=lr_step_iters, lr_gamma=lr_gamma)
+        net = build_backbone(
+            backbone,
+            outputs,
+            in_channels,
+            input_size,
+            init_seed=init_seed,
+            dropout_seed=dropout_seed,
+            **dict(backbone_options or {}),
+        )
+        solver = named_recipe(
+            recipe or DEFAULT_RECIPES[backbone],
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            schedule=lr_schedule,
+            warmup_steps=warmup_steps,
+            lr_step_iters=lr_step_iters,
+            lr_gamma=lr_gamma,
+        )
         super().__init__(net, solver, outputs)
         self.save_arguments(locals())
-

@@ -113,13 +113,16 @@ class ResNetStages(_ModuleStages):
         _positive(num_outputs=num_outputs, in_channels=in_channels)
         sizes = resnet_feature_sizes(input_size, stem)
         if input_size < 1 or min(sizes) < 1:
-            raise ValueError(f"model input_size={input_size} is too small for the {stem} ResNet stem: the feature "
-                             f"maps after the stem and layer1..layer4 would be {sizes} px (each must be >= 1)")
+            raise ValueError(
+                f"model input_size={input_size} is too small for the {stem} ResNet stem: the feature "
+                f"maps after the stem and layer1..layer4 would be {sizes} px (each must be >= 1)"
+            )
         self.arch, self.granularity, self.stem_name = arch, granularity, stem
         self.in_channels, self.input_size, self.feature_map_sizes = in_channels, input_size, sizes
         with seeded(init_seed):
             model = getattr(torchvision.models, arch)(
-                weights=None, num_classes=num_outputs, zero_init_residual=zero_init_residual)
+                weights=None, num_classes=num_outputs, zero_init_residual=zero_init_residual
+            )
             if stem == "small" or in_channels != 3:
                 kernel, stride, padding = (7, 2, 3) if stem == "imagenet" else (3, 1, 1)
                 model.conv1 = nn.Conv2d(in_channels, model.conv1.out_channels, kernel, stride, padding, bias=False)
@@ -144,8 +147,9 @@ class ResNetStages(_ModuleStages):
 class ViTEmbed(nn.Module):
     """Patch projection, class token, position embedding and embedding dropout: image -> (batch, tokens, hidden)."""
 
-    def __init__(self, conv_proj: nn.Conv2d, class_token: nn.Parameter, pos_embedding: nn.Parameter,
-                 dropout: nn.Module) -> None:
+    def __init__(
+        self, conv_proj: nn.Conv2d, class_token: nn.Parameter, pos_embedding: nn.Parameter, dropout: nn.Module
+    ) -> None:
         super().__init__()
         self.conv_proj = conv_proj
         self.class_token = class_token
@@ -208,39 +212,51 @@ class ViTStages(_ModuleStages):
     ) -> None:
         super().__init__()
         _choice("backbone", arch, ("vit_b_16", "vit"))
-        given = {"patch_size": patch_size, "num_layers": num_layers, "num_heads": num_heads,
-                 "hidden_dim": hidden_dim, "mlp_dim": mlp_dim}
+        given = {
+            "patch_size": patch_size,
+            "num_layers": num_layers,
+            "num_heads": num_heads,
+            "hidden_dim": hidden_dim,
+            "mlp_dim": mlp_dim,
+        }
         if arch == "vit_b_16":
             fixed = sorted(name for name, value in given.items() if value is not None)
             if fixed:
-                raise ValueError(f"model {', '.join(fixed)}: vit_b_16 is torchvision's ViT-B/16 and fixes its "
-                                 "architecture; use backbone 'vit' to choose patch_size, num_layers, num_heads, "
-                                 "hidden_dim, mlp_dim")
+                raise ValueError(
+                    f"model {', '.join(fixed)}: vit_b_16 is torchvision's ViT-B/16 and fixes its "
+                    "architecture; use backbone 'vit' to choose patch_size, num_layers, num_heads, "
+                    "hidden_dim, mlp_dim"
+                )
             config = {"patch_size": 16, "num_layers": 12, "num_heads": 12, "hidden_dim": 768, "mlp_dim": 3072}
         else:
-            config = {name: SMALL_VIT[name] if value is None else value
-                      for name, value in given.items() if name != "mlp_dim"}
+            config = {
+                name: SMALL_VIT[name] if value is None else value for name, value in given.items() if name != "mlp_dim"
+            }
             config["mlp_dim"] = MLP_RATIO * config["hidden_dim"] if mlp_dim is None else mlp_dim
         _positive(num_outputs=num_outputs, in_channels=in_channels, input_size=input_size, **config)
         if input_size % config["patch_size"]:
             raise ValueError(f"model input_size={input_size} is not divisible by patch_size={config['patch_size']}")
         if config["hidden_dim"] % config["num_heads"]:
-            raise ValueError(f"model hidden_dim={config['hidden_dim']} is not divisible by "
-                             f"num_heads={config['num_heads']}")
+            raise ValueError(
+                f"model hidden_dim={config['hidden_dim']} is not divisible by num_heads={config['num_heads']}"
+            )
         for name, p in (("dropout", dropout), ("attention_dropout", attention_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"model {name} must be in [0, 1), got {p}")
         if attention_dropout > 0 and dropout_seed is not None:
-            raise ValueError(f"model attention_dropout={attention_dropout} with a dropout_seed: nn.MultiheadAttention "
-                             "draws its attention dropout from torch's global generator, which a dropout_seed "
-                             "cannot seed; use attention_dropout=0")
+            raise ValueError(
+                f"model attention_dropout={attention_dropout} with a dropout_seed: nn.MultiheadAttention "
+                "draws its attention dropout from torch's global generator, which a dropout_seed "
+                "cannot seed; use attention_dropout=0"
+            )
         self.arch, self.config = arch, {**config, "dropout": dropout, "attention_dropout": attention_dropout}
         self.in_channels, self.input_size = in_channels, input_size
         with seeded(init_seed):
             rates = {"dropout": dropout, "attention_dropout": attention_dropout}
             if arch == "vit_b_16":
-                model = torchvision.models.vit_b_16(weights=None, image_size=input_size, num_classes=num_outputs,
-                                                    **rates)
+                model = torchvision.models.vit_b_16(
+                    weights=None, image_size=input_size, num_classes=num_outputs, **rates
+                )
             else:
                 model = VisionTransformer(image_size=input_size, num_classes=num_outputs, **config, **rates)
             if in_channels != 3:
@@ -258,7 +274,8 @@ class ViTStages(_ModuleStages):
         self.head = ViTHead(encoder.ln, model.heads)
         self.layer_names = ("embed", *blocks, "head")
         self.stochastic_stages = frozenset(
-            (["embed", *blocks] if dropout > 0 else []) + (blocks if attention_dropout > 0 else []))
+            (["embed", *blocks] if dropout > 0 else []) + (blocks if attention_dropout > 0 else [])
+        )
         if dropout > 0 and dropout_seed is not None:
             self._seed_dropouts(dropout_seed)
 
@@ -314,8 +331,16 @@ def build_backbone(
     valid = backbone_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"model option(s) {', '.join(unknown)} unknown for backbone {name}; "
-                         f"valid options: {', '.join(valid)}")
+        raise ValueError(
+            f"model option(s) {', '.join(unknown)} unknown for backbone {name}; valid options: {', '.join(valid)}"
+        )
     cls, fixed = BACKBONES[name]
-    return cls(**fixed, num_outputs=num_outputs, in_channels=in_channels, input_size=input_size,
-               init_seed=init_seed, dropout_seed=dropout_seed, **options)
+    return cls(
+        **fixed,
+        num_outputs=num_outputs,
+        in_channels=in_channels,
+        input_size=input_size,
+        init_seed=init_seed,
+        dropout_seed=dropout_seed,
+        **options,
+    )

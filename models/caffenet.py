@@ -23,10 +23,17 @@ LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc
 PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
 
 # Caffe's fillers in the paper's prototxt: Gaussian weight std and constant bias per layer.
-CAFFE_WEIGHT_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
-                    "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}
-CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0,
-              "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
+CAFFE_WEIGHT_STD = {
+    "conv1": 0.01,
+    "conv2": 0.01,
+    "conv3": 0.01,
+    "conv4": 0.01,
+    "conv5": 0.01,
+    "fc6": 0.005,
+    "fc7": 0.005,
+    "fc8": 0.01,
+}
+CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0, "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
 
 InitName = Literal["caffe", "kaiming"]
 

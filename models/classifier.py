@@ -140,8 +140,11 @@ class TransferClassifier(LightningModule):
             prefix: Put in front of every key.
         """
         top1 = float(self.val_top1.compute())
-        values = {"val/top1": top1, "val/top5": float(self.val_top5.compute()),
-                  "val/loss": float(self.val_loss.compute())}
+        values = {
+            "val/top1": top1,
+            "val/top5": float(self.val_top5.compute()),
+            "val/loss": float(self.val_loss.compute()),
+        }
         for metric in (self.val_top1, self.val_top5, self.val_loss):
             metric.reset()
         if record:
@@ -152,7 +155,7 @@ class TransferClassifier(LightningModule):
 
     def best_k_mean(self) -> float:
         """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
-        best = sorted(self.val_top1_history)[-self.hparams["best_k"]:]
+        best = sorted(self.val_top1_history)[-self.hparams["best_k"] :]
         return sum(best) / len(best)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -161,8 +164,11 @@ class TransferClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """The validation metrics over every test image of every rank, as ``test/...`` (no history)."""
-        values = {"test/top1": float(self.val_top1.compute()), "test/top5": float(self.val_top5.compute()),
-                  "test/loss": float(self.val_loss.compute())}
+        values = {
+            "test/top1": float(self.val_top1.compute()),
+            "test/top5": float(self.val_top5.compute()),
+            "test/loss": float(self.val_loss.compute()),
+        }
         for metric in (self.val_top1, self.val_top5, self.val_loss):
             metric.reset()
         log_reduced(self, values)
@@ -190,8 +196,9 @@ class TransferClassifier(LightningModule):
         # Sums the training accuracy over the ranks only when the trainer saves this module itself (the hook runs
         # on every rank then); a network saved alone (network_checkpoint, on rank 0) must not start a collective.
         trainer = attached_trainer(self)
-        self.save_state(checkpoint, trainer.strategy if trainer is not None and trainer.lightning_module is self
-                        else None)
+        self.save_state(
+            checkpoint, trainer.strategy if trainer is not None and trainer.lightning_module is self else None
+        )
 
     def save_state(self, checkpoint: dict[str, Any], strategy: Strategy | None) -> None:
         """This network's own checkpoint entries: validation history, training accuracy totals, provenance.
@@ -216,8 +223,10 @@ class TransferClassifier(LightningModule):
             "epoch": epoch,
             "global_step": global_step,
             "pytorch-lightning_version": lightning.__version__,
-            "state_dict": {key: value.detach().cpu() if isinstance(value, Tensor) else value
-                           for key, value in self.state_dict().items()},
+            "state_dict": {
+                key: value.detach().cpu() if isinstance(value, Tensor) else value
+                for key, value in self.state_dict().items()
+            },
             self.CHECKPOINT_HYPER_PARAMS_KEY: dict(self.hparams),
         }
         self.save_state(checkpoint, strategy=None)
@@ -275,8 +284,9 @@ def log_reduced(module: LightningModule, values: Mapping[str, float | Tensor], p
     module.log_dict(dict(values), prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
 
-def log_training_step(module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int,
-                      prefix: str = "") -> None:
+def log_training_step(
+    module: LightningModule, loss: Tensor, accuracy: dict[str, Tensor], batch_size: int, prefix: str = ""
+) -> None:
     """Log a training step's loss and accuracies (keys ``<prefix>train/...``) on the steps the logger writes.
 
     The values are the means over the ranks (whose batches are of one size): one collective, on logging steps

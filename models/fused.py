@@ -129,19 +129,36 @@ class FusedTransfer(LightningModule):
             whose sha256 is not ``base_sha256``.
     """
 
-    def __init__(self, base_checkpoint: str, cells: Sequence[FusedCell], num_classes: int = 500,
-                 in_channels: int = 3, input_size: int = 227, network: dict[str, Any] | None = None,
-                 network_class: str = DEFAULT_CLASSIFIER, frozen_norm: core.FrozenNorm = "eval",
-                 base_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        base_checkpoint: str,
+        cells: Sequence[FusedCell],
+        num_classes: int = 500,
+        in_channels: int = 3,
+        input_size: int = 227,
+        network: dict[str, Any] | None = None,
+        network_class: str = DEFAULT_CLASSIFIER,
+        frozen_norm: core.FrozenNorm = "eval",
+        base_sha256: str | None = None,
+    ) -> None:
         super().__init__()
         specs = [cell if isinstance(cell, FusedCell) else FusedCell(**cell) for cell in cells]
         network = dict(network or {})
         classifier = classifier_class(network_class, "fused group network_class")
         self._check(specs, network, classifier, frozen_norm)
-        self.save_hyperparameters({"base_checkpoint": str(base_checkpoint), "cells": [asdict(s) for s in specs],
-                                   "num_classes": num_classes, "in_channels": in_channels,
-                                   "input_size": input_size, "network": network, "network_class": network_class,
-                                   "frozen_norm": frozen_norm, "base_sha256": base_sha256})
+        self.save_hyperparameters(
+            {
+                "base_checkpoint": str(base_checkpoint),
+                "cells": [asdict(s) for s in specs],
+                "num_classes": num_classes,
+                "in_channels": in_channels,
+                "input_size": input_size,
+                "network": network,
+                "network_class": network_class,
+                "frozen_norm": frozen_norm,
+                "base_sha256": base_sha256,
+            }
+        )
         self.specs = specs
         base, sha256 = core.load_base(str(base_checkpoint))
         core.check_sha256(str(base_checkpoint), sha256, base_sha256, "model.init_args.base_sha256")
@@ -151,30 +168,44 @@ class FusedTransfer(LightningModule):
         # Each cell draws its initialisation and dropout from its own seed, and the global generator is left
         # as it was: the data stream after this constructor is the one a fit of one network would read.
         # A ModuleList (it registers the cells' parameters), typed as the classifiers it holds.
-        self.cells = cast(Sequence[TransferClassifier],
-                          nn.ModuleList([make(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed)
-                                         for spec in specs]))
+        self.cells = cast(
+            Sequence[TransferClassifier],
+            nn.ModuleList([make(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed) for spec in specs]),
+        )
         for spec, cell in zip(specs, self.cells):
-            core.check_depth(spec.n, what=f"fused cell {spec.label!r}: n", layer_names=cell.net.layer_names,
-                             allow_zero=False)
-            cell.transfer_record = core.transfer(cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256,
-                                                 frozen_norm)
+            core.check_depth(
+                spec.n, what=f"fused cell {spec.label!r}: n", layer_names=cell.net.layer_names, allow_zero=False
+            )
+            cell.transfer_record = core.transfer(
+                cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256, frozen_norm
+            )
         deepest = max(range(len(specs)), key=lambda i: specs[i].n)
         self.trunk_cell = deepest
         self.shared_depth = self.trunk.shareable_depth(specs[deepest].n)
         self.last_val: list[dict[str, float]] = [{} for _ in specs]
 
     @classmethod
-    def from_network_arguments(cls, base_checkpoint: str, cells: Sequence[FusedCell],
-                               arguments: Mapping[str, Any], network_class: str = DEFAULT_CLASSIFIER) -> FusedTransfer:
+    def from_network_arguments(
+        cls,
+        base_checkpoint: str,
+        cells: Sequence[FusedCell],
+        arguments: Mapping[str, Any],
+        network_class: str = DEFAULT_CLASSIFIER,
+    ) -> FusedTransfer:
         """The group of ``cells`` whose networks are ``network_class(**arguments)`` (shape included)."""
         shape = {key: arguments[key] for key in ("num_classes", "in_channels", "input_size") if key in arguments}
-        return cls(base_checkpoint, cells, **shape, network_class=network_class,
-                   network={key: value for key, value in arguments.items() if key not in PER_CELL})
+        return cls(
+            base_checkpoint,
+            cells,
+            **shape,
+            network_class=network_class,
+            network={key: value for key, value in arguments.items() if key not in PER_CELL},
+        )
 
     @staticmethod
-    def _check(specs: list[FusedCell], network: dict[str, Any], classifier: type[TransferClassifier],
-               frozen_norm: str) -> None:
+    def _check(
+        specs: list[FusedCell], network: dict[str, Any], classifier: type[TransferClassifier], frozen_norm: str
+    ) -> None:
         if not specs:
             raise ValueError("a fused group needs at least one cell (model.init_args.cells)")
         for spec in specs:
@@ -184,8 +215,10 @@ class FusedTransfer(LightningModule):
                 "a fused group needs frozen_norm 'eval': with 'train' the shared frozen stages' batch statistics "
                 "would follow the data in the trunk network only. Train such cells one by one"
             )
-        for what, values in (("folder", [str(Path(s.root).resolve()) for s in specs]),
-                             ("name", [s.label for s in specs])):
+        for what, values in (
+            ("folder", [str(Path(s.root).resolve()) for s in specs]),
+            ("name", [s.label for s in specs]),
+        ):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"fused cells must have distinct {what}s; repeated: {', '.join(repeated)}")
@@ -307,8 +340,9 @@ class FusedTransfer(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @override
-    def configure_gradient_clipping(self, optimizer: Optimizer, gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
+    def configure_gradient_clipping(
+        self, optimizer: Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
         """Clip each cell's gradients on their own, as a fit of that cell alone would."""
         if not gradient_clip_val:
             return
@@ -361,12 +395,21 @@ class FusedTransfer(LightningModule):
         trainer = attached_trainer(self)
         step = trainer.global_step if trainer is not None else 0
         for spec, cell, last in zip(self.specs, self.cells, self.last_val):
-            rows.append({
-                "name": spec.label, "n": spec.n, "mode": "frozen", "seed": spec.seed, "root": str(spec.root),
-                "base_checkpoint": self.hparams["base_checkpoint"], "global_step": step, **last,
-                "val_top1_history": list(cell.val_top1_history),
-                "checkpoint": str(Path(spec.root) / LAST_CHECKPOINT), "fused_with": names,
-            })
+            rows.append(
+                {
+                    "name": spec.label,
+                    "n": spec.n,
+                    "mode": "frozen",
+                    "seed": spec.seed,
+                    "root": str(spec.root),
+                    "base_checkpoint": self.hparams["base_checkpoint"],
+                    "global_step": step,
+                    **last,
+                    "val_top1_history": list(cell.val_top1_history),
+                    "checkpoint": str(Path(spec.root) / LAST_CHECKPOINT),
+                    "fused_with": names,
+                }
+            )
         return rows
 
     def export_cells(self) -> None:

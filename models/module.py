@@ -15,8 +15,14 @@ from models.classifier import (
 )
 from models.recipes import recipe
 
-__all__ = ["TRANSFER_KEY", "CaffeNetClassifier", "TrainAccuracy", "count_parameters", "log_training_step",
-           "logs_this_step"]
+__all__ = [
+    "TRANSFER_KEY",
+    "CaffeNetClassifier",
+    "TrainAccuracy",
+    "count_parameters",
+    "log_training_step",
+    "logs_this_step",
+]
 
 
 class CaffeNetClassifier(TransferClassifier):
@@ -68,14 +74,29 @@ class CaffeNetClassifier(TransferClassifier):
         widths = tuple(widths)
         outputs = num_classes if num_outputs is None else num_outputs
         self.check_task(num_classes, outputs, best_k)
-        solver = recipe("caffe", lr=lr, weight_decay=weight_decay, momentum=momentum, bias_lr_mult=bias_lr_mult,
-                        lr_step_iters=lr_step_iters, lr_gamma=lr_gamma)
+        solver = recipe(
+            "caffe",
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            bias_lr_mult=bias_lr_mult,
+            lr_step_iters=lr_step_iters,
+            lr_gamma=lr_gamma,
+        )
         net = CaffeNet(
-            num_outputs=outputs, in_channels=in_channels, input_size=input_size, widths=widths,
-            conv1_kernel=conv1_kernel, conv1_stride=conv1_stride, conv1_padding=conv1_padding,
-            conv2_kernel=conv2_kernel, groups=groups, dropout=dropout, init_seed=init_seed,
-            dropout_seed=dropout_seed, init=init,
+            num_outputs=outputs,
+            in_channels=in_channels,
+            input_size=input_size,
+            widths=widths,
+            conv1_kernel=conv1_kernel,
+            conv1_stride=conv1_stride,
+            conv1_padding=conv1_padding,
+            conv2_kernel=conv2_kernel,
+            groups=groups,
+            dropout=dropout,
+            init_seed=init_seed,
+            dropout_seed=dropout_seed,
+            init=init,
         )
         super().__init__(net, solver, outputs)
         self.save_arguments(locals())
-

@@ -66,8 +66,10 @@ class StagedNetwork(nn.Module):
         count = len(self.layer_names)
         last = count if last is None else last
         if not 1 <= first <= last <= count:
-            raise ValueError(f"forward_layers needs 1 <= first <= last <= {count} "
-                             f"({', '.join(self.layer_names)}), got {first}..{last}")
+            raise ValueError(
+                f"forward_layers needs 1 <= first <= last <= {count} "
+                f"({', '.join(self.layer_names)}), got {first}..{last}"
+            )
         for index in range(first, last + 1):
             x = self.stage(self.layer_names[index - 1], x)
         return x

@@ -34,8 +34,11 @@ def _rules(net: StagedNetwork) -> list[tuple[str, str]] | None:
             rules.append((f"{name}.", f"{name.replace('_', '.')}."))
         return [*rules, ("head.fc.", "fc.")]
     if isinstance(net, ViTStages):
-        rules = [("embed.conv_proj.", "conv_proj."), ("embed.class_token", "class_token"),
-                 ("embed.pos_embedding", "encoder.pos_embedding")]
+        rules = [
+            ("embed.conv_proj.", "conv_proj."),
+            ("embed.class_token", "class_token"),
+            ("embed.pos_embedding", "encoder.pos_embedding"),
+        ]
         for index, name in enumerate(net.layer_names[1:-1]):
             rules.append((f"{name}.", f"encoder.layers.encoder_layer_{index}."))
         return [*rules, ("head.ln.", "encoder.ln."), ("head.fc.", "heads.")]
@@ -50,7 +53,7 @@ def _head_prefixes(net: StagedNetwork) -> tuple[str, ...]:
 def _torchvision_name(key: str, rules: list[tuple[str, str]]) -> str:
     for staged, torchvision in rules:
         if key.startswith(staged):
-            return torchvision + key[len(staged):]
+            return torchvision + key[len(staged) :]
     raise KeyError(key)  # every tensor of a staged ResNet or ViT starts with a stage's prefix
 
 
@@ -97,27 +100,36 @@ def _shape_hint(key: str, found: tuple[int, ...], wanted: tuple[int, ...], net: 
     """What to change when ``key`` has shape ``found`` in the file and ``wanted`` in the network."""
     if key == "conv1.weight" and isinstance(net, ResNetStages):
         if found[2:] != wanted[2:]:
-            return (f"A ResNet with stem {net.stem_name!r} has a {wanted[2]}x{wanted[3]} conv1, the file's is "
-                    f"{found[2]}x{found[3]}: use model backbone_options.stem "
-                    f"{'imagenet' if found[2] == 7 else 'small'}")
+            return (
+                f"A ResNet with stem {net.stem_name!r} has a {wanted[2]}x{wanted[3]} conv1, the file's is "
+                f"{found[2]}x{found[3]}: use model backbone_options.stem "
+                f"{'imagenet' if found[2] == 7 else 'small'}"
+            )
         if found[1] != wanted[1]:
-            return (f"The file's conv1 reads {found[1]} input channel(s), the data has {wanted[1]}: give the data "
-                    f"{found[1]} channel(s) (an image folder: data.init_args.channels {found[1]}; Fashion-MNIST: "
-                    f"data.init_args.channels {found[1]} repeats its grey channel)")
+            return (
+                f"The file's conv1 reads {found[1]} input channel(s), the data has {wanted[1]}: give the data "
+                f"{found[1]} channel(s) (an image folder: data.init_args.channels {found[1]}; Fashion-MNIST: "
+                f"data.init_args.channels {found[1]} repeats its grey channel)"
+            )
     if key == "encoder.pos_embedding" and isinstance(net, ViTStages):
         patch = net.config["patch_size"]
         side = round((found[1] - 1) ** 0.5)
-        return (f"The file's position embedding is for {found[1] - 1} patches ({side}x{side}: input_size "
-                f"{side * patch} at patch_size {patch}), this network's for {wanted[1] - 1}: set the data's crop "
-                f"size to {side * patch}")
+        return (
+            f"The file's position embedding is for {found[1] - 1} patches ({side}x{side}: input_size "
+            f"{side * patch} at patch_size {patch}), this network's for {wanted[1] - 1}: set the data's crop "
+            f"size to {side * patch}"
+        )
     if key == "conv_proj.weight" and isinstance(net, ViTStages) and found[1] != wanted[1]:
-        return (f"The file's patch projection reads {found[1]} input channel(s), the data has {wanted[1]}: give the "
-                f"data {found[1]} channel(s)")
+        return (
+            f"The file's patch projection reads {found[1]} input channel(s), the data has {wanted[1]}: give the "
+            f"data {found[1]} channel(s)"
+        )
     return "The network's settings (backbone, patch_size, num_layers, hidden_dim, mlp_dim ...) must be the file's"
 
 
-def staged_state_dict(state: Mapping[str, Tensor], net: StagedNetwork,
-                      what: str = "transfer base_checkpoint") -> dict[str, Tensor]:
+def staged_state_dict(
+    state: Mapping[str, Tensor], net: StagedNetwork, what: str = "transfer base_checkpoint"
+) -> dict[str, Tensor]:
     """The tensors of a torchvision-format ``state`` under ``net``'s staged names, for every stage but the head.
 
     Args:
@@ -137,24 +149,33 @@ def staged_state_dict(state: Mapping[str, Tensor], net: StagedNetwork,
     tensors = _network_tensors(net)
     heads = _head_prefixes(net)
     arch = getattr(net, "arch", type(net).__name__)
-    builder = ("torchvision.models.VisionTransformer(...)" if arch == "vit"  # the small ViT: its own settings
-               else f"torchvision.models.{arch}(weights=...)")
-    redo = ("give the whole state dict of a torchvision model with this network's architecture and settings: "
-            f"torch.save({builder}.state_dict(), path)")
+    builder = (
+        "torchvision.models.VisionTransformer(...)"
+        if arch == "vit"  # the small ViT: its own settings
+        else f"torchvision.models.{arch}(weights=...)"
+    )
+    redo = (
+        "give the whole state dict of a torchvision model with this network's architecture and settings: "
+        f"torch.save({builder}.state_dict(), path)"
+    )
     missing = [key for key in names if key not in state]
     unexpected = [key for key in state if key not in names and not key.startswith(heads)]
     if missing or unexpected:
-        parts = ([f"lacks {len(missing)} tensor(s) of this {type(net).__name__} ({_listed(missing)})"] if missing
-                 else []) + ([f"has {len(unexpected)} tensor(s) it does not know ({_listed(unexpected)})"]
-                             if unexpected else [])
+        parts = (
+            [f"lacks {len(missing)} tensor(s) of this {type(net).__name__} ({_listed(missing)})"] if missing else []
+        ) + ([f"has {len(unexpected)} tensor(s) it does not know ({_listed(unexpected)})"] if unexpected else [])
         raise ValueError(f"{what} is a torchvision-format state dict that {' and '.join(parts)}: {redo}")
     wrong = [key for key, staged in names.items() if tuple(state[key].shape) != tuple(tensors[staged].shape)]
     if wrong:
-        shapes = "; ".join(f"{key!r}: {tuple(state[key].shape)} in the file, {tuple(tensors[names[key]].shape)} "
-                           "in this network" for key in wrong[:SHOWN])
+        shapes = "; ".join(
+            f"{key!r}: {tuple(state[key].shape)} in the file, {tuple(tensors[names[key]].shape)} in this network"
+            for key in wrong[:SHOWN]
+        )
         more = f" ({len(wrong) - SHOWN} more)" if len(wrong) > SHOWN else ""
         first = wrong[0]
         hint = _shape_hint(first, tuple(state[first].shape), tuple(tensors[names[first]].shape), net)
-        raise ValueError(f"{what}: {len(wrong)} tensor(s) of the torchvision-format file have another shape than "
-                         f"in this {type(net).__name__}: {shapes}{more}. {hint}")
+        raise ValueError(
+            f"{what}: {len(wrong)} tensor(s) of the torchvision-format file have another shape than "
+            f"in this {type(net).__name__}: {shapes}{more}. {hint}"
+        )
     return {staged: state[key] for key, staged in names.items()}

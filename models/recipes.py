@@ -88,8 +88,10 @@ class Recipe:
                 (decay if self._decays(name, param) else no_decay).append(param)
         extra = {"momentum": self.momentum} if self.optimizer == "sgd" else {"betas": (self.momentum, 0.999)}
         decaying, other = GROUP_NAMES[self.decay]
-        groups = [{"name": decaying, "params": decay, "lr": self.lr, "weight_decay": self.weight_decay},
-                  {"name": other, "params": no_decay, "lr": self.lr * self.bias_lr_mult, "weight_decay": 0.0}]
+        groups = [
+            {"name": decaying, "params": decay, "lr": self.lr, "weight_decay": self.weight_decay},
+            {"name": other, "params": no_decay, "lr": self.lr * self.bias_lr_mult, "weight_decay": 0.0},
+        ]
         return [{**group, **extra} for group in groups if group["params"]]
 
     def _decays(self, name: str, param: nn.Parameter) -> bool:

@@ -9,8 +9,8 @@ norms keep the base's running statistics (``frozen_norm="eval"``) or follow the 
 (``"train"``); LayerNorm and CaffeNet's LRN have no statistics.
 
 A network is a ``models.network.StagedNetwork``: ``layer_names`` (its stages in order, the head last),
-each an attribute of that name (``models.CaffeNet``, ``models.backbones``). ``TransferCallback`` applies this to the network of
-one LightningModule, ``models.fused.FusedTransfer`` to each network of a group, the study's grid
+each an attribute of that name (``models.CaffeNet``, ``models.backbones``). ``TransferCallback`` applies this to
+the network of one LightningModule, ``models.fused.FusedTransfer`` to each network of a group, the study's grid
 takes the range of n from here; nothing else restates it.
 
 A base is a staged network's checkpoint (a Lightning checkpoint or its state dict) or a torchvision-format weights
@@ -68,8 +68,9 @@ def describe_depths(layer_names: tuple[str, ...] = LAYER_NAMES) -> str:
     return f"{names}; {layer_names[-1]} is always new"
 
 
-def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] = LAYER_NAMES,
-                allow_zero: bool = True) -> int:
+def check_depth(
+    n: Any, what: str = "transfer n", layer_names: tuple[str, ...] = LAYER_NAMES, allow_zero: bool = True
+) -> int:
     """``n`` if it is a valid transfer depth (0 = nothing transferred, when ``allow_zero``).
 
     Raises:
@@ -77,8 +78,9 @@ def check_depth(n: Any, what: str = "transfer n", layer_names: tuple[str, ...] =
     """
     low = 0 if allow_zero else 1
     if isinstance(n, bool) or not isinstance(n, int) or not low <= n <= max_depth(layer_names):
-        raise ValueError(f"{what} must be an integer in {low}..{max_depth(layer_names)} "
-                         f"({describe_depths(layer_names)}), got {n!r}")
+        raise ValueError(
+            f"{what} must be an integer in {low}..{max_depth(layer_names)} ({describe_depths(layer_names)}), got {n!r}"
+        )
     return n
 
 
@@ -109,8 +111,9 @@ def check_mode(mode: Any, what: str = "transfer mode") -> TransferMode:
     return _check_choice(mode, MODES, what)
 
 
-def check_base(mode: TransferMode | None, has_base: bool,
-               what: str = "a base network to copy layers 1..n from") -> None:
+def check_base(
+    mode: TransferMode | None, has_base: bool, what: str = "a base network to copy layers 1..n from"
+) -> None:
     """The one rule that ``finetune`` (AnB+, BnB+) starts from a base network; ``frozen`` without one freezes random
     features. Raises a ValueError ``transfer mode 'finetune' needs <what>`` when it has none."""
     if mode == "finetune" and not has_base:
@@ -143,8 +146,14 @@ class TransferRecord:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TransferRecord:
-        return cls(state.get("base_checkpoint"), state.get("sha256"), int(state.get("n", 0)),
-                   state.get("mode", "frozen"), tuple(state.get("copied") or ()), state.get("frozen_norm", "eval"))
+        return cls(
+            state.get("base_checkpoint"),
+            state.get("sha256"),
+            int(state.get("n", 0)),
+            state.get("mode", "frozen"),
+            tuple(state.get("copied") or ()),
+            state.get("frozen_norm", "eval"),
+        )
 
 
 def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
@@ -200,9 +209,11 @@ def load_base(path: str) -> tuple[dict[str, Tensor], str]:
             f"transfer base_checkpoint {path!r} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
         ) from err
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    tensors = {} if not isinstance(state, dict) else {
-        key: value for key, value in state.items() if isinstance(key, str) and isinstance(value, Tensor)
-    }
+    tensors = (
+        {}
+        if not isinstance(state, dict)
+        else {key: value for key, value in state.items() if isinstance(key, str) and isinstance(value, Tensor)}
+    )
     if not tensors:
         raise ValueError(
             f"transfer base_checkpoint {path!r} holds no weights: expected a Lightning checkpoint (a dict "
@@ -237,8 +248,13 @@ def check_sha256(path: str, sha256: str, expected: str | None, setting: str = "b
         )
 
 
-def copy_layers(base: dict[str, Tensor], net: nn.Module, layers: tuple[str, ...],
-                what: str = "transfer base_checkpoint", dry_run: bool = False) -> tuple[str, ...]:
+def copy_layers(
+    base: dict[str, Tensor],
+    net: nn.Module,
+    layers: tuple[str, ...],
+    what: str = "transfer base_checkpoint",
+    dry_run: bool = False,
+) -> tuple[str, ...]:
     """Copy every tensor of ``layers`` from ``base`` into ``net`` by name; return the copied names.
 
     The one place a base is read into a network (``TransferCallback``, ``FusedTransfer``, the CLI's pre-flight
@@ -288,8 +304,10 @@ def layer_names_of(net: nn.Module) -> tuple[str, ...]:
     """
     names = getattr(net, "layer_names", None)
     if not names or not all(isinstance(getattr(net, name, None), nn.Module) for name in names):
-        raise TypeError(f"transfer needs a network with named layers (`layer_names`, e.g. CaffeNet's "
-                        f"{', '.join(LAYER_NAMES)}); {type(net).__name__} has none")
+        raise TypeError(
+            f"transfer needs a network with named layers (`layer_names`, e.g. CaffeNet's "
+            f"{', '.join(LAYER_NAMES)}); {type(net).__name__} has none"
+        )
     return tuple(names)
 
 
@@ -306,20 +324,32 @@ def freeze(net: nn.Module, layers: tuple[str, ...], frozen_norm: FrozenNorm = "e
         getattr(net, name).requires_grad_(False)
     if frozen_norm != "eval":
         return ()
-    norms = tuple(f"{name}.{sub}" if sub else name for name in layers
-                  for sub, module in getattr(net, name).named_modules() if isinstance(module, _BatchNorm))
+    norms = tuple(
+        f"{name}.{sub}" if sub else name
+        for name in layers
+        for sub, module in getattr(net, name).named_modules()
+        if isinstance(module, _BatchNorm)
+    )
     if norms:
         keep_in_eval = getattr(net, "keep_in_eval", None)
         if keep_in_eval is None:
-            raise TypeError(f"{type(net).__name__} has batch norms in frozen stages but cannot hold them in eval "
-                            "mode: make it a models.network.StagedNetwork")
+            raise TypeError(
+                f"{type(net).__name__} has batch norms in frozen stages but cannot hold them in eval "
+                "mode: make it a models.network.StagedNetwork"
+            )
         keep_in_eval(norms)
     return norms
 
 
-def transfer(net: nn.Module, n: int, mode: TransferMode, base: dict[str, Tensor] | None = None,
-             base_checkpoint: str | None = None, sha256: str | None = None,
-             frozen_norm: FrozenNorm = "eval") -> TransferRecord:
+def transfer(
+    net: nn.Module,
+    n: int,
+    mode: TransferMode,
+    base: dict[str, Tensor] | None = None,
+    base_checkpoint: str | None = None,
+    sha256: str | None = None,
+    frozen_norm: FrozenNorm = "eval",
+) -> TransferRecord:
     """Copy layers 1..n of ``base`` into ``net`` (when a base is given) and freeze them for ``frozen``.
 
     Args:

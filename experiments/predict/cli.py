@@ -37,41 +37,80 @@ class PredictArgumentParser(ShortParseErrors, ArgumentParser):
 
 def build_parser() -> ArgumentParser:
     """The command line: the inputs, the target data (``--config``, ``--data``), the settings."""
-    parser = PredictArgumentParser(prog=PROG, description=(
-        "Predict how transferable each stage of a base network is to target data, in seconds: LogME, the "
-        "regularised H-score, TransRate and a linear probe on each stage's features of a sample of the target's "
-        "validation images (see docs and experiments/predict)."))
-    parser.add_argument("--base", type=str, required=True,
-                        help="base network A: a checkpoint of this project (a fit's or a study cell's last.ckpt), or "
-                             "a torchvision weights file with --backbone")
-    parser.add_argument("--config", type=str | None, default=None,
-                        help="a fit config whose data section is the target data (repeatable, merged left to right, "
-                             "--data.* overrides after it win)")
-    parser.add_subclass_arguments(LightningDataModule, "data", required=False,
-                                  help="the target data module (or its section from --config)")
-    parser.add_argument("--target_base", type=str | None, default=None,
-                        help="the target's own base network B (a checkpoint): adds the selffer and difference variants")
-    parser.add_argument("--backbone", type=str | None, default=None,
-                        help="the torchvision backbone a --base weights file holds (resnet18, resnet50, vit_b_16, vit)")
-    parser.add_argument("--backbone_options", type=dict[str, Any] | None, default=None,
-                        help="its options, e.g. '{stem: small}' (models.backbones.build_backbone)")
+    parser = PredictArgumentParser(
+        prog=PROG,
+        description=(
+            "Predict how transferable each stage of a base network is to target data, in seconds: LogME, the "
+            "regularised H-score, TransRate and a linear probe on each stage's features of a sample of the target's "
+            "validation images (see docs and experiments/predict)."
+        ),
+    )
+    parser.add_argument(
+        "--base",
+        type=str,
+        required=True,
+        help="base network A: a checkpoint of this project (a fit's or a study cell's last.ckpt), or "
+        "a torchvision weights file with --backbone",
+    )
+    parser.add_argument(
+        "--config",
+        type=str | None,
+        default=None,
+        help="a fit config whose data section is the target data (repeatable, merged left to right, "
+        "--data.* overrides after it win)",
+    )
+    parser.add_subclass_arguments(
+        LightningDataModule, "data", required=False, help="the target data module (or its section from --config)"
+    )
+    parser.add_argument(
+        "--target_base",
+        type=str | None,
+        default=None,
+        help="the target's own base network B (a checkpoint): adds the selffer and difference variants",
+    )
+    parser.add_argument(
+        "--backbone",
+        type=str | None,
+        default=None,
+        help="the torchvision backbone a --base weights file holds (resnet18, resnet50, vit_b_16, vit)",
+    )
+    parser.add_argument(
+        "--backbone_options",
+        type=dict[str, Any] | None,
+        default=None,
+        help="its options, e.g. '{stem: small}' (models.backbones.build_backbone)",
+    )
     parser.add_argument("--images", type=int, default=IMAGES, help="validation images in the sample")
     parser.add_argument("--seed", type=int, default=0, help="draws the sample and the probe's held-out part")
-    parser.add_argument("--pooling", type=Pooling, default="avg",
-                        help="avg: mean over space or tokens; grid: adaptive average pool to grid x grid, flattened")
+    parser.add_argument(
+        "--pooling",
+        type=Pooling,
+        default="avg",
+        help="avg: mean over space or tokens; grid: adaptive average pool to grid x grid, flattened",
+    )
     parser.add_argument("--grid", type=int, default=GRID, help="the grid pooling's side")
     parser.add_argument("--max_dim", type=int, default=MAX_DIM, help="the most features per stage")
-    parser.add_argument("--estimators", type=list[EstimatorName], default=list(ESTIMATOR_NAMES),
-                        help="which estimators (default all)")
-    parser.add_argument("--match_mean", type=bool, default=True,
-                        help="each network reads the images with its own training data's mean image, where its "
-                             "checkpoint records it (as the study's AnB transfers)")
+    parser.add_argument(
+        "--estimators", type=list[EstimatorName], default=list(ESTIMATOR_NAMES), help="which estimators (default all)"
+    )
+    parser.add_argument(
+        "--match_mean",
+        type=bool,
+        default=True,
+        help="each network reads the images with its own training data's mean image, where its "
+        "checkpoint records it (as the study's AnB transfers)",
+    )
     parser.add_argument("--batch_size", type=int, default=BATCH_SIZE, help="images per forward pass")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--output", type=str, default="runs/predict",
-                        help="folder for scores.csv, scores.md, scores.png, scores.json")
-    parser.add_argument("--wandb", type=outputs.WandbMode, default="off",
-                        help="log the scores as a W&B table: off, offline or online (unreachable: offline)")
+    parser.add_argument(
+        "--output", type=str, default="runs/predict", help="folder for scores.csv, scores.md, scores.png, scores.json"
+    )
+    parser.add_argument(
+        "--wandb",
+        type=outputs.WandbMode,
+        default="off",
+        help="log the scores as a W&B table: off, offline or online (unreachable: offline)",
+    )
     parser.add_argument("--wandb_project", type=str, default=WANDB_PROJECT, help="the W&B project")
     return parser
 
@@ -85,8 +124,10 @@ def data_section(path: str) -> dict[str, Any]:
     """
     file = Path(path)
     if not file.is_file():
-        raise InputFileError(f"--config {path!r} does not exist or is not a file: give a fit config, e.g. "
-                             "experiments/configs/fmnist/base.yaml or a study cell's config.yaml")
+        raise InputFileError(
+            f"--config {path!r} does not exist or is not a file: give a fit config, e.g. "
+            "experiments/configs/fmnist/base.yaml or a study cell's config.yaml"
+        )
     try:
         config = yaml.safe_load(file.read_text())
     except yaml.YAMLError as err:
@@ -119,13 +160,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, files = expand_configs(sys.argv[1:] if argv is None else argv)
     config = build_parser().parse_args(args)
     if config.data is None:
-        raise SettingError("no target data: give --config FILE (a fit config with a data section) or --data CLASS "
-                           "with its --data.init_args.*")
-    predict(config.base, config.data.as_dict(), target_base=config.target_base, backbone=config.backbone,
-            backbone_options=config.backbone_options, images=config.images, seed=config.seed, pooling=config.pooling,
-            grid=config.grid, max_dim=config.max_dim, estimators=config.estimators, match_mean=config.match_mean,
-            batch_size=config.batch_size, device=config.device, output=config.output, wandb=config.wandb,
-            wandb_project=config.wandb_project, config_files=files)
+        raise SettingError(
+            "no target data: give --config FILE (a fit config with a data section) or --data CLASS "
+            "with its --data.init_args.*"
+        )
+    predict(
+        config.base,
+        config.data.as_dict(),
+        target_base=config.target_base,
+        backbone=config.backbone,
+        backbone_options=config.backbone_options,
+        images=config.images,
+        seed=config.seed,
+        pooling=config.pooling,
+        grid=config.grid,
+        max_dim=config.max_dim,
+        estimators=config.estimators,
+        match_mean=config.match_mean,
+        batch_size=config.batch_size,
+        device=config.device,
+        output=config.output,
+        wandb=config.wandb,
+        wandb_project=config.wandb_project,
+        config_files=files,
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,15 @@ def _inputs(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
         ValueError: Not ``(N, D)`` and ``(N,)`` of the same ``N >= 2``, or fewer than two classes.
     """
     if features.dim() != 2 or labels.dim() != 1 or len(features) != len(labels):
-        raise ValueError(f"an estimator takes features (N, D) and labels (N,), got {tuple(features.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"an estimator takes features (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     classes, index = torch.unique(labels.cpu(), return_inverse=True)
     if len(features) < 2 or len(classes) < 2:
-        raise ValueError(f"an estimator needs at least two examples of two classes, got {len(features)} examples "
-                         f"of {len(classes)} class(es)")
+        raise ValueError(
+            f"an estimator needs at least two examples of two classes, got {len(features)} examples "
+            f"of {len(classes)} class(es)"
+        )
     return features.detach().cpu().to(torch.float64), index, len(classes)
 
 
@@ -72,8 +75,14 @@ def logme_evidence(alpha: Tensor, beta: Tensor, s: Tensor, z: Tensor, outside: T
     """
     _, m_norm, residual = _logme_terms(alpha, beta, s, z, outside)
     log_det = torch.log(alpha + beta * s[:, None]).sum(0)
-    return (len(s) / 2 * torch.log(alpha) + n / 2 * torch.log(beta) - n / 2 * math.log(2 * math.pi)
-            - beta / 2 * residual - alpha / 2 * m_norm - log_det / 2)
+    return (
+        len(s) / 2 * torch.log(alpha)
+        + n / 2 * torch.log(beta)
+        - n / 2 * math.log(2 * math.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m_norm
+        - log_det / 2
+    )
 
 
 def _spectrum(f: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,8 +104,9 @@ def _spectrum(f: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(kept, s, torch.zeros_like(s)), (u.T @ targets) * kept[:, None]
 
 
-def logme_fit(features: Tensor, labels: Tensor, max_iterations: int = LOGME_MAX_ITERATIONS,
-              tolerance: float = LOGME_TOLERANCE) -> LogMEFit:
+def logme_fit(
+    features: Tensor, labels: Tensor, max_iterations: int = LOGME_MAX_ITERATIONS, tolerance: float = LOGME_TOLERANCE
+) -> LogMEFit:
     """Maximise each class's evidence over ``alpha`` (prior precision) and ``beta`` (noise precision).
 
     The fixed point of You et al. (Algorithm 1, MacKay's updates) from ``alpha = beta = 1``, on the SVD of ``F``:
@@ -217,19 +227,27 @@ def holdout_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, T
     held = []
     for c in torch.unique(labels):
         members = order[labels[order] == c]
-        held.append(members[:round(fraction * len(members))])
+        held.append(members[: round(fraction * len(members))])
     held_out = torch.cat(held).sort().values
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[held_out] = False
     train = torch.nonzero(mask).flatten()
     if len(train) == 0 or len(held_out) == 0:
-        raise ValueError(f"the probe's holdout fraction {fraction} leaves no examples to train on or to test on of "
-                         f"{len(labels)}: give more images")
+        raise ValueError(
+            f"the probe's holdout fraction {fraction} leaves no examples to train on or to test on of "
+            f"{len(labels)}: give more images"
+        )
     return train, held_out
 
 
-def linear_probe(features: Tensor, labels: Tensor, steps: int = PROBE_STEPS, weight_decay: float = PROBE_WEIGHT_DECAY,
-                 holdout: float = PROBE_HOLDOUT, seed: int = 0) -> float:
+def linear_probe(
+    features: Tensor,
+    labels: Tensor,
+    steps: int = PROBE_STEPS,
+    weight_decay: float = PROBE_WEIGHT_DECAY,
+    holdout: float = PROBE_HOLDOUT,
+    seed: int = 0,
+) -> float:
     """Held-out accuracy of a multinomial logistic regression on the features.
 
     A ``holdout`` fraction of each class (drawn with ``seed``) is held out; the features are standardised with the
@@ -246,8 +264,7 @@ def linear_probe(features: Tensor, labels: Tensor, steps: int = PROBE_STEPS, wei
     x = (f - mean) / std
     weight = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=steps, history_size=10,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=steps, history_size=10, line_search_fn="strong_wolfe")
 
     def loss() -> Tensor:
         optimizer.zero_grad()
@@ -263,5 +280,9 @@ def linear_probe(features: Tensor, labels: Tensor, steps: int = PROBE_STEPS, wei
     return float((predicted == index[held_out]).double().mean())
 
 
-ESTIMATORS: dict[str, Callable[..., float]] = {"logme": logme, "hscore": hscore, "transrate": transrate,
-                                               "probe": linear_probe}
+ESTIMATORS: dict[str, Callable[..., float]] = {
+    "logme": logme,
+    "hscore": hscore,
+    "transrate": transrate,
+    "probe": linear_probe,
+}

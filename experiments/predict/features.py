@@ -57,22 +57,32 @@ def pool(x: Tensor, pooling: Pooling = "avg", grid: int = GRID, max_dim: int = M
         else:
             side = math.isqrt(x.shape[1] - 1)
             if side * side != x.shape[1] - 1:
-                raise ValueError(f"grid pooling lays out the patch tokens as a square: {x.shape[1]} tokens are not "
-                                 "a class token and a square of patches; use pooling avg")
+                raise ValueError(
+                    f"grid pooling lays out the patch tokens as a square: {x.shape[1]} tokens are not "
+                    "a class token and a square of patches; use pooling avg"
+                )
             x = x[:, 1:].transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
     if x.dim() == 4:  # feature maps (B, C, H, W)
         side = 1 if pooling == "avg" else _grid_side(x.shape[1], grid, max_dim)
         x = F.adaptive_avg_pool2d(x, side).flatten(1)
     if x.dim() != 2:
-        raise ValueError(f"a stage's output must be (batch, features), (batch, tokens, features) or feature maps "
-                         f"(batch, channels, height, width), got {tuple(x.shape)}")
+        raise ValueError(
+            f"a stage's output must be (batch, features), (batch, tokens, features) or feature maps "
+            f"(batch, channels, height, width), got {tuple(x.shape)}"
+        )
     if x.shape[1] > max_dim:
         x = F.adaptive_avg_pool1d(x[:, None], max_dim)[:, 0]
     return x
 
 
-def stage_features(net: StagedNetwork, batches: Iterable[Any], pooling: Pooling = "avg", grid: int = GRID,
-                   max_dim: int = MAX_DIM, device: str | torch.device = "cpu") -> tuple[list[Tensor], Tensor]:
+def stage_features(
+    net: StagedNetwork,
+    batches: Iterable[Any],
+    pooling: Pooling = "avg",
+    grid: int = GRID,
+    max_dim: int = MAX_DIM,
+    device: str | torch.device = "cpu",
+) -> tuple[list[Tensor], Tensor]:
     """Every transferable stage's pooled features of the images of ``batches``, and their labels.
 
     Args:

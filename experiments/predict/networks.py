@@ -28,8 +28,10 @@ class Network:
 def _existing(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"{what} {str(path)!r} does not exist or is not a file: give a base network's "
-                             "checkpoint (a fit's or a study cell's checkpoints/last.ckpt)")
+        raise InputFileError(
+            f"{what} {str(path)!r} does not exist or is not a file: give a base network's "
+            "checkpoint (a fit's or a study cell's checkpoints/last.ckpt)"
+        )
     return path
 
 
@@ -47,13 +49,22 @@ def load_checkpoint(path: str | Path, what: str = "--base") -> Network:
         net = load_classifier(path).net
         recorded = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(DATA_RECORD)
     except Exception as err:  # truncated, corrupt, unsafe, or not a classifier's checkpoint
-        raise SettingError(f"{what} {str(path)!r} cannot be read as a network checkpoint of this project "
-                           f"({type(err).__name__}: {err}); a torchvision weights file needs --backbone") from err
+        raise SettingError(
+            f"{what} {str(path)!r} cannot be read as a network checkpoint of this project "
+            f"({type(err).__name__}: {err}); a torchvision weights file needs --backbone"
+        ) from err
     return Network(net, path, dict(recorded) if isinstance(recorded, Mapping) else None)
 
 
-def load_weights(path: str | Path, backbone: str, options: Mapping[str, Any], in_channels: int, input_size: int,
-                 num_outputs: int, what: str = "--base") -> Network:
+def load_weights(
+    path: str | Path,
+    backbone: str,
+    options: Mapping[str, Any],
+    in_channels: int,
+    input_size: int,
+    num_outputs: int,
+    what: str = "--base",
+) -> Network:
     """A torchvision backbone (``models.backbones.build_backbone``) with the weights of a torchvision-format file,
     mapped to its stages by ``models.pretrained``; every stage but the head must be in the file.
 
@@ -72,11 +83,14 @@ def load_weights(path: str | Path, backbone: str, options: Mapping[str, Any], in
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise SettingError(f"{what} {str(path)!r} cannot be read as a weights file ({type(err).__name__}: "
-                           f"{err})") from err
+        raise SettingError(
+            f"{what} {str(path)!r} cannot be read as a weights file ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(state, Mapping) or not is_torchvision_state(state, net):
-        raise SettingError(f"{what} {str(path)!r} is not a torchvision state dict of --backbone {backbone}: give the "
-                           "weights file of that architecture, or a checkpoint of this project without --backbone")
+        raise SettingError(
+            f"{what} {str(path)!r} is not a torchvision state dict of --backbone {backbone}: give the "
+            "weights file of that architecture, or a checkpoint of this project without --backbone"
+        )
     try:
         mapped = staged_state_dict(state, net, f"{what} {str(path)!r}")
     except (ValueError, TypeError) as err:
@@ -85,6 +99,8 @@ def load_weights(path: str | Path, backbone: str, options: Mapping[str, Any], in
     head = net.layer_names[-1]
     lacking = [key for key in missing if key.split(".")[0] != head]
     if unexpected or lacking:
-        raise SettingError(f"{what} {str(path)!r} does not fit --backbone {backbone} {dict(options)}: missing "
-                           f"{lacking[:5]}, unexpected {list(unexpected)[:5]}")
+        raise SettingError(
+            f"{what} {str(path)!r} does not fit --backbone {backbone} {dict(options)}: missing "
+            f"{lacking[:5]}, unexpected {list(unexpected)[:5]}"
+        )
     return Network(net, path, None)

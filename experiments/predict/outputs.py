@@ -19,10 +19,10 @@ from typing import Any, Literal
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a server or in CI
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from experiments.predict.scores import FIELDS, VARIANTS, ScoreRow  # noqa: E402
-from models.files import write_atomic  # noqa: E402
+from experiments.predict.scores import FIELDS, VARIANTS, ScoreRow
+from models.files import write_atomic
 
 WandbMode = Literal["off", "offline", "online"]
 CSV_NAME, MARKDOWN_NAME, PLOT_NAME, JSON_NAME = "scores.csv", "scores.md", "scores.png", "scores.json"
@@ -49,9 +49,13 @@ def markdown(rows: Sequence[ScoreRow], title: str) -> str:
     """A table: a row per cut point (n, stage), a column per estimator and variant, scores to 4 significant digits."""
     columns = _columns(rows)
     scores = {(row.n, row.estimator, row.variant): row.score for row in rows}
-    stages = dict((row.n, row.stage) for row in rows)
-    lines = [f"# {title}", "", "| n | stage | " + " | ".join(f"{name} {variant}" for name, variant in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    stages = {row.n: row.stage for row in rows}
+    lines = [
+        f"# {title}",
+        "",
+        "| n | stage | " + " | ".join(f"{name} {variant}" for name, variant in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for n, stage in sorted(stages.items()):
         cells = [f"{scores[n, name, variant]:.4g}" for name, variant in columns]
         lines.append(f"| {n} | {stage} | " + " | ".join(cells) + " |")
@@ -92,8 +96,7 @@ def write_files(rows: Sequence[ScoreRow], record: Mapping[str, Any], folder: Pat
     return paths
 
 
-def log_wandb(rows: Sequence[ScoreRow], record: Mapping[str, Any], folder: Path, mode: WandbMode,
-              project: str) -> None:
+def log_wandb(rows: Sequence[ScoreRow], record: Mapping[str, Any], folder: Path, mode: WandbMode, project: str) -> None:
     """Log the rows as a W&B table (and the plot, where written) through a ``WandbLogger`` in ``folder``.
 
     The run starts through ``experiments.wandb_setup.prepare_wandb``: offline unless ``mode`` is ``online``, and an

@@ -58,8 +58,9 @@ def _device(device: str) -> torch.device:
     return chosen
 
 
-def _check_settings(images: int, pooling: str, grid: int, max_dim: int, estimators: Sequence[str], batch_size: int,
-                    wandb: str) -> None:
+def _check_settings(
+    images: int, pooling: str, grid: int, max_dim: int, estimators: Sequence[str], batch_size: int, wandb: str
+) -> None:
     """Refuse, by name, a setting out of range before anything is loaded."""
     if pooling not in POOLINGS:
         raise SettingError(f"--pooling {pooling!r}: must be one of {', '.join(POOLINGS)}")
@@ -77,8 +78,15 @@ def _check_settings(images: int, pooling: str, grid: int, max_dim: int, estimato
 class _Features:
     """Reads each network's features of the sample, building each distinct data section's module once."""
 
-    def __init__(self, data: Mapping[str, Any], module: Any, indices: list[int], settings: dict[str, Any],
-                 device: torch.device, match_mean: bool) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        module: Any,
+        indices: list[int],
+        settings: dict[str, Any],
+        device: torch.device,
+        match_mean: bool,
+    ) -> None:
         self.modules = {self._key(data): module}
         self.indices, self.settings, self.device, self.match_mean = indices, settings, device, match_mean
         self.data = data
@@ -95,13 +103,24 @@ class _Features:
             self.modules[key] = build_module(read.data, f"the target data as {what} reads it")
         batches = validation_batches(self.modules[key], self.indices, self.settings["batch_size"])
         try:
-            features, labels = stage_features(network.net, batches, self.settings["pooling"], self.settings["grid"],
-                                              self.settings["max_dim"], self.device)
+            features, labels = stage_features(
+                network.net,
+                batches,
+                self.settings["pooling"],
+                self.settings["grid"],
+                self.settings["max_dim"],
+                self.device,
+            )
         except ValueError as err:
             raise SettingError(f"{what} {network.path}: {err}") from err
         seconds = time.perf_counter() - start
-        record = {"path": str(network.path), "reads": read.note, "data": read.data, "feature_seconds": seconds,
-                  "widths": [int(f.shape[1]) for f in features]}
+        record = {
+            "path": str(network.path),
+            "reads": read.note,
+            "data": read.data,
+            "feature_seconds": seconds,
+            "widths": [int(f.shape[1]) for f in features],
+        }
         return features, labels, record
 
 
@@ -168,19 +187,38 @@ def predict(
     module = build_module(data)
     total = count_of(module, data)
     indices = sample_indices(total, images, seed)
-    settings = {"images": images, "seed": seed, "pooling": pooling, "grid": grid, "max_dim": max_dim,
-                "estimators": estimators, "match_mean": match_mean, "batch_size": batch_size, "device": str(chosen),
-                "backbone": backbone, "backbone_options": dict(backbone_options or {})}
+    settings = {
+        "images": images,
+        "seed": seed,
+        "pooling": pooling,
+        "grid": grid,
+        "max_dim": max_dim,
+        "estimators": estimators,
+        "match_mean": match_mean,
+        "batch_size": batch_size,
+        "device": str(chosen),
+        "backbone": backbone,
+        "backbone_options": dict(backbone_options or {}),
+    }
     if backbone is None:
         network_a = load_checkpoint(base, "--base")
     else:
-        network_a = load_weights(base, backbone, backbone_options or {}, module.in_channels, module.input_size,
-                                 getattr(module, "num_classes", 1), "--base")
+        network_a = load_weights(
+            base,
+            backbone,
+            backbone_options or {},
+            module.in_channels,
+            module.input_size,
+            getattr(module, "num_classes", 1),
+            "--base",
+        )
     network_b = None if target_base is None else load_checkpoint(target_base, "--target_base")
     stages = transferable_stages(network_a.net)
     if network_b is not None and tuple(network_b.net.layer_names) != tuple(network_a.net.layer_names):
-        raise SettingError(f"--target_base {target_base} has stages {network_b.net.layer_names}, --base {base} "
-                           f"{network_a.net.layer_names}: the selffer variant compares the same stages")
+        raise SettingError(
+            f"--target_base {target_base} has stages {network_b.net.layer_names}, --base {base} "
+            f"{network_a.net.layer_names}: the selffer variant compares the same stages"
+        )
     say(f"{len(indices)} of {total} validation images (seed {seed}); {len(stages)} stages of {network_a.path}")
     read = _Features(data, module, indices, settings, chosen, match_mean)
     raw, labels, record_a = read(network_a, "--base")
@@ -189,21 +227,31 @@ def predict(
     if network_b is not None:
         selffer, labels_b, record_b = read(network_b, "--target_base")
         if not torch.equal(labels, labels_b):
-            raise SettingError("the target data gave other labels to the two networks' reads of the same images: "
-                               "its validation set is not in a fixed order")
+            raise SettingError(
+                "the target data gave other labels to the two networks' reads of the same images: "
+                "its validation set is not in a fixed order"
+            )
         say(f"target base: features in {record_b['feature_seconds']:.1f} s, reading {record_b['reads']}")
     try:
         rows = score_stages(stages, raw, labels, selffer, estimators, seed)
     except ValueError as err:  # e.g. a sample of one class
         raise SettingError(f"cannot score the sample of {len(labels)} images: {err}") from err
     record = {
-        "inputs": {"base": {"path": str(network_a.path), "sha256": sha256(network_a.path)},
-                   "target_base": None if network_b is None else {"path": str(network_b.path),
-                                                                  "sha256": sha256(network_b.path)},
-                   "config_files": [{"path": str(path), "sha256": sha256(Path(path))} for path in config_files],
-                   "data": data},
-        "sample": {"set": "validation", "seed": seed, "images": len(indices), "of": total,
-                   "classes": int(labels.unique().numel())},
+        "inputs": {
+            "base": {"path": str(network_a.path), "sha256": sha256(network_a.path)},
+            "target_base": None
+            if network_b is None
+            else {"path": str(network_b.path), "sha256": sha256(network_b.path)},
+            "config_files": [{"path": str(path), "sha256": sha256(Path(path))} for path in config_files],
+            "data": data,
+        },
+        "sample": {
+            "set": "validation",
+            "seed": seed,
+            "images": len(indices),
+            "of": total,
+            "classes": int(labels.unique().numel()),
+        },
         "settings": settings,
         "networks": {"base": record_a, "target_base": record_b},
         "stages": list(stages),

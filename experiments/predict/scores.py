@@ -58,8 +58,10 @@ def estimator_functions(names: Sequence[str], seed: int) -> dict[str, Callable[[
     unknown = [name for name in names if name not in ESTIMATORS]
     if unknown or not names or len(set(names)) != len(names):
         raise ValueError(f"estimators must be distinct names among {', '.join(ESTIMATORS)}, got {list(names)}")
-    return {name: functools.partial(linear_probe, seed=seed) if ESTIMATORS[name] is linear_probe
-            else ESTIMATORS[name] for name in names}
+    return {
+        name: functools.partial(linear_probe, seed=seed) if ESTIMATORS[name] is linear_probe else ESTIMATORS[name]
+        for name in names
+    }
 
 
 @contextlib.contextmanager
@@ -79,8 +81,14 @@ def _timed(estimator: Callable[[Tensor, Tensor], float], features: Tensor, label
     return score, time.perf_counter() - start
 
 
-def score_stages(stages: Sequence[str], raw: Sequence[Tensor], labels: Tensor, selffer: Sequence[Tensor] | None,
-                 estimators: Sequence[str], seed: int = 0) -> list[ScoreRow]:
+def score_stages(
+    stages: Sequence[str],
+    raw: Sequence[Tensor],
+    labels: Tensor,
+    selffer: Sequence[Tensor] | None,
+    estimators: Sequence[str],
+    seed: int = 0,
+) -> list[ScoreRow]:
     """Every estimator at every cut point ``n = 1..len(stages)``, raw, and selffer and difference where given.
 
     Args:
@@ -96,8 +104,9 @@ def score_stages(stages: Sequence[str], raw: Sequence[Tensor], labels: Tensor, s
     """
     functions = estimator_functions(estimators, seed)
     if len(raw) != len(stages) or (selffer is not None and len(selffer) != len(stages)):
-        raise ValueError(f"features for {len(raw)} and {None if selffer is None else len(selffer)} stages, "
-                         f"expected {len(stages)}")
+        raise ValueError(
+            f"features for {len(raw)} and {None if selffer is None else len(selffer)} stages, expected {len(stages)}"
+        )
     rows = []
     with one_thread():
         for n, stage in enumerate(stages, start=1):

@@ -49,8 +49,10 @@ def build_module(data: Mapping[str, Any], what: str = "the target data") -> Any:
     except FileNotFoundError as err:
         raise InputFileError(f"{what} ({data.get('class_path')}): {err}") from err
     except (ValueError, TypeError, ImportError, AttributeError, RuntimeError) as err:
-        raise SettingError(f"{what} ({data.get('class_path')} {dict(data.get('init_args') or {})}) cannot be "
-                           f"read: {type(err).__name__}: {err}") from err
+        raise SettingError(
+            f"{what} ({data.get('class_path')} {dict(data.get('init_args') or {})}) cannot be "
+            f"read: {type(err).__name__}: {err}"
+        ) from err
 
 
 def sample_indices(total: int, images: int, seed: int) -> list[int]:
@@ -62,8 +64,10 @@ def sample_indices(total: int, images: int, seed: int) -> list[int]:
     if images < MIN_IMAGES:
         raise SettingError(f"--images {images}: the sample needs at least {MIN_IMAGES} images")
     if total < MIN_IMAGES:
-        raise SettingError(f"the target data's validation set holds {total} images, fewer than the {MIN_IMAGES} a "
-                           "prediction needs: give a larger validation set")
+        raise SettingError(
+            f"the target data's validation set holds {total} images, fewer than the {MIN_IMAGES} a "
+            "prediction needs: give a larger validation set"
+        )
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:images]
     return sorted(order.tolist())
 
@@ -76,8 +80,10 @@ def count_of(module: Any, data: Mapping[str, Any]) -> int:
     """
     total = validation_count(module)
     if total is None:
-        raise SettingError(f"the target data {data.get('class_path')} has no val_set of known length to draw the "
-                           "sample from: give a data module that builds val_set in setup")
+        raise SettingError(
+            f"the target data {data.get('class_path')} has no val_set of known length to draw the "
+            "sample from: give a data module that builds val_set in setup"
+        )
     return total
 
 
@@ -113,7 +119,8 @@ def reading(data: Mapping[str, Any], recorded: Mapping[str, Any] | None, match_m
     same = same_class and all(recorded[key] == _setting(cls, init, key) for key in ("split", "root") if key in recorded)
     own = recorded.get("mean_half") or recorded.get("half")
     if not same or own is None:
-        return Reading(section, f"{given}, as the data section says (its checkpoint's data differs in class, split "
-                                "or root)")
+        return Reading(
+            section, f"{given}, as the data section says (its checkpoint's data differs in class, split or root)"
+        )
     init["mean_half"] = None if own == _setting(cls, init, "half") else own
     return Reading(section, f"the mean image of half {own}, the one it was trained with (its checkpoint)")

@@ -71,7 +71,7 @@ def _centred_blocks(x: Tensor) -> Iterator[Tensor]:
     """The columns of ``x`` in float64 blocks of at most ``BLOCK_BYTES``, each column centred over the examples."""
     width = max(1, BLOCK_BYTES // (8 * max(1, x.shape[0])))
     for start in range(0, x.shape[1], width):
-        block = x[:, start:start + width].to(torch.float64)
+        block = x[:, start : start + width].to(torch.float64)
         yield block - block.mean(0, keepdim=True)
 
 
@@ -121,8 +121,9 @@ def _hsic_hollow(k: Tensor, l: Tensor, k_sums: Tensor, l_sums: Tensor) -> float:
 
 def _check_examples(n: int) -> None:
     if n < MIN_EXAMPLES:
-        raise ValueError(f"debiased CKA needs at least {MIN_EXAMPLES} examples (its HSIC estimator divides by "
-                         f"n - 3), got {n}")
+        raise ValueError(
+            f"debiased CKA needs at least {MIN_EXAMPLES} examples (its HSIC estimator divides by n - 3), got {n}"
+        )
 
 
 def _grams(x: Any, y: Any) -> tuple[Tensor, Tensor]:
@@ -158,12 +159,14 @@ def linear_cka(x: Any, y: Any) -> float:
     """
     k, l = _grams(x, y)
     k_sums, l_sums = k.sum(0), l.sum(0)
-    return _cka(_hsic_hollow(k, l, k_sums, l_sums), _hsic_hollow(k, k, k_sums, k_sums),
-                _hsic_hollow(l, l, l_sums, l_sums))
+    return _cka(
+        _hsic_hollow(k, l, k_sums, l_sums), _hsic_hollow(k, k, k_sums, k_sums), _hsic_hollow(l, l, l_sums, l_sums)
+    )
 
 
-def cka_and_chance(x: Any, y: Any, permutations: int = CHANCE_PERMUTATIONS,
-                   seed: int = CHANCE_SEED) -> tuple[float, float]:
+def cka_and_chance(
+    x: Any, y: Any, permutations: int = CHANCE_PERMUTATIONS, seed: int = CHANCE_SEED
+) -> tuple[float, float]:
     """:func:`linear_cka` of ``x`` and ``y``, and its chance baseline from the same Gram matrices.
 
     The baseline is the mean debiased CKA of ``x`` against ``y`` with its examples permuted, over
@@ -203,14 +206,15 @@ def collect_images(images_or_loader: Tensor | Iterable[Any], max_images: int = M
         ValueError: ``max_images`` < ``MIN_EXAMPLES`` (4), or no images.
     """
     if max_images < MIN_EXAMPLES:
-        raise ValueError(f"max_images must be at least {MIN_EXAMPLES} (debiased CKA compares examples), "
-                         f"got {max_images}")
+        raise ValueError(
+            f"max_images must be at least {MIN_EXAMPLES} (debiased CKA compares examples), got {max_images}"
+        )
     if isinstance(images_or_loader, Tensor):
         return images_or_loader[:max_images]
     batches, count = [], 0
     for batch in images_or_loader:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        batches.append(images[:max_images - count])
+        batches.append(images[: max_images - count])
         count += len(batches[-1])
         if count >= max_images:
             break
@@ -219,8 +223,9 @@ def collect_images(images_or_loader: Tensor | Iterable[Any], max_images: int = M
     return torch.cat(batches)
 
 
-def stage_features(net: StagedNetwork, images: Tensor,
-                   batch_size: int = BATCH_SIZE) -> Generator[tuple[str, Tensor], None, None]:
+def stage_features(
+    net: StagedNetwork, images: Tensor, batch_size: int = BATCH_SIZE
+) -> Generator[tuple[str, Tensor], None, None]:
     """``(stage name, that stage's outputs for every image)`` for each transferable stage in order, in eval mode
     without gradients.
 
@@ -242,10 +247,10 @@ def stage_features(net: StagedNetwork, images: Tensor,
             out: Tensor | None = None
             for start in range(0, len(x), batch_size):
                 with torch.no_grad():
-                    part = net.forward_layers(x[start:start + batch_size].to(device), index, index)
+                    part = net.forward_layers(x[start : start + batch_size].to(device), index, index)
                 if out is None:
                     out = part.new_empty((len(x), *part.shape[1:]))
-                out[start:start + len(part)] = part
+                out[start : start + len(part)] = part
             if out is None:
                 raise ValueError("stage_features needs at least one image")
             x = out
@@ -254,9 +259,15 @@ def stage_features(net: StagedNetwork, images: Tensor,
         net.train(was_training)
 
 
-def stage_cka(net_a: StagedNetwork, net_b: StagedNetwork, images_or_loader: Tensor | Iterable[Any],
-              max_images: int = MAX_IMAGES, *, images_b: Tensor | Iterable[Any] | None = None,
-              batch_size: int = BATCH_SIZE) -> dict[str, float]:
+def stage_cka(
+    net_a: StagedNetwork,
+    net_b: StagedNetwork,
+    images_or_loader: Tensor | Iterable[Any],
+    max_images: int = MAX_IMAGES,
+    *,
+    images_b: Tensor | Iterable[Any] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, float]:
     """Debiased linear CKA between ``net_a`` and ``net_b`` at each transferable stage (all but the head), on the
     same images.
 
@@ -282,25 +293,39 @@ def stage_cka(net_a: StagedNetwork, net_b: StagedNetwork, images_or_loader: Tens
     return _by_stage(linear_cka, net_a, net_b, images_or_loader, max_images, images_b, batch_size)
 
 
-def stage_cka_and_chance(net_a: StagedNetwork, net_b: StagedNetwork, images_or_loader: Tensor | Iterable[Any],
-                         max_images: int = MAX_IMAGES, *, images_b: Tensor | Iterable[Any] | None = None,
-                         batch_size: int = BATCH_SIZE) -> dict[str, tuple[float, float]]:
+def stage_cka_and_chance(
+    net_a: StagedNetwork,
+    net_b: StagedNetwork,
+    images_or_loader: Tensor | Iterable[Any],
+    max_images: int = MAX_IMAGES,
+    *,
+    images_b: Tensor | Iterable[Any] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, tuple[float, float]]:
     """As :func:`stage_cka`, each stage's value with its chance baseline (:func:`cka_and_chance`), from the same
     features in one pass: stage name -> (CKA, chance)."""
     return _by_stage(cka_and_chance, net_a, net_b, images_or_loader, max_images, images_b, batch_size)
 
 
-def _by_stage(measure: Callable[[Tensor, Tensor], T], net_a: StagedNetwork, net_b: StagedNetwork,
-              images_or_loader: Tensor | Iterable[Any], max_images: int, images_b: Tensor | Iterable[Any] | None,
-              batch_size: int) -> dict[str, T]:
+def _by_stage(
+    measure: Callable[[Tensor, Tensor], T],
+    net_a: StagedNetwork,
+    net_b: StagedNetwork,
+    images_or_loader: Tensor | Iterable[Any],
+    max_images: int,
+    images_b: Tensor | Iterable[Any] | None,
+    batch_size: int,
+) -> dict[str, T]:
     """``measure`` of the two networks' outputs at each transferable stage (see :func:`stage_cka`)."""
     if tuple(net_a.layer_names) != tuple(net_b.layer_names):
         raise ValueError(f"the networks have different stages: {net_a.layer_names} and {net_b.layer_names}")
     inputs_a = collect_images(images_or_loader, max_images)
     inputs_b = inputs_a if images_b is None else collect_images(images_b, max_images)
     if inputs_a.shape != inputs_b.shape:
-        raise ValueError(f"images_b must be the same images as images_or_loader: shapes {tuple(inputs_a.shape)} and "
-                         f"{tuple(inputs_b.shape)}")
+        raise ValueError(
+            f"images_b must be the same images as images_or_loader: shapes {tuple(inputs_a.shape)} and "
+            f"{tuple(inputs_b.shape)}"
+        )
     modes = [(net, net.training) for net in (net_a, net_b)]
     features_a = stage_features(net_a, inputs_a, batch_size)
     features_b = stage_features(net_b, inputs_b, batch_size)
@@ -341,8 +366,14 @@ def _defined(values: Iterable[float | None]) -> list[float]:
 def _statistics(values: Sequence[float]) -> Row:
     """Mean, 95 % t-interval (None for one value), std, min and max of ``values`` (at least one), rounded."""
     interval = mean_interval(values)
-    return {"mean": _round(interval.estimate), "ci_low": _round(interval.low), "ci_high": _round(interval.high),
-            "std": _round(interval.std), "min": _round(min(values)), "max": _round(max(values))}
+    return {
+        "mean": _round(interval.estimate),
+        "ci_low": _round(interval.low),
+        "ci_high": _round(interval.high),
+        "std": _round(interval.std),
+        "min": _round(min(values)),
+        "max": _round(max(values)),
+    }
 
 
 def cka_rows(pairs: Sequence[PairCKA]) -> list[Row]:
@@ -385,12 +416,16 @@ def write_cka_table(path: Path, pairs: Sequence[PairCKA]) -> list[Row]:
     rows = cka_rows(pairs)
     labels = [pair.label for pair in pairs]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*FIELDS, CHANCE, *labels, *(CHANCE_PREFIX + label for label in labels)],
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=[*FIELDS, CHANCE, *labels, *(CHANCE_PREFIX + label for label in labels)], lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
-        flat = ({key: row.get(key) for key in (*FIELDS, CHANCE)} | dict(row["values"])
-                | {CHANCE_PREFIX + label: value for label, value in row["chance_values"].items()})
+        flat = (
+            {key: row.get(key) for key in (*FIELDS, CHANCE)}
+            | dict(row["values"])
+            | {CHANCE_PREFIX + label: value for label, value in row["chance_values"].items()}
+        )
         writer.writerow({key: "" if value is None else value for key, value in flat.items()})
     write_atomic(path, buffer.getvalue())
     return rows
@@ -398,14 +433,14 @@ def write_cka_table(path: Path, pairs: Sequence[PairCKA]) -> list[Row]:
 
 def _labels(header: list[str]) -> tuple[list[str], bool] | None:
     """The pair labels of a CKA table's header and whether it has the chance columns; None if it is no CKA table."""
-    if header[:len(FIELDS)] != list(FIELDS):
+    if header[: len(FIELDS)] != list(FIELDS):
         return None
-    rest = header[len(FIELDS):]
+    rest = header[len(FIELDS) :]
     if rest[:1] != [CHANCE]:  # written before the chance baseline: one column per pair
         return (rest, False) if rest else None
     rest = rest[1:]
-    labels = rest[:len(rest) // 2]
-    if not labels or rest[len(labels):] != [CHANCE_PREFIX + label for label in labels]:
+    labels = rest[: len(rest) // 2]
+    if not labels or rest[len(labels) :] != [CHANCE_PREFIX + label for label in labels]:
         return None
     return labels, True
 
@@ -428,9 +463,11 @@ def read_cka_table(path: Path) -> list[Row]:
         raise TableError(f"CKA table {path} is unreadable ({err}). {fix}") from err
     found = _labels(header)
     if found is None:
-        raise TableError(f"CKA table {path} is corrupt: its header is {header}, expected {list(FIELDS)}, "
-                         f"{CHANCE!r}, one column per seed pair and one {CHANCE_PREFIX}<pair> column per seed pair. "
-                         f"{fix}")
+        raise TableError(
+            f"CKA table {path} is corrupt: its header is {header}, expected {list(FIELDS)}, "
+            f"{CHANCE!r}, one column per seed pair and one {CHANCE_PREFIX}<pair> column per seed pair. "
+            f"{fix}"
+        )
     labels, has_chance = found
     rows = []
     for number, line in enumerate(lines, start=2):
@@ -438,7 +475,7 @@ def read_cka_table(path: Path) -> list[Row]:
             if None in line or any(value is None for value in line.values()):
                 raise ValueError("a row of the wrong length")
 
-            def number_or_none(key: str, present: bool = True) -> float | None:
+            def number_or_none(key: str, present: bool = True, line: dict[str, str] = line) -> float | None:
                 return None if not present or line[key] == "" else float(line[key])
 
             row: Row = {"n": int(line["n"]), "stage": line["stage"], "count": int(line["count"])}
@@ -467,10 +504,20 @@ def chance_points(table: Sequence[Row]) -> Points:
 def summary_rows(table: Sequence[Row]) -> list[Row]:
     """The table as rows of the report's ``summary.csv`` (panel ``cka``, n = the stage): curve ``CKA(A, B)``, then
     curve ``chance (permuted examples)`` where the table has the chance baseline."""
-    rows = [{"panel": PANEL, "curve": CURVE, "n": row["n"], "count": row["count"],
-             **{key: row[key] for key in ("mean", "ci_low", "ci_high", "std", "min", "max")}} for row in table]
-    rows += [{"panel": PANEL, "curve": CHANCE_CURVE, "n": n, "count": len(values), **_statistics(values)}
-             for n, values in chance_points(table).items()]
+    rows = [
+        {
+            "panel": PANEL,
+            "curve": CURVE,
+            "n": row["n"],
+            "count": row["count"],
+            **{key: row[key] for key in ("mean", "ci_low", "ci_high", "std", "min", "max")},
+        }
+        for row in table
+    ]
+    rows += [
+        {"panel": PANEL, "curve": CHANCE_CURVE, "n": n, "count": len(values), **_statistics(values)}
+        for n, values in chance_points(table).items()
+    ]
     return rows
 
 

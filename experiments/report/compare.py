@@ -31,14 +31,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.figure import Figure  # noqa: E402  (no pyplot: files only, and no backend chosen at import)
+from matplotlib.figure import Figure
 
-from experiments.report.cka import read_cka_table  # noqa: E402
-from experiments.report.convergence import TOLERANCE, Convergence, check  # noqa: E402
-from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval  # noqa: E402
-from experiments.report.curves import figure2_target_bases, relative_values, value  # noqa: E402
-from experiments.report.effects import Effect, csv_number, unit_differences  # noqa: E402
-from experiments.report.intervals import (  # noqa: E402
+from experiments.report.cka import read_cka_table
+from experiments.report.convergence import TOLERANCE, Convergence, check
+from experiments.report.curves import figure2_target_bases, relative_values, value
+from experiments.report.effects import Effect, csv_number, unit_differences
+from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval
+from experiments.report.intervals import (
     LEVEL,
     Interval,
     holm,
@@ -46,8 +46,8 @@ from experiments.report.intervals import (  # noqa: E402
     welch_interval,
     welch_p_value,
 )
-from experiments.report.table import Row, TableError, read_table  # noqa: E402
-from models.files import write_atomic  # noqa: E402
+from experiments.report.table import Row, TableError, read_table
+from models.files import write_atomic
 
 # (quantity, what each unit contributes at n): contrasts of experiments.report.effects, Figure 3's bottom curves,
 # the bases' own accuracy (n = 0) and the layer similarity.
@@ -66,12 +66,32 @@ QUANTITIES: tuple[tuple[str, str], ...] = (
     ("random features", "random features"),
     ("layer similarity", CKA),
 )
-FIELDS: tuple[str, ...] = ("quantity", "contrast", "n", "left_stage", "right_stage",
-                           "left_mean", "left_ci_low", "left_ci_high", "left_count",
-                           "right_mean", "right_ci_low", "right_ci_high", "right_count",
-                           "difference", "difference_ci_low", "difference_ci_high", "p_value", "p_holm",
-                           "adjusted_level", "difference_adj_ci_low", "difference_adj_ci_high", "verdict",
-                           "left_convergence", "right_convergence")
+FIELDS: tuple[str, ...] = (
+    "quantity",
+    "contrast",
+    "n",
+    "left_stage",
+    "right_stage",
+    "left_mean",
+    "left_ci_low",
+    "left_ci_high",
+    "left_count",
+    "right_mean",
+    "right_ci_low",
+    "right_ci_high",
+    "right_count",
+    "difference",
+    "difference_ci_low",
+    "difference_ci_high",
+    "p_value",
+    "p_holm",
+    "adjusted_level",
+    "difference_adj_ci_low",
+    "difference_adj_ci_high",
+    "verdict",
+    "left_convergence",
+    "right_convergence",
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +137,11 @@ class Study:
         else:
             results, name, cka = where / "results.csv", where.name, where / "cka.csv"
         if not results.is_file():
-            raise FileNotFoundError(f"study folder {str(where)!r} has no results.csv: give the output_dir of a "
-                                    "study that has finished at least one cell (transferability-study writes it), "
-                                    "or its results table")
+            raise FileNotFoundError(
+                f"study folder {str(where)!r} has no results.csv: give the output_dir of a "
+                "study that has finished at least one cell (transferability-study writes it), "
+                "or its results table"
+            )
         similarity = read_cka_table(cka) if cka is not None and cka.is_file() else []
         rows = read_table(results)
         return cls(label or name, rows, similarity, check(rows, tolerance))
@@ -161,8 +183,9 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
     if contrast == CKA:
         if not study.debiased_cka:
             return {}
-        defined = {row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)]
-                   for row in study.cka}
+        defined = {
+            row["n"]: [v for v in row["values"].values() if v is not None and not math.isnan(v)] for row in study.cka
+        }
         return {n: values for n, values in defined.items() if values}
     if contrast in RELATIVE:
         curve = relative_values(rows).get(contrast, {})
@@ -178,33 +201,59 @@ def compare(left: Study, right: Study) -> list[Comparison]:
     found = []
     for quantity, contrast in QUANTITIES:
         left_values, right_values = unit_values(left, contrast), unit_values(right, contrast)
-        found += [(quantity, contrast, n, left_values[n], right_values[n])
-                  for n in sorted(set(left_values) & set(right_values))]
+        found += [
+            (quantity, contrast, n, left_values[n], right_values[n])
+            for n in sorted(set(left_values) & set(right_values))
+        ]
     p_values = [welch_p_value(ours, theirs) for *_, ours, theirs in found]
     comparisons = []
     for (quantity, contrast, n, ours, theirs), p, step in zip(found, p_values, holm(p_values)):
-        comparisons.append(Comparison(
-            quantity, contrast, n, mean_interval(ours), mean_interval(theirs), welch_interval(ours, theirs), p,
-            None if step is None else step.adjusted_p,
-            None if step is None else welch_interval(ours, theirs, step.level),
-            None if step is None else step.level))
+        comparisons.append(
+            Comparison(
+                quantity,
+                contrast,
+                n,
+                mean_interval(ours),
+                mean_interval(theirs),
+                welch_interval(ours, theirs),
+                p,
+                None if step is None else step.adjusted_p,
+                None if step is None else welch_interval(ours, theirs, step.level),
+                None if step is None else step.level,
+            )
+        )
     return comparisons
 
 
 def _record(left: Study, right: Study, row: Comparison) -> dict[str, object]:
-    record: dict[str, object] = {"quantity": row.quantity, "contrast": row.contrast, "n": row.n,
-                                 "left_stage": left.stage(row.n), "right_stage": right.stage(row.n)}
+    record: dict[str, object] = {
+        "quantity": row.quantity,
+        "contrast": row.contrast,
+        "n": row.n,
+        "left_stage": left.stage(row.n),
+        "right_stage": right.stage(row.n),
+    }
     for side, interval in (("left", row.left), ("right", row.right)):
-        record |= {f"{side}_mean": csv_number(interval.estimate), f"{side}_ci_low": csv_number(interval.low),
-                   f"{side}_ci_high": csv_number(interval.high), f"{side}_count": interval.count}
+        record |= {
+            f"{side}_mean": csv_number(interval.estimate),
+            f"{side}_ci_low": csv_number(interval.low),
+            f"{side}_ci_high": csv_number(interval.high),
+            f"{side}_count": interval.count,
+        }
     difference, adjusted = row.difference, row.adjusted
-    return record | {"difference": csv_number(difference.estimate), "difference_ci_low": csv_number(difference.low),
-                     "difference_ci_high": csv_number(difference.high), "p_value": csv_number(row.p),
-                     "p_holm": csv_number(row.p_holm), "adjusted_level": csv_number(row.adjusted_level),
-                     "difference_adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
-                     "difference_adj_ci_high": csv_number(None if adjusted is None else adjusted.high),
-                     "verdict": row.verdict, "left_convergence": left.convergence_status,
-                     "right_convergence": right.convergence_status}
+    return record | {
+        "difference": csv_number(difference.estimate),
+        "difference_ci_low": csv_number(difference.low),
+        "difference_ci_high": csv_number(difference.high),
+        "p_value": csv_number(row.p),
+        "p_holm": csv_number(row.p_holm),
+        "adjusted_level": csv_number(row.adjusted_level),
+        "difference_adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
+        "difference_adj_ci_high": csv_number(None if adjusted is None else adjusted.high),
+        "verdict": row.verdict,
+        "left_convergence": left.convergence_status,
+        "right_convergence": right.convergence_status,
+    }
 
 
 def _text(number: float | None, contrast: str, signed: bool) -> str:
@@ -226,20 +275,22 @@ def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
     """The comparison as a Markdown table: accuracies in percent, differences in points, CKA as is."""
     family = sum(row.p is not None for row in rows)
     lines = [
-        f"# {left.label} against {right.label}", "",
+        f"# {left.label} against {right.label}",
+        "",
         f"Convergence: {left.label} **{left.convergence_status}**, {right.label} **{right.convergence_status}** "
         "(experiments.report.convergence; a difference between studies that did not both converge may be a "
-        "difference in how far they trained).", "",
+        "difference in how far they trained).",
+        "",
         "Each study's mean over its units (networks minus the base of their replicate, Figure 3's paired "
         "differences, or seed pairs for CKA) with its 95 % t-interval and unit count, and the difference "
         f"{left.label} - {right.label} with Welch's 95 % interval and, adjusted by Holm's step-down procedure over "
         f"the {family} rows with an interval, its interval at Holm's level and Holm's p. Accuracy in percent (base) "
-        "or percentage points; debiased CKA in its own units. differs: Holm rejects a zero difference.", "",
+        "or percentage points; debiased CKA in its own units. differs: Holm rejects a zero difference.",
+        "",
     ]
     for study in (left, right):
         if study.cka and not study.debiased_cka:
-            lines += [f"{study.label}'s CKA table predates the debiased estimator (biased by width): CKA left out.",
-                      ""]
+            lines += [f"{study.label}'s CKA table predates the debiased estimator (biased by width): CKA left out.", ""]
     lines += [
         f"| quantity | contrast | n | stages ({left.label} / {right.label}) | {left.label} | {right.label} | "
         "difference | adjusted (Holm) | p (Holm) | verdict |",
@@ -254,7 +305,8 @@ def markdown(left: Study, right: Study, rows: Sequence[Comparison]) -> str:
             f"{_with_interval(row.right, row.contrast, signed)}, {row.right.count} | "
             f"{_with_interval(row.difference, row.contrast, True)} | "
             f"{'n/a' if row.adjusted is None else _with_interval(row.adjusted, row.contrast, True)} | "
-            f"{'n/a' if row.p_holm is None else f'{row.p_holm:.3g}'} | {row.verdict} |")
+            f"{'n/a' if row.p_holm is None else f'{row.p_holm:.3g}'} | {row.verdict} |"
+        )
     if not rows:
         lines.append("| (the two studies share no quantity at any n) |" + " |" * 9)
     return "\n".join(lines) + "\n"
@@ -277,18 +329,32 @@ def figure(left: Study, right: Study) -> Figure:
         for study, linestyle, shift in ((left, "-", -0.06), (right, "--", 0.06)):
             for contrast in contrasts:
                 family = contrast.split(" - ")[0]
-                color, marker = (CKA_COLOR, "s") if contrast == CKA else (STYLE[family]["color"],
-                                                                         STYLE[family]["marker"])
+                color, marker = (
+                    (CKA_COLOR, "s") if contrast == CKA else (STYLE[family]["color"], STYLE[family]["marker"])
+                )
                 name = CKA if contrast == CKA else family
-                mean_with_interval(ax, unit_values(study, contrast), color, marker, f"{name}, {study.label}",
-                                   linestyle=linestyle, shift=shift)
+                mean_with_interval(
+                    ax,
+                    unit_values(study, contrast),
+                    color,
+                    marker,
+                    f"{name}, {study.label}",
+                    linestyle=linestyle,
+                    shift=shift,
+                )
         if contrasts != (CKA,):
             ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(title, fontsize=10)
-        finish(ax, "stage n (its position in each network's stage list)",
-               "debiased linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference")
-    fig.suptitle(f"{left.label} (solid, {left.convergence_status}) against {right.label} (dashed, "
-                 f"{right.convergence_status}): 95% t-intervals over seeds", fontsize=10)
+        finish(
+            ax,
+            "stage n (its position in each network's stage list)",
+            "debiased linear CKA(A, B)" if contrasts == (CKA,) else "top-1 difference",
+        )
+    fig.suptitle(
+        f"{left.label} (solid, {left.convergence_status}) against {right.label} (dashed, "
+        f"{right.convergence_status}): 95% t-intervals over seeds",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -311,20 +377,30 @@ def write_comparison(folder: Path, left: Study, right: Study) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``transferability-compare LEFT RIGHT``: compare two finished studies' folders; 0 on success, 2 on bad input."""
     parser = argparse.ArgumentParser(prog="transferability-compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("left", type=Path, help="a study's output_dir (with results.csv, and cka.csv if computed), "
-                                                "or a results table (its CKA table beside it: *cka* for *results*)")
+    parser.add_argument(
+        "left",
+        type=Path,
+        help="a study's output_dir (with results.csv, and cka.csv if computed), "
+        "or a results table (its CKA table beside it: *cka* for *results*)",
+    )
     parser.add_argument("right", type=Path, help="the other study, likewise")
     parser.add_argument("--labels", nargs=2, metavar=("LEFT", "RIGHT"), help="names for the two (default: folders)")
-    parser.add_argument("--convergence_tolerance", type=float, default=TOLERANCE,
-                        help="tau of each study's convergence check, a fraction of top-1 (default 0.005: 0.5 points)")
-    parser.add_argument("--output_dir", type=Path,
-                        help="write compare.csv, compare.md and compare.png here (default: print the table)")
+    parser.add_argument(
+        "--convergence_tolerance",
+        type=float,
+        default=TOLERANCE,
+        help="tau of each study's convergence check, a fraction of top-1 (default 0.005: 0.5 points)",
+    )
+    parser.add_argument(
+        "--output_dir", type=Path, help="write compare.csv, compare.md and compare.png here (default: print the table)"
+    )
     args = parser.parse_args(argv)
     labels = args.labels or (None, None)
     try:
         if not 0 < args.convergence_tolerance < 1:
-            raise ValueError("--convergence_tolerance is a fraction of top-1 in (0, 1), "
-                             f"got {args.convergence_tolerance}")
+            raise ValueError(
+                f"--convergence_tolerance is a fraction of top-1 in (0, 1), got {args.convergence_tolerance}"
+            )
         left = Study.read(args.left, labels[0], args.convergence_tolerance)
         right = Study.read(args.right, labels[1], args.convergence_tolerance)
     except (FileNotFoundError, TableError, ValueError) as err:

@@ -75,8 +75,10 @@ class Convergence:
         """The one-line status for figure captions and the README, e.g. ``NOT CONVERGED: ...``."""
         tau = f"+-{100 * self.tolerance:.2f} points"
         if self.status == "converged":
-            return (f"convergence check: converged (BnB+ - base inside {tau} at every n; "
-                    f"every base's rise over its last quarter <= {100 * self.tolerance:.2f} points)")
+            return (
+                f"convergence check: converged (BnB+ - base inside {tau} at every n; "
+                f"every base's rise over its last quarter <= {100 * self.tolerance:.2f} points)"
+            )
         if self.status == "unchecked":
             return f"convergence UNCHECKED: {self.unchecked[0]} (dip and boost not interpretable)"
         more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
@@ -85,10 +87,12 @@ class Convergence:
     def text(self) -> str:
         """The verdict, the rules' settings and every line, as plain text."""
         tau = 100 * self.tolerance
-        rules = (f"BnB+(n) - base, paired by (split, half, seed): its 95% t-interval over units inside "
-                 f"+-{tau:.2f} points at every n and pooled over n; every base: the least-squares rise over "
-                 f"its last quarter of validations (at least {self.settings.get('min_window', MIN_WINDOW):g}) "
-                 f"<= {tau:.2f} points")
+        rules = (
+            f"BnB+(n) - base, paired by (split, half, seed): its 95% t-interval over units inside "
+            f"+-{tau:.2f} points at every n and pooled over n; every base: the least-squares rise over "
+            f"its last quarter of validations (at least {self.settings.get('min_window', MIN_WINDOW):g}) "
+            f"<= {tau:.2f} points"
+        )
         lines = [f"convergence check: {self.status}", f"rules: {rules}"]
         lines += [f"FAIL {line}" for line in self.failures] + [f"unchecked: {line}" for line in self.unchecked]
         lines += [f"measured: {line}" for line in self.measured]
@@ -129,8 +133,9 @@ def selffer_differences(rows: list[Row]) -> dict[int, dict[Replicate, float]]:
     return dict(sorted(per_n.items()))
 
 
-def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchecked: list[str],
-                  measured: list[str]) -> None:
+def _selffer_rule(
+    rows: list[Row], tolerance: float, failures: list[str], unchecked: list[str], measured: list[str]
+) -> None:
     per_n = selffer_differences(rows)
     if not per_n:
         unchecked.append("BnB+ against its base: no BnB+ network with its base in the table")
@@ -148,16 +153,21 @@ def _selffer_rule(rows: list[Row], tolerance: float, failures: list[str], unchec
         line = f"BnB+ - base, {where}: {_describe(interval)} over {len(differences)} unit(s) ({each})"
         measured.append(line)
         if not interval.defined:
-            failures.append(f"{line}: one unit gives no interval, so equivalence to zero cannot be shown "
-                            f"(run at least 2 seeds)")
+            failures.append(
+                f"{line}: one unit gives no interval, so equivalence to zero cannot be shown (run at least 2 seeds)"
+            )
         elif not equivalent(interval, tolerance):
             failures.append(f"{line}: the interval is not inside +-{100 * tolerance:.2f} points")
 
 
 def equivalent(interval: Interval, tolerance: float) -> bool:
     """Whether ``interval`` shows its difference equivalent to zero: defined and inside ``[-tolerance, +tolerance]``."""
-    return (interval.low is not None and interval.high is not None  # defined
-            and -tolerance <= interval.low and interval.high <= tolerance)
+    return (
+        interval.low is not None
+        and interval.high is not None  # defined
+        and -tolerance <= interval.low
+        and interval.high <= tolerance
+    )
 
 
 def plateau_rise(history: Sequence[float], min_window: int = MIN_WINDOW) -> tuple[float, int] | None:
@@ -169,13 +179,15 @@ def plateau_rise(history: Sequence[float], min_window: int = MIN_WINDOW) -> tupl
     values = list(history[-window:])
     steps = range(window)
     mean_step, mean_value = statistics.fmean(steps), statistics.fmean(values)
-    slope = (sum((s - mean_step) * (v - mean_value) for s, v in zip(steps, values))
-             / sum((s - mean_step) ** 2 for s in steps))
+    slope = sum((s - mean_step) * (v - mean_value) for s, v in zip(steps, values)) / sum(
+        (s - mean_step) ** 2 for s in steps
+    )
     return slope * (window - 1), window
 
 
-def _plateau_rule(row: Row, tolerance: float, min_window: int, failures: list[str], unchecked: list[str],
-                  measured: list[str]) -> None:
+def _plateau_rule(
+    row: Row, tolerance: float, min_window: int, failures: list[str], unchecked: list[str], measured: list[str]
+) -> None:
     history = row.get("val_top1_history") or []
     found = plateau_rise(history, min_window)
     if found is None:

@@ -60,8 +60,13 @@ def figure2_rows(rows: list[Row], comparison: Comparison = "random") -> list[Row
     if comparison == "random":
         return [row for row in rows if is_random_split(row["split"])]
     targets = {(row["split"], row["target_half"]) for row in rows if row.get("base_half") == PRETRAINED}
-    return [row for row in rows if (row["split"], row["target_half"]) in targets and not is_random_split(row["split"])
-            and (is_base(row) or row["family"] in FIGURE2_FAMILIES)]
+    return [
+        row
+        for row in rows
+        if (row["split"], row["target_half"]) in targets
+        and not is_random_split(row["split"])
+        and (is_base(row) or row["family"] in FIGURE2_FAMILIES)
+    ]
 
 
 def figure2_target_bases(rows: list[Row], comparison: Comparison = "random") -> list[Row]:
@@ -99,8 +104,9 @@ def figure2_points(rows: list[Row], comparison: Comparison = "random") -> dict[s
     return curves
 
 
-def figure2_unit_differences(rows: list[Row], comparison: Comparison = "random"
-                             ) -> dict[str, dict[int, dict[Replicate, float]]]:
+def figure2_unit_differences(
+    rows: list[Row], comparison: Comparison = "random"
+) -> dict[str, dict[int, dict[Replicate, float]]]:
     """Per family, n -> replicate ``(split, target half, seed)`` -> its network minus the base of its replicate.
 
     The unit is the replicate, as in :mod:`experiments.report.effects`; a network whose replicate has no base is
@@ -117,15 +123,18 @@ def figure2_unit_differences(rows: list[Row], comparison: Comparison = "random"
             if row["family"] == family and difference is not None:
                 units[row["n"]][replicate(row)].append(difference)
         if units:
-            curves[family] = {n: {unit: statistics.fmean(values) for unit, values in units[n].items()}
-                              for n in sorted(units)}
+            curves[family] = {
+                n: {unit: statistics.fmean(values) for unit, values in units[n].items()} for n in sorted(units)
+            }
     return curves
 
 
 def figure2_differences(rows: list[Row], comparison: Comparison = "random") -> dict[str, Points]:
     """Figure 2's bottom panel: per family, n -> the replicates' differences of :func:`figure2_unit_differences`."""
-    return {family: {n: list(units.values()) for n, units in curve.items()}
-            for family, curve in figure2_unit_differences(rows, comparison).items()}
+    return {
+        family: {n: list(units.values()) for n, units in curve.items()}
+        for family, curve in figure2_unit_differences(rows, comparison).items()
+    }
 
 
 def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
@@ -135,6 +144,7 @@ def _minus_base(rows: list[Row]) -> Callable[[Row], float | None]:
     def minus_base(row: Row) -> float | None:
         reference, metric = bases.get(replicate(row)), value(row)
         return None if reference is None or metric is None else metric - reference
+
     return minus_base
 
 
@@ -142,8 +152,12 @@ def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
     """The dissimilar-split panel: per target half, its base (n=0) and the frozen transfers to it."""
     curves: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        if (not is_random_split(row["split"]) and row["family"] in ("base", "AnB") and row["target_half"] != "all"
-                and row.get("base_half") != PRETRAINED):
+        if (
+            not is_random_split(row["split"])
+            and row["family"] in ("base", "AnB")
+            and row["target_half"] != "all"
+            and row.get("base_half") != PRETRAINED
+        ):
             curves[row["target_half"]].append(row)
     return {target: _points(group) for target, group in sorted(curves.items())}
 
@@ -182,9 +196,17 @@ def relative_values(rows: list[Row]) -> Relative:
     for row in rows:
         if is_random_split(row["split"]) and row["family"] == "AnB" and (difference := minus_base(row)) is not None:
             random_anb[row["n"]][replicate(row)] = difference
-    dissimilar = _directions_averaged([row for row in rows if not is_random_split(row["split"])
-                                       and row["family"] == "AnB" and row["target_half"] != "all"
-                                       and row.get("base_half") != PRETRAINED], minus_base)
+    dissimilar = _directions_averaged(
+        [
+            row
+            for row in rows
+            if not is_random_split(row["split"])
+            and row["family"] == "AnB"
+            and row["target_half"] != "all"
+            and row.get("base_half") != PRETRAINED
+        ],
+        minus_base,
+    )
     features: dict[int, dict[Unit, float]] = defaultdict(dict)
     for row in rows:
         if row["family"] == "random" and (difference := minus_base(row)) is not None:
@@ -193,8 +215,9 @@ def relative_values(rows: list[Row]) -> Relative:
     return {name: _with_zero(curve) for name, curve in curves.items() if curve}
 
 
-def _directions_averaged(transfers: list[Row], minus_base: Callable[[Row], float | None]
-                         ) -> dict[int, dict[Unit, float]]:
+def _directions_averaged(
+    transfers: list[Row], minus_base: Callable[[Row], float | None]
+) -> dict[int, dict[Unit, float]]:
     directions: dict[str, set[str]] = defaultdict(set)
     values: dict[tuple[str, int, int], dict[str, float]] = defaultdict(dict)
     for row in transfers:
@@ -215,8 +238,9 @@ def _with_zero(curve: dict[int, dict[Unit, float]]) -> dict[int, dict[Unit, floa
 
 def relative_points(rows: list[Row]) -> dict[str, Points]:
     """:func:`relative_values` as points: the units' values at each n."""
-    return {name: {n: list(units.values()) for n, units in curve.items()}
-            for name, curve in relative_values(rows).items()}
+    return {
+        name: {n: list(units.values()) for n, units in curve.items()} for name, curve in relative_values(rows).items()
+    }
 
 
 def relative_curves(rows: list[Row]) -> dict[str, dict[int, float]]:

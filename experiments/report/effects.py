@@ -68,13 +68,32 @@ Test = Literal["shown", "not shown", "reversed", "no interval (1 seed)"]
 Side = dict[tuple[Hashable, int | None], list[float]]
 ALPHA = 1.0 - LEVEL  # the family-wise error rate Holm controls over one report's rows
 NEEDS_CONVERGENCE: tuple[str, ...] = ("co-adaptation dip", "lasting boost")
-PRETRAINED_NOTE = ("Rows marked (A: pretrained weights): A is the data the weights file was trained on (e.g. "
-                   "ImageNet), not a half of this study's data; B is the target data, base its own network trained "
-                   "from scratch, BnB and BnB+ copy that base. AnB - base is what the pretrained features give or cost "
-                   "at n; AnB+ - base the boost of starting from them.")
-FIELDS: tuple[str, ...] = ("claim", "contrast", "layers", "direction", "estimate", "ci_low", "ci_high", "units",
-                           "method", "p_value", "p_holm", "adjusted_level", "adj_ci_low", "adj_ci_high", "test",
-                           "verdict", "convergence", "paper_estimate")
+PRETRAINED_NOTE = (
+    "Rows marked (A: pretrained weights): A is the data the weights file was trained on (e.g. "
+    "ImageNet), not a half of this study's data; B is the target data, base its own network trained "
+    "from scratch, BnB and BnB+ copy that base. AnB - base is what the pretrained features give or cost "
+    "at n; AnB+ - base the boost of starting from them."
+)
+FIELDS: tuple[str, ...] = (
+    "claim",
+    "contrast",
+    "layers",
+    "direction",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "units",
+    "method",
+    "p_value",
+    "p_holm",
+    "adjusted_level",
+    "adj_ci_low",
+    "adj_ci_high",
+    "test",
+    "verdict",
+    "convergence",
+    "paper_estimate",
+)
 
 
 @dataclass(frozen=True)
@@ -149,12 +168,16 @@ def _family(name: str) -> SideOf:
             if row["family"] == name and (metric := value(row)) is not None:
                 values[replicate(row), row["n"]].append(metric)
         return values
+
     return side
 
 
 def _bases(rows: list[Row], comparison: Comparison) -> Side:
-    return {(replicate(row), None): [metric] for row in figure2_target_bases(rows, comparison)
-            if (metric := value(row)) is not None}
+    return {
+        (replicate(row), None): [metric]
+        for row in figure2_target_bases(rows, comparison)
+        if (metric := value(row)) is not None
+    }
 
 
 def _relative(curve: str) -> SideOf:
@@ -165,6 +188,7 @@ def _relative(curve: str) -> SideOf:
                 if n > 0:
                     values[unit[-1], n].append(difference)  # every unit ends with its seed
         return values
+
     return side
 
 
@@ -178,8 +202,10 @@ CONTRASTS: dict[str, tuple[SideOf, SideOf]] = {
     "dissimilar - random split (AnB - base)": (_relative("AnB, dissimilar split"), _relative("AnB, random splits")),
     "random features - AnB (each - base)": (_relative("random features"), _relative("AnB, random splits")),
 }
-CROSS_PANEL: tuple[tuple[str, str], ...] = (("dissimilar split", "dissimilar - random split (AnB - base)"),
-                                            ("random features", "random features - AnB (each - base)"))
+CROSS_PANEL: tuple[tuple[str, str], ...] = (
+    ("dissimilar split", "dissimilar - random split (AnB - base)"),
+    ("random features", "random features - AnB (each - base)"),
+)
 
 
 def sides(effect: Effect, rows: list[Row]) -> tuple[Side, Side]:
@@ -200,6 +226,7 @@ def plan(rows: list[Row]) -> list[Effect]:
 
 def _figure2_effects(rows: list[Row], comparison: Comparison) -> list[Effect]:
     """The dip, specificity and boost rows of one comparison's networks."""
+
     def layers(contrast: str, side: int) -> set[int]:
         return {n for _, n in CONTRASTS[contrast][side](rows, comparison) if n is not None}
 
@@ -250,8 +277,11 @@ def unit_differences(effect: Effect, rows: list[Row]) -> dict[Hashable, float]:
 def unpaired_count(effect: Effect, rows: list[Row]) -> int:
     """How many of the row's left-side networks (at its n) have no right-side partner in their unit."""
     left_side, right_side = sides(effect, rows)
-    return sum(len(values) for (unit, n), values in left_side.items()
-               if n in effect.layers and not (right_side.get((unit, n)) or right_side.get((unit, None))))
+    return sum(
+        len(values)
+        for (unit, n), values in left_side.items()
+        if n in effect.layers and not (right_side.get((unit, n)) or right_side.get((unit, None)))
+    )
 
 
 def estimate(effect: Effect, rows: list[Row]) -> tuple[list[float], str] | None:
@@ -260,8 +290,11 @@ def estimate(effect: Effect, rows: list[Row]) -> tuple[list[float], str] | None:
     if not differences:
         return None
     count = len(differences)
-    units = ("seed" if count == 1 else "seeds") if len({_context(unit) for unit in differences}) == 1 \
+    units = (
+        ("seed" if count == 1 else "seeds")
+        if len({_context(unit) for unit in differences}) == 1
         else "replicates (split, half, seed)"
+    )
     method = f"paired t over {count} {units}"
     missing = unpaired_count(effect, rows)
     if missing:
@@ -307,8 +340,9 @@ def is_imagenet(rows: Sequence[Row]) -> bool:
     return any(row["split"] == "natman" for row in rows)
 
 
-def effects(rows: list[Row], paper: Sequence[Row] | None = None,
-            convergence: Convergence | None = None) -> list[EffectRow]:
+def effects(
+    rows: list[Row], paper: Sequence[Row] | None = None, convergence: Convergence | None = None
+) -> list[EffectRow]:
     """Every effect of :func:`plan`, estimated from ``rows`` with Holm over the rows, with the paper's value.
 
     Args:
@@ -331,24 +365,45 @@ def effects(rows: list[Row], paper: Sequence[Row] | None = None,
         adjusted = mean_interval(differences, step.level) if step is not None else None
         outcome = decide(interval, step is not None and step.adjusted_p <= ALPHA, effect.sign)
         reference = pooled_difference(effect, paper) if paper else None
-        out.append(EffectRow(effect, interval, method + (f"; Holm over {family} row(s)" if p is not None else ""),
-                             outcome, reading(effect, interval, outcome, convergence), p,
-                             None if step is None else step.adjusted_p, adjusted,
-                             None if step is None else step.level, reference))
+        out.append(
+            EffectRow(
+                effect,
+                interval,
+                method + (f"; Holm over {family} row(s)" if p is not None else ""),
+                outcome,
+                reading(effect, interval, outcome, convergence),
+                p,
+                None if step is None else step.adjusted_p,
+                adjusted,
+                None if step is None else step.level,
+                reference,
+            )
+        )
     return out
 
 
 def _record(row: EffectRow, status: str) -> dict[str, object]:
     interval, adjusted = row.interval, row.adjusted
-    return {"claim": row.effect.title, "contrast": row.effect.contrast, "layers": row.effect.label,
-            "direction": "negative" if row.effect.sign < 0 else "positive",
-            "estimate": round(interval.estimate, 6), "ci_low": csv_number(interval.low),
-            "ci_high": csv_number(interval.high), "units": interval.count, "method": row.method,
-            "p_value": csv_number(row.p), "p_holm": csv_number(row.p_holm),
-            "adjusted_level": csv_number(row.adjusted_level),
-            "adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
-            "adj_ci_high": csv_number(None if adjusted is None else adjusted.high), "test": row.test,
-            "verdict": row.verdict, "convergence": status, "paper_estimate": csv_number(row.paper)}
+    return {
+        "claim": row.effect.title,
+        "contrast": row.effect.contrast,
+        "layers": row.effect.label,
+        "direction": "negative" if row.effect.sign < 0 else "positive",
+        "estimate": round(interval.estimate, 6),
+        "ci_low": csv_number(interval.low),
+        "ci_high": csv_number(interval.high),
+        "units": interval.count,
+        "method": row.method,
+        "p_value": csv_number(row.p),
+        "p_holm": csv_number(row.p_holm),
+        "adjusted_level": csv_number(row.adjusted_level),
+        "adj_ci_low": csv_number(None if adjusted is None else adjusted.low),
+        "adj_ci_high": csv_number(None if adjusted is None else adjusted.high),
+        "test": row.test,
+        "verdict": row.verdict,
+        "convergence": status,
+        "paper_estimate": csv_number(row.paper),
+    }
 
 
 def csv_number(number: float | None) -> float | str:
@@ -371,11 +426,17 @@ def write_effects(folder: Path, rows: list[EffectRow], convergence: Convergence 
 def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> str:
     """The effects as a Markdown table, differences in percentage points of top-1 accuracy."""
     with_paper = any(row.paper is not None for row in rows)
-    status = ("Convergence: not checked." if convergence is None
-              else f"Convergence: **{convergence.status}** ({convergence.note()}).")
+    status = (
+        "Convergence: not checked."
+        if convergence is None
+        else f"Convergence: **{convergence.status}** ({convergence.note()})."
+    )
     family = sum(row.p is not None for row in rows)
     lines = [
-        "# Effects", "", status, "",
+        "# Effects",
+        "",
+        status,
+        "",
         "Differences of top-1 accuracy in percentage points, left minus right. One estimator for every row: the "
         "paired t-interval over units (a network minus the base of its half and seed, or the partner of its unit; "
         "the n of a row averaged within each unit first, never counted as replicates). 95 % CI: unadjusted; "
@@ -383,7 +444,8 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
         "interval at the level Holm tested it at. shown / reversed: Holm rejects zero, in the paper's direction "
         "or the other; not shown: it does not. The dip and the boost need converged networks: unless the "
         "convergence check passed they read 'not interpretable'. An effect under twice the check's tolerance is "
-        "'within the convergence tolerance'.", "",
+        "'within the convergence tolerance'.",
+        "",
         *([PRETRAINED_NOTE, ""] if any(row.effect.comparison == "pretrained" for row in rows) else []),
         "| claim | contrast | n | paper's sign | estimate | 95 % CI | units | adjusted CI | p (Holm) | verdict |"
         + (" paper |" if with_paper else ""),
@@ -392,13 +454,18 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
     for row in rows:
         interval, adjusted = row.interval, row.adjusted
         ci = f"{_points(interval.low)} to {_points(interval.high)}" if interval.defined else "no interval"
-        adj = (f"{_points(adjusted.low)} to {_points(adjusted.high)}" if adjusted is not None and adjusted.defined
-               else "no interval")
+        adj = (
+            f"{_points(adjusted.low)} to {_points(adjusted.high)}"
+            if adjusted is not None and adjusted.defined
+            else "no interval"
+        )
         p = "n/a" if row.p_holm is None else f"{row.p_holm:.3g}"
         units = f"{interval.count} {'seed' if interval.count == 1 else 'seeds'}"
-        line = (f"| {row.effect.title} | {row.effect.contrast} | {row.effect.label} | "
-                f"{'-' if row.effect.sign < 0 else '+'} | {_points(interval.estimate)} | {ci} | {units} | {adj} | "
-                f"{p} | {row.verdict} |")
+        line = (
+            f"| {row.effect.title} | {row.effect.contrast} | {row.effect.label} | "
+            f"{'-' if row.effect.sign < 0 else '+'} | {_points(interval.estimate)} | {ci} | {units} | {adj} | "
+            f"{p} | {row.verdict} |"
+        )
         lines.append(line + (f" {_points(row.paper)} |" if with_paper else ""))
     if not rows:
         lines.append("| (no effect has networks on both sides yet) |" + " |" * (9 + with_paper))

@@ -22,6 +22,7 @@ figure: red where it starts with ``NOT CONVERGED`` or says ``FAILED`` or ``UNCHE
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Collection, Iterable, Sequence
@@ -30,12 +31,12 @@ from typing import Any
 
 # Figures are built as ``matplotlib.figure.Figure`` objects, not through pyplot: they draw into files only (no
 # display on a server or in CI) without choosing a backend for the whole process at import.
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from experiments.families import FIGURE2_FAMILIES  # noqa: E402
-from experiments.report.curves import (  # noqa: E402
+from experiments.families import FIGURE2_FAMILIES
+from experiments.report.curves import (
     Comparison,
     base_label,
     dissimilar_points,
@@ -47,8 +48,8 @@ from experiments.report.curves import (  # noqa: E402
     reduced_data_points,
     relative_points,
 )
-from experiments.report.intervals import mean_interval  # noqa: E402
-from experiments.report.table import Points, Row  # noqa: E402
+from experiments.report.intervals import mean_interval
+from experiments.report.table import Points, Row
 
 STYLE = {  # the paper's colours: selffers blue, transfers red, fine-tuned lighter
     "base": {"color": "black", "marker": "o", "facecolor": "white"},
@@ -59,8 +60,11 @@ STYLE = {  # the paper's colours: selffers blue, transfers red, fine-tuned light
 }
 OFFSETS = {"base": 0.0, "BnB": -0.15, "BnB+": -0.05, "AnB": 0.05, "AnB+": 0.15}
 EXTRA_COLORS = ("#2a9d8f", "#e76f51", "#6a4c93", "#8a8a8a")
-RELATIVE_COLORS = {"AnB, random splits": STYLE["AnB"]["color"], "AnB, dissimilar split": EXTRA_COLORS[1],
-                   "random features": EXTRA_COLORS[2]}
+RELATIVE_COLORS = {
+    "AnB, random splits": STYLE["AnB"]["color"],
+    "AnB, dissimilar split": EXTRA_COLORS[1],
+    "random features": EXTRA_COLORS[2],
+}
 CKA_COLOR = "#444444"
 CHANCE_COLOR = "#9a9a9a"
 NOT_RUN_COLOR = "#b0b0b0"
@@ -73,13 +77,23 @@ ZERO_LABEL = "the base of the same replicate (= 0)"
 CI_NOTE = "bars: 95% t-interval over seeds (replicates)"
 FOOTER = f"{CI_NOTE}; hollow markers: one seed, no interval."
 # The legend of each family where A is a pretrained weights file's training data, not a half.
-PRETRAINED_LABELS = {"BnB": "BnB (from base B, frozen)", "BnB+": "BnB+ (from base B, fine-tuned)",
-                     "AnB": "AnB (A: pretrained weights, frozen)", "AnB+": "AnB+ (A: pretrained weights, fine-tuned)"}
+PRETRAINED_LABELS = {
+    "BnB": "BnB (from base B, frozen)",
+    "BnB+": "BnB+ (from base B, fine-tuned)",
+    "AnB": "AnB (A: pretrained weights, frozen)",
+    "AnB+": "AnB+ (A: pretrained weights, fine-tuned)",
+}
 PRETRAINED_TITLE = "pretrained base: A = the weights' pretraining data (e.g. ImageNet), not a half; B = the target"
 
 
-def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note: str | None = None,
-         cka: Points | None = None, cka_chance: Points | None = None) -> list[Path]:
+def draw(
+    rows: list[Row],
+    folder: Path,
+    paper: Sequence[Row] | None = None,
+    note: str | None = None,
+    cka: Points | None = None,
+    cka_chance: Points | None = None,
+) -> list[Path]:
     """Draw every figure of ``rows`` into ``folder``; return the files written.
 
     Args:
@@ -106,8 +120,14 @@ def draw(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, note
     return written
 
 
-def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | None = None,
-            cka: Points | None = None, cka_chance: Points | None = None, comparison: Comparison = "random") -> Figure:
+def figure2(
+    rows: list[Row],
+    paper: Sequence[Row] | None = None,
+    note: str | None = None,
+    cka: Points | None = None,
+    cka_chance: Points | None = None,
+    comparison: Comparison = "random",
+) -> Figure:
     """Figure 2: every network with its family's mean line (top), each network minus the base of its replicate
     (bottom), and with ``cka`` the layer similarity of the bases A and B (and ``cka_chance``, its chance) under them.
     ``comparison`` ``pretrained``: the same panels for the transfers from a pretrained weights file."""
@@ -117,8 +137,9 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     else:
         figure = Figure(figsize=(7, 9))
         top, bottom = figure.subplots(2, 1, sharex=True)
-    labels: dict[str, str] = (PRETRAINED_LABELS if comparison == "pretrained"
-                              else {family: family for family in FIGURE2_FAMILIES})
+    labels: dict[str, str] = (
+        PRETRAINED_LABELS if comparison == "pretrained" else {family: family for family in FIGURE2_FAMILIES}
+    )
     points = figure2_points(rows, comparison)
     _networks(top, points, base_label(rows, comparison), labels)
     if paper:
@@ -130,14 +151,21 @@ def figure2(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
         _paper_legend(top)
     what = f"{PRETRAINED_TITLE}\n" if comparison == "pretrained" else "Figure 2: random A/B splits, "
     top.set_title(f"{what}every network ({_seeds(points.values())} per point; lines: means)", fontsize=10)
-    finish(top, "layer n at which the network is chopped and retrained", _metric_label(rows),
-           run=_layers(points.values()))
+    finish(
+        top, "layer n at which the network is chopped and retrained", _metric_label(rows), run=_layers(points.values())
+    )
     differences = figure2_differences(rows, comparison)
     _differences(bottom, differences, figure2_differences(list(paper)) if paper else {}, labels)
-    bottom.set_title(f"each network minus the base of its replicate ({_seeds(differences.values())} per point;\n"
-                     f"{CI_NOTE})", fontsize=10)
-    finish(bottom, "layer n at which the network is chopped and retrained",
-           f"{_metric_label(rows)}\nminus the base of its replicate", run=_layers(differences.values()) | {0})
+    bottom.set_title(
+        f"each network minus the base of its replicate ({_seeds(differences.values())} per point;\n{CI_NOTE})",
+        fontsize=10,
+    )
+    finish(
+        bottom,
+        "layer n at which the network is chopped and retrained",
+        f"{_metric_label(rows)}\nminus the base of its replicate",
+        run=_layers(differences.values()) | {0},
+    )
     if cka:
         _similarity(similarity, cka, cka_chance)
     _caption(figure, note)
@@ -149,14 +177,31 @@ def _networks(axes: Axes, points: dict[str, Points], label: str, labels: dict[st
     the means joined from the bases'."""
     base = STYLE["base"]
     for n, values in points["base"].items():
-        axes.scatter([n] * len(values), values, s=22, marker=base["marker"], facecolors=base["facecolor"],
-                     edgecolors=base["color"], linewidths=0.8, zorder=3, label=label)
+        axes.scatter(
+            [n] * len(values),
+            values,
+            s=22,
+            marker=base["marker"],
+            facecolors=base["facecolor"],
+            edgecolors=base["color"],
+            linewidths=0.8,
+            zorder=3,
+            label=label,
+        )
     start = mean_curve(points["base"])
     for family in FIGURE2_FAMILIES:
         style, family_points = STYLE[family], points[family]
         for index, (n, values) in enumerate(family_points.items()):
-            axes.scatter([n + OFFSETS[family]] * len(values), values, s=22, marker=style["marker"],
-                         color=style["color"], linewidths=0.8, zorder=3, label=labels[family] if index == 0 else None)
+            axes.scatter(
+                [n + OFFSETS[family]] * len(values),
+                values,
+                s=22,
+                marker=style["marker"],
+                color=style["color"],
+                linewidths=0.8,
+                zorder=3,
+                label=labels[family] if index == 0 else None,
+            )
         if family_points:
             line = start | mean_curve(family_points)
             _connect(axes, list(line), list(line.values()), style["color"], lw=1, alpha=0.7)
@@ -166,14 +211,21 @@ def _differences(axes: Axes, differences: dict[str, Points], paper: dict[str, Po
     """Figure 2's bottom panel: per family the mean difference with its interval, the paper's dashed, a zero line."""
     axes.axhline(0.0, color="black", lw=0.8, label=ZERO_LABEL)
     for family, points in differences.items():
-        mean_with_interval(axes, points, STYLE[family]["color"], STYLE[family]["marker"], labels[family],
-                           shift=OFFSETS[family])
+        mean_with_interval(
+            axes, points, STYLE[family]["color"], STYLE[family]["marker"], labels[family], shift=OFFSETS[family]
+        )
     counts = {len(values) for points in differences.values() for values in points.values()}
     if len(counts) > 1:  # the title gives the range; each point says its own
         for family, points in differences.items():
             for n, values in points.items():
-                axes.annotate(_seeds([{n: values}]), (n + OFFSETS[family], mean_interval(values).estimate),
-                              xytext=(3, -8), textcoords="offset points", fontsize=6, color=STYLE[family]["color"])
+                axes.annotate(
+                    _seeds([{n: values}]),
+                    (n + OFFSETS[family], mean_interval(values).estimate),
+                    xytext=(3, -8),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color=STYLE[family]["color"],
+                )
     for family, points in paper.items():
         _paper_line(axes, mean_curve(points), STYLE[family]["color"])
     if paper:
@@ -194,8 +246,11 @@ def _similarity(axes: Axes, cka: Points, chance: Points | None) -> None:
         _connect(axes, ns, means, CHANCE_COLOR, linestyle="--", lw=1.2, label=CHANCE_LABEL)
     axes.set_ylim(min([0.0, *values]) - 0.05, 1.05)  # CKA's range: a wider t-interval runs off it (see summary.csv)
     pairs = _seeds([cka], unit="seed pair")
-    axes.set_title(f"layer similarity: debiased linear CKA of base A and base B at layer n, on B's validation "
-                   f"images\n({pairs} per point; bars: 95% t-interval over seed pairs)", fontsize=9)
+    axes.set_title(
+        f"layer similarity: debiased linear CKA of base A and base B at layer n, on B's validation "
+        f"images\n({pairs} per point; bars: 95% t-interval over seed pairs)",
+        fontsize=9,
+    )
     finish(axes, "layer n", "debiased linear CKA(A, B)", run=set(cka) | set(chance or {}))
 
 
@@ -203,15 +258,20 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     """The combined figure: the dissimilar split, random frozen features, and each curve minus its n=0."""
     figure = Figure(figsize=(11, 8.5))
     grid = figure.add_gridspec(2, 2)
-    dissimilar, random, relative = (figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]),
-                                    figure.add_subplot(grid[1, :]))
-    panels = {"dissimilar": dissimilar_points(rows), "random": {"random, frozen": random_features_points(rows)},
-              "relative": relative_points(rows)}
+    dissimilar, random, relative = (
+        figure.add_subplot(grid[0, 0]),
+        figure.add_subplot(grid[0, 1]),
+        figure.add_subplot(grid[1, :]),
+    )
+    panels = {
+        "dissimilar": dissimilar_points(rows),
+        "random": {"random, frozen": random_features_points(rows)},
+        "relative": relative_points(rows),
+    }
     for index, (target, points) in enumerate(panels["dissimilar"].items()):
         color = EXTRA_COLORS[index % len(EXTRA_COLORS)]
         mean_with_interval(dissimilar, points, color, "o", f"to {target}", scatter=True)
-    mean_with_interval(random, panels["random"]["random, frozen"], EXTRA_COLORS[2], "s", "random, frozen",
-                       scatter=True)
+    mean_with_interval(random, panels["random"]["random, frozen"], EXTRA_COLORS[2], "s", "random, frozen", scatter=True)
     for name, points in panels["relative"].items():
         mean_with_interval(relative, points, RELATIVE_COLORS[name], "o", name)
     if paper:
@@ -228,8 +288,11 @@ def figure3(rows: list[Row], paper: Sequence[Row] | None = None, note: str | Non
     seeds = {name: _seeds(points.values()) for name, points in panels.items()}
     dissimilar.set_title(f"dissimilar split: frozen transfer to each half ({seeds['dissimilar']})", fontsize=10)
     random.set_title(f"random, untrained, frozen first n layers ({seeds['random']})", fontsize=10)
-    relative.set_title(f"each curve minus its own n=0, network minus its base ({seeds['relative']} per point; "
-                       "bars: 95% t-interval over seeds)", fontsize=10)
+    relative.set_title(
+        f"each curve minus its own n=0, network minus its base ({seeds['relative']} per point; "
+        "bars: 95% t-interval over seeds)",
+        fontsize=10,
+    )
     for axes, name in ((dissimilar, "dissimilar"), (random, "random")):
         finish(axes, "layer n", _metric_label(rows), run=_layers(panels[name].values()))
     finish(relative, "layer n", "top-1 accuracy minus n=0", run=_layers(panels["relative"].values()))
@@ -274,8 +337,17 @@ def _intervals(points: Points) -> tuple[list[int], list[float], list[float], lis
     return ns, means, low, high
 
 
-def mean_with_interval(axes: Axes, points: Points, color: str, marker: str, label: str,
-                       scatter: bool = False, linestyle: str = "-", shift: float = 0.0, layers: bool = True) -> None:
+def mean_with_interval(
+    axes: Axes,
+    points: Points,
+    color: str,
+    marker: str,
+    label: str,
+    scatter: bool = False,
+    linestyle: str = "-",
+    shift: float = 0.0,
+    layers: bool = True,
+) -> None:
     """Draw the mean of ``points`` at each n (moved right by ``shift``) with its 95 % interval as a bar; a point of
     one value hollow; with ``scatter`` every value too. On a layer axis (``layers``) the line joins adjacent n only
     (:func:`_connect`); otherwise it joins every point."""
@@ -283,16 +355,18 @@ def mean_with_interval(axes: Axes, points: Points, color: str, marker: str, labe
         return
     ns, means, low, high = _intervals(points)
     xs = [n + shift for n in ns]
-    bars = axes.errorbar(xs, means, yerr=[low, high], color=color, marker=marker, ms=5, capsize=3, lw=1.5,
-                         label=label, ls=linestyle)
+    bars = axes.errorbar(
+        xs, means, yerr=[low, high], color=color, marker=marker, ms=5, capsize=3, lw=1.5, label=label, ls=linestyle
+    )
     if layers:  # the data line breaks where n were not run; a faint connector crosses there
         bars.lines[0].set_data(*_broken(ns, means, shift))
         _gaps(axes, ns, means, color, linestyle, shift)
     single = [(x, mean) for x, mean, down in zip(xs, means, low) if math.isnan(down)]
     if single:
         single_xs, single_means = zip(*single)
-        axes.scatter(single_xs, single_means, marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2,
-                     zorder=4)
+        axes.scatter(
+            single_xs, single_means, marker=marker, s=36, facecolors="white", edgecolors=color, linewidths=1.2, zorder=4
+        )
         if SINGLE_LABEL not in axes.get_legend_handles_labels()[1]:
             axes.scatter([], [], marker="o", facecolors="white", edgecolors="gray", label=SINGLE_LABEL)
     if scatter:
@@ -324,18 +398,32 @@ def _broken(ns: Sequence[int], ys: Sequence[float], shift: float = 0.0) -> tuple
     return xs_out, ys_out
 
 
-def _gaps(axes: Axes, ns: Sequence[int], ys: Sequence[float], color: str, linestyle: str = "-",
-          shift: float = 0.0) -> None:
+def _gaps(
+    axes: Axes, ns: Sequence[int], ys: Sequence[float], color: str, linestyle: str = "-", shift: float = 0.0
+) -> None:
     """A faint connector across each run of n that were not run: dotted for a solid curve, else its own style."""
     runs = _runs(ns)
-    for before, after in zip(runs, runs[1:]):
+    for before, after in itertools.pairwise(runs):
         gap = (before[-1], after[0])
-        axes.plot([ns[i] + shift for i in gap], [ys[i] for i in gap], color=color,
-                  ls=":" if linestyle == "-" else linestyle, lw=1.0, alpha=0.6)
+        axes.plot(
+            [ns[i] + shift for i in gap],
+            [ys[i] for i in gap],
+            color=color,
+            ls=":" if linestyle == "-" else linestyle,
+            lw=1.0,
+            alpha=0.6,
+        )
 
 
-def _connect(axes: Axes, ns: Sequence[int], ys: Sequence[float], color: str, linestyle: str = "-",
-             label: str | None = None, **style: Any) -> None:
+def _connect(
+    axes: Axes,
+    ns: Sequence[int],
+    ys: Sequence[float],
+    color: str,
+    linestyle: str = "-",
+    label: str | None = None,
+    **style: Any,
+) -> None:
     """Join the points of one curve: ``linestyle`` between adjacent n, a faint connector across n not run."""
     axes.plot(*_broken(ns, ys), color=color, ls=linestyle, label=label, **style)
     _gaps(axes, ns, ys, color, linestyle)

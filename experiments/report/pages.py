@@ -29,8 +29,8 @@ from experiments.report.compare import markdown as compare_markdown
 from experiments.report.convergence import Convergence, check, plateau_rise
 from experiments.report.curves import figure2_target_bases, relative_values, value
 from experiments.report.effects import EffectRow, effects, markdown
-from experiments.report.write import read_similarity, similarity_panel, write_tables
 from experiments.report.table import Row, is_base, is_random_split, read_table
+from experiments.report.write import read_similarity, similarity_panel, write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- results: begin (written by python -m experiments.report.pages from docs/*_results.csv; do not edit) -->"
@@ -48,44 +48,65 @@ class StudyPage:
 
 
 STUDIES: tuple[StudyPage, ...] = (
-    StudyPage("default_study", "The default study (`make study`)", (
-        "`experiments/configs/studies/fmnist_default.yaml` with the small CaffeNet of "
-        "`experiments/configs/fmnist/base.yaml` (widths 16, 32, 48, 48, 32, 128, 128; 5x5 conv1 stride 1; fc8 10 "
-        "wide, as the paper's 1000 for all of ImageNet): batch 128 (about 1.3 epochs of a half), validation every 100 "
-        "steps, lr x0.1 after step 200. The dissimilar split is clothing / footwear and bags, both directions, "
-        "frozen; random frozen features are trained on all 10 classes. Re-run on 2026-12-07 with this code (its base "
-        "A of seed 0 re-trained alone gave the same paper metric to the last digit) on the 2-core development machine "
-        "without GPU, `--launcher cpus`, with other work sharing the cores: about 50 minutes; alone, `make study` "
-        "took 16 min 56 s on 2026-11-29, the 50 frozen transfer networks in 8 fused groups, plus about 2 minutes of "
-        "set-up on a fresh clone. Figure 2's third panel is the layer similarity (debiased linear CKA) of bases A "
-        "and B per layer (`docs/default_study_cka.csv`); the checkpoints are not shipped."), (
-        "BnB and the \"+\" networks measure extra training as much as transfer: a reversed dip is BnB sitting above "
-        "its base, more training of an unconverged network, and AnB+ - BnB+ compares with a BnB+ that has seen its "
-        "own half twice as long.",
-        "The default study is a fast, honest run of the whole pipeline; the effects that need converged networks "
-        "need a study that passes the check (the `fmnist_converged` preset once a schedule passes, the "
-        "paper-scale study on ImageNet).")),
-    StudyPage("fmnist_4000_steps", "The 4000-step study", (
-        "The default grid with every network trained 4000 steps of batch 128, lr 0.01 x0.1 at step 3000, "
-        "validation every 250 steps, at n = 1, 3, 5, 7, run on 2026-11-29. It shipped that day as \"converged\": "
-        "it passed the old rule, but its BnB+ beat its own "
-        "base in every seed, and that is what an under-trained base predicts (BnB+ is the base trained again). "
-        "It is re-reported here from its results table under the current statistics."), (
-        "Its bases are flat at the end: the plateau after the lr drop hides the under-training that BnB+ shows.",
-        "A reversed AnB+ - BnB+ is what BnB+'s extra training of its own half predicts.",
-        "Its CKA panel used the biased estimator (it falls with a network's width whatever was shared) and was "
-        "withdrawn with its file; the checkpoints to recompute it are gone.")),
-    StudyPage("fmnist_vit", "A modern backbone at the same scale (`fmnist_vit`)", (
-        "The 4000-step grid with the small ViT of `experiments/configs/fmnist/vit.yaml` (7x7 patches, 6 blocks of "
-        "width 64: n = 1..7 are `embed`, `block1`..`block6`) and its recipe (AdamW 1e-3, 200 warm-up steps, cosine "
-        "to 0). Run on 2026-11-29/30 in about 4 h 45 min of wall time on the 2-core machine without GPU, and "
-        "re-reported here from its results table under the current statistics; its preset "
-        "(`experiments/configs/studies/fmnist_vit.yaml`) now has 3 seeds in every panel (99 networks, about 7 hours "
-        "on 2 cores), and this run was not repeated."), (
-        "Not converged, so no verdict of this study that needs converged networks is interpretable; the dip's and "
-        "the boost's intervals hold zero anyway.",
-        "Its CKA table used the biased estimator and its checkpoints are gone, so it was withdrawn; a re-run "
-        "computes the debiased panel.")),
+    StudyPage(
+        "default_study",
+        "The default study (`make study`)",
+        (
+            "`experiments/configs/studies/fmnist_default.yaml` with the small CaffeNet of "
+            "`experiments/configs/fmnist/base.yaml` (widths 16, 32, 48, 48, 32, 128, 128; 5x5 conv1 stride 1; fc8 10 "
+            "wide, as the paper's 1000 for all of ImageNet): batch 128 (about 1.3 epochs of a half), validation every "
+            "100 steps, lr x0.1 after step 200. The dissimilar split is clothing / footwear and bags, both directions, "
+            "frozen; random frozen features are trained on all 10 classes. Re-run on 2026-12-07 with this code (its "
+            "base A of seed 0 re-trained alone gave the same paper metric to the last digit) on the 2-core development "
+            "machine without GPU, `--launcher cpus`, with other work sharing the cores: about 50 minutes; alone, `make "
+            "study` took 16 min 56 s on 2026-11-29, the 50 frozen transfer networks in 8 fused groups, plus about 2 "
+            "minutes of set-up on a fresh clone. Figure 2's third panel is the layer similarity (debiased linear CKA) "
+            "of bases A and B per layer (`docs/default_study_cka.csv`); the checkpoints are not shipped."
+        ),
+        (
+            'BnB and the "+" networks measure extra training as much as transfer: a reversed dip is BnB sitting above '
+            "its base, more training of an unconverged network, and AnB+ - BnB+ compares with a BnB+ that has seen its "
+            "own half twice as long.",
+            "The default study is a fast, honest run of the whole pipeline; the effects that need converged networks "
+            "need a study that passes the check (the `fmnist_converged` preset once a schedule passes, the "
+            "paper-scale study on ImageNet).",
+        ),
+    ),
+    StudyPage(
+        "fmnist_4000_steps",
+        "The 4000-step study",
+        (
+            "The default grid with every network trained 4000 steps of batch 128, lr 0.01 x0.1 at step 3000, "
+            'validation every 250 steps, at n = 1, 3, 5, 7, run on 2026-11-29. It shipped that day as "converged": '
+            "it passed the old rule, but its BnB+ beat its own "
+            "base in every seed, and that is what an under-trained base predicts (BnB+ is the base trained again). "
+            "It is re-reported here from its results table under the current statistics."
+        ),
+        (
+            "Its bases are flat at the end: the plateau after the lr drop hides the under-training that BnB+ shows.",
+            "A reversed AnB+ - BnB+ is what BnB+'s extra training of its own half predicts.",
+            "Its CKA panel used the biased estimator (it falls with a network's width whatever was shared) and was "
+            "withdrawn with its file; the checkpoints to recompute it are gone.",
+        ),
+    ),
+    StudyPage(
+        "fmnist_vit",
+        "A modern backbone at the same scale (`fmnist_vit`)",
+        (
+            "The 4000-step grid with the small ViT of `experiments/configs/fmnist/vit.yaml` (7x7 patches, 6 blocks of "
+            "width 64: n = 1..7 are `embed`, `block1`..`block6`) and its recipe (AdamW 1e-3, 200 warm-up steps, cosine "
+            "to 0). Run on 2026-11-29/30 in about 4 h 45 min of wall time on the 2-core machine without GPU, and "
+            "re-reported here from its results table under the current statistics; its preset "
+            "(`experiments/configs/studies/fmnist_vit.yaml`) now has 3 seeds in every panel (99 networks, about 7 "
+            "hours on 2 cores), and this run was not repeated."
+        ),
+        (
+            "Not converged, so no verdict of this study that needs converged networks is interpretable; the dip's and "
+            "the boost's intervals hold zero anyway.",
+            "Its CKA table used the biased estimator and its checkpoints are gone, so it was withdrawn; a re-run "
+            "computes the debiased panel.",
+        ),
+    ),
 )
 # The comparison: (left study, right study, their labels, the files' prefix in docs/).
 COMPARISON = ("fmnist_4000_steps", "fmnist_vit", "CaffeNet", "ViT", "fmnist_vit_vs_caffenet")
@@ -107,8 +128,10 @@ def _effect(row: EffectRow) -> str:
     if not interval.defined:
         return f"{_points(interval.estimate)}, n = {row.effect.label}, {interval.count} seed: **{row.verdict}**"
     holm = "" if adjusted is None else f"; Holm {_points(adjusted.low)} to {_points(adjusted.high)}"
-    return (f"{_points(interval.estimate)} ({_points(interval.low)} to {_points(interval.high)}{holm}), "
-            f"n = {row.effect.label}, {interval.count} seeds: **{row.verdict}**")
+    return (
+        f"{_points(interval.estimate)} ({_points(interval.low)} to {_points(interval.high)}{holm}), "
+        f"n = {row.effect.label}, {interval.count} seeds: **{row.verdict}**"
+    )
 
 
 def _count(number: int, noun: str) -> str:
@@ -123,10 +146,14 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
     """The at-a-glance table (every study's networks, convergence and the paper's three claims) and the line of the
     comparison of :data:`COMPARISON`."""
     names = [study.name for study in STUDIES]
-    lines = ["| | " + " | ".join(f"`{name}`" for name in names) + " |", "|---|" + "---|" * len(names),
-             "| networks (seeds per Figure-2 point) | " + " | ".join(
-                 f"{len(reports[name][0])} ({_seeds(reports[name][0], FIGURE2_FAMILIES)})" for name in names) + " |",
-             "| convergence check | " + " | ".join(f"**{reports[name][1].status}**" for name in names) + " |"]
+    lines = [
+        "| | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "|---|" + "---|" * len(names),
+        "| networks (seeds per Figure-2 point) | "
+        + " | ".join(f"{len(reports[name][0])} ({_seeds(reports[name][0], FIGURE2_FAMILIES)})" for name in names)
+        + " |",
+        "| convergence check | " + " | ".join(f"**{reports[name][1].status}**" for name in names) + " |",
+    ]
     for label, claim, contrast, which in HEADLINE_CLAIMS:
         cells = []
         for name in names:
@@ -140,59 +167,81 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
     differs = sum(row.verdict == "differs" for row in tested)
     statuses = {reports[name][1].status for name in names}
     tau = 100 * reports[names[0]][1].tolerance
-    lower = sorted({_seeds([r for r in reports[name][0] if r["split"] == "dissimilar"], ("AnB",)) for name in names}
-                   | {_seeds(reports[name][0], ("random",)) for name in names})
-    passed = ("No shipped study has passed the convergence check yet" if statuses == {"not converged"}
-              else f"The shipped studies' convergence checks: {', '.join(sorted(statuses))}")
-    return "\n".join([
-        f"{passed} (BnB+, the base trained again, must equal its base within +-{tau:.2f} points at every n, and "
-        "every base must be flat at the end), so none of their co-adaptation dip or lasting boost verdicts is "
-        "evidence.", "",
-        "Differences in percentage points of top-1 on half B: estimate (95% t-interval over seeds; Holm's adjusted "
-        "interval over the rows of the study's report), the n pooled, the seeds, the verdict. The dip and the boost "
-        "need converged networks; the dissimilar-split and random-feature panels have "
-        f"{' or '.join(map(str, lower))} seed{'' if lower == [1] else 's'}"
-        f"{': no interval' if lower == [1] else ''}.", "",
-        *lines, "",
-        f"{pair.label} against {other.label} at the same schedule: {differs} of {len(tested)} quantities differ "
-        f"after Holm's adjustment; the nearest, {nearest.contrast} at n = {nearest.n}, is "
-        f"{_points(nearest.difference.estimate)} points (Welch {_points(nearest.difference.low)} to "
-        f"{_points(nearest.difference.high)}; Holm {_points(adjusted.low)} to {_points(adjusted.high)}, "
-        f"p = {nearest.p_holm:.2g}). Neither study is converged, so a difference could also be one of training "
-        "length.",
-    ])
+    lower = sorted(
+        {_seeds([r for r in reports[name][0] if r["split"] == "dissimilar"], ("AnB",)) for name in names}
+        | {_seeds(reports[name][0], ("random",)) for name in names}
+    )
+    passed = (
+        "No shipped study has passed the convergence check yet"
+        if statuses == {"not converged"}
+        else f"The shipped studies' convergence checks: {', '.join(sorted(statuses))}"
+    )
+    return "\n".join(
+        [
+            f"{passed} (BnB+, the base trained again, must equal its base within +-{tau:.2f} points at every n, and "
+            "every base must be flat at the end), so none of their co-adaptation dip or lasting boost verdicts is "
+            "evidence.",
+            "",
+            "Differences in percentage points of top-1 on half B: estimate (95% t-interval over seeds; Holm's adjusted "
+            "interval over the rows of the study's report), the n pooled, the seeds, the verdict. The dip and the "
+            "boost need converged networks; the dissimilar-split and random-feature panels have "
+            f"{' or '.join(map(str, lower))} seed{'' if lower == [1] else 's'}"
+            f"{': no interval' if lower == [1] else ''}.",
+            "",
+            *lines,
+            "",
+            f"{pair.label} against {other.label} at the same schedule: {differs} of {len(tested)} quantities differ "
+            f"after Holm's adjustment; the nearest, {nearest.contrast} at n = {nearest.n}, is "
+            f"{_points(nearest.difference.estimate)} points (Welch {_points(nearest.difference.low)} to "
+            f"{_points(nearest.difference.high)}; Holm {_points(adjusted.low)} to {_points(adjusted.high)}, "
+            f"p = {nearest.p_holm:.2g}). Neither study is converged, so a difference could also be one of training "
+            "length.",
+        ]
+    )
 
 
 def _convergence(rows: list[Row], verdict: Convergence) -> list[str]:
     tau = 100 * verdict.tolerance
     failing = set(verdict.failures)
-    lines = [f"### Convergence: **{verdict.status}**", "",
-             f"The check ([how it works](study.md#the-report)): BnB+, the base trained again, must equal its base "
-             f"within +-{tau:.2f} points (its 95% interval inside) at every n and pooled; every base must be flat "
-             "over its last quarter of validations.", ""]
-    lines += [f"- {'FAIL' if any(f.startswith(line) for f in failing) else 'pass'}: {line}"
-              for line in verdict.measured if line.startswith("BnB+ - base")]
+    lines = [
+        f"### Convergence: **{verdict.status}**",
+        "",
+        f"The check ([how it works](study.md#the-report)): BnB+, the base trained again, must equal its base "
+        f"within +-{tau:.2f} points (its 95% interval inside) at every n and pooled; every base must be flat "
+        "over its last quarter of validations.",
+        "",
+    ]
+    lines += [
+        f"- {'FAIL' if any(f.startswith(line) for f in failing) else 'pass'}: {line}"
+        for line in verdict.measured
+        if line.startswith("BnB+ - base")
+    ]
     rises = [found[0] for row in rows if is_base(row) and (found := plateau_rise(row.get("val_top1_history") or []))]
     if rises:
         above = [rise for rise in rises if rise > verdict.tolerance]
-        lines.append(f"- bases: {len(above)} of {len(rises)} rise more than {tau:.2f} points over their last quarter "
-                     f"of validations (every rise from {_points(min(rises))} to {_points(max(rises))} points)")
+        lines.append(
+            f"- bases: {len(above)} of {len(rises)} rise more than {tau:.2f} points over their last quarter "
+            f"of validations (every rise from {_points(min(rises))} to {_points(max(rises))} points)"
+        )
     bases = sorted(figure2_target_bases(rows), key=lambda row: row["seed"])
-    lines.append("- Figure 2's bases (top-1, percent): " + ", ".join(
-        f"{row['target_half']} seed {row['seed']} {100 * (value(row) or 0):.2f}" for row in bases))
+    lines.append(
+        "- Figure 2's bases (top-1, percent): "
+        + ", ".join(f"{row['target_half']} seed {row['seed']} {100 * (value(row) or 0):.2f}" for row in bases)
+    )
     return lines
 
 
 def _panels(rows: list[Row]) -> list[str]:
     lines = []
-    for curve, name in (("AnB, dissimilar split", "the dissimilar split's AnB"),
-                        ("random features", "random frozen features")):
+    for curve, name in (
+        ("AnB, dissimilar split", "the dissimilar split's AnB"),
+        ("random features", "random frozen features"),
+    ):
         values = relative_values(rows).get(curve, {})
         per_n = [f"n = {n}: {', '.join(_points(v) for v in units.values())}" for n, units in values.items() if n]
         if per_n:
             seeds = max(len(units) for units in values.values())
-            lines.append(f"- {name}, each minus its own base ({_count(seeds, 'seed')}, points): "
-                         + "; ".join(per_n))
+            lines.append(f"- {name}, each minus its own base ({_count(seeds, 'seed')}, points): " + "; ".join(per_n))
     return lines
 
 
@@ -205,24 +254,43 @@ def _grid(rows: list[Row]) -> str:
     dissimilar = _seeds([row for row in rows if row["split"] == "dissimilar"], ("AnB",))
     steps = ", ".join(map(str, sorted({row["steps"] for row in rows})))
     best = ", ".join(map(str, sorted({row["best_k"] for row in rows})))
-    return (f"{len(rows)} networks: Figure 2 on {splits} ({run} at n = {ns}) with "
-            f"{_count(_seeds(figure2, FIGURE2_FAMILIES), 'seed')}; the dissimilar split with {_count(dissimilar, 'seed')} and "
-            f"random features with {_count(_seeds(rows, ('random',)), 'seed')}; {steps} steps per network, the "
-            f"paper's metric over the best {best} validations.")
+    return (
+        f"{len(rows)} networks: Figure 2 on {splits} ({run} at n = {ns}) with "
+        f"{_count(_seeds(figure2, FIGURE2_FAMILIES), 'seed')}; the dissimilar split with "
+        f"{_count(dissimilar, 'seed')} and "
+        f"random features with {_count(_seeds(rows, ('random',)), 'seed')}; {steps} steps per network, the "
+        f"paper's metric over the best {best} validations."
+    )
 
 
 def section(page: StudyPage, rows: list[Row], verdict: Convergence, found: list[EffectRow]) -> str:
     """One study's section of ``docs/results.md``."""
     name = page.name
-    lines = [f"## {page.title}", "", page.about, "", _grid(rows), "",
-             f"Files: [results]({name}_results.csv) (one row per network), [summary]({name}_summary.csv) (every "
-             f"plotted point with its interval), [effects]({name}_effects.md) ([csv]({name}_effects.csv)), "
-             f"[convergence]({name}_convergence.txt) ([json]({name}_convergence.json)).", "",
-             f"![Figure 2 of {name} ({verdict.status})]({name}_figure2.png)",
-             f"![Figure 3 of {name}: dissimilar split, random features ({verdict.status})]({name}_figure3.png)", "",
-             *_convergence(rows, verdict), "", "### Readings", "", *[f"- {text}" for text in page.readings],
-             *_panels(rows), "", "### Effects", "",
-             markdown(found, verdict).split("\n\n")[-1].rstrip("\n")]
+    lines = [
+        f"## {page.title}",
+        "",
+        page.about,
+        "",
+        _grid(rows),
+        "",
+        f"Files: [results]({name}_results.csv) (one row per network), [summary]({name}_summary.csv) (every "
+        f"plotted point with its interval), [effects]({name}_effects.md) ([csv]({name}_effects.csv)), "
+        f"[convergence]({name}_convergence.txt) ([json]({name}_convergence.json)).",
+        "",
+        f"![Figure 2 of {name} ({verdict.status})]({name}_figure2.png)",
+        f"![Figure 3 of {name}: dissimilar split, random features ({verdict.status})]({name}_figure3.png)",
+        "",
+        *_convergence(rows, verdict),
+        "",
+        "### Readings",
+        "",
+        *[f"- {text}" for text in page.readings],
+        *_panels(rows),
+        "",
+        "### Effects",
+        "",
+        markdown(found, verdict).split("\n\n")[-1].rstrip("\n"),
+    ]
     return "\n".join(lines)
 
 
@@ -243,7 +311,7 @@ def pages(root: Path = ROOT) -> dict[str, str]:
     found = reports(docs)
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, (rows, verdict, rows_effects) in found.items():
+        for name, (rows, verdict, _) in found.items():
             folder = Path(scratch) / name
             folder.mkdir()
             if (docs / f"{name}_cka.csv").is_file():  # the study's layer-similarity table, shipped beside its results
@@ -255,37 +323,54 @@ def pages(root: Path = ROOT) -> dict[str, str]:
         out |= {f"docs/{COMPARISON[4]}{path.suffix}": path.read_text() for path in written if path.suffix != ".png"}
     out["docs/results.md"] = results_page(found, pair, other)
     figure = f"![Figure 2 of the 4000-step study ({found[COMPARISON[0]][1].status})](docs/{HEADLINE_FIGURE})"
-    block = (f"{headline(found, pair, other)}\n\n{figure}\n\n"
-             "Every figure, effect and check: [docs/results.md](docs/results.md).")
+    block = (
+        f"{headline(found, pair, other)}\n\n{figure}\n\n"
+        "Every figure, effect and check: [docs/results.md](docs/results.md)."
+    )
     out["README.md"] = between_markers((root / "README.md").read_text(), block)
     return out
 
 
 def _pair(found: dict[str, Report]) -> tuple[Study, Study]:
     left, right, left_label, right_label, _ = COMPARISON
-    return (Study(left_label, found[left][0], [], found[left][1]),
-            Study(right_label, found[right][0], [], found[right][1]))
+    return (
+        Study(left_label, found[left][0], [], found[left][1]),
+        Study(right_label, found[right][0], [], found[right][1]),
+    )
 
 
 def results_page(found: dict[str, Report], pair: Study, other: Study) -> str:
     """``docs/results.md``: the headline, one section per study, the comparison."""
     left, right, _, _, prefix = COMPARISON
-    return "\n".join([
-        "# Results", "",
-        "<!-- Written by `python -m experiments.report.pages` from the results tables docs/*_results.csv: do not "
-        "edit (tests/test_results_pages.py fails when a page differs from what the command writes). -->", "",
-        "Every shipped study, re-reported from its results table by the study's own report (`experiments/report/`; "
-        "how to read it: [the report](study.md#the-report)). The schedules tried for a Fashion-MNIST study that passes "
-        "the convergence check are in [BENCHMARKS.md](../BENCHMARKS.md#convergence-schedules).", "",
-        "## At a glance", "", headline(found, pair, other), "",
-        *[section(page, *found[page.name]) + "\n" for page in STUDIES],
-        f"## {pair.label} against {other.label}", "",
-        f"The two 4000-step studies side by side (`transferability-compare docs/{left}_results.csv "
-        f"docs/{right}_results.csv --labels {pair.label} {other.label}`): n is a position in each network's stage "
-        "list (n = 7 is CaffeNet's fc7 and the ViT's block6). Neither study is converged, so a difference could also "
-        f"be one of training length. Files: [{prefix}.md]({prefix}.md), [{prefix}.csv]({prefix}.csv).", "",
-        f"![{pair.label} (solid) against {other.label} (dashed): transfer curves]({prefix}.png)", "",
-        compare_markdown(pair, other, compare(pair, other)).split("\n\n")[-1].rstrip("\n"), ""])
+    return "\n".join(
+        [
+            "# Results",
+            "",
+            "<!-- Written by `python -m experiments.report.pages` from the results tables docs/*_results.csv: do not "
+            "edit (tests/test_results_pages.py fails when a page differs from what the command writes). -->",
+            "",
+            "Every shipped study, re-reported from its results table by the study's own report (`experiments/report/`; "
+            "how to read it: [the report](study.md#the-report)). The schedules tried for a Fashion-MNIST study that "
+            "passes the convergence check are in [BENCHMARKS.md](../BENCHMARKS.md#convergence-schedules).",
+            "",
+            "## At a glance",
+            "",
+            headline(found, pair, other),
+            "",
+            *[section(page, *found[page.name]) + "\n" for page in STUDIES],
+            f"## {pair.label} against {other.label}",
+            "",
+            f"The two 4000-step studies side by side (`transferability-compare docs/{left}_results.csv "
+            f"docs/{right}_results.csv --labels {pair.label} {other.label}`): n is a position in each network's stage "
+            "list (n = 7 is CaffeNet's fc7 and the ViT's block6). Neither study is converged, so a difference could "
+            f"also be one of training length. Files: [{prefix}.md]({prefix}.md), [{prefix}.csv]({prefix}.csv).",
+            "",
+            f"![{pair.label} (solid) against {other.label} (dashed): transfer curves]({prefix}.png)",
+            "",
+            compare_markdown(pair, other, compare(pair, other)).split("\n\n")[-1].rstrip("\n"),
+            "",
+        ]
+    )
 
 
 def between_markers(text: str, block: str) -> str:
@@ -322,8 +407,11 @@ def draw_figures(root: Path = ROOT) -> list[Path]:
 def stale(root: Path = ROOT, written: dict[str, str] | None = None) -> list[str]:
     """The files whose text differs from what :func:`pages` writes (relative to ``root``; ``written``: its result,
     where already computed)."""
-    return [name for name, text in (written or pages(root)).items()
-            if not (root / name).is_file() or (root / name).read_text() != text]
+    return [
+        name
+        for name, text in (written or pages(root)).items()
+        if not (root / name).is_file() or (root / name).read_text() != text
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,8 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         differ = stale(ROOT)
         for name in differ:
-            print(f"{name} differs from what `python -m experiments.report.pages` writes: run it (never edit it)",
-                  file=sys.stderr)
+            print(
+                f"{name} differs from what `python -m experiments.report.pages` writes: run it (never edit it)",
+                file=sys.stderr,
+            )
         return 1 if differ else 0
     for name, text in pages(ROOT).items():
         if not (ROOT / name).is_file() or (ROOT / name).read_text() != text:

@@ -43,11 +43,25 @@ def paper_rows() -> tuple[Row, ...]:
                 if target is None:
                     raise ValueError(f"{PER_RUN}: a run without a target half: {run}")
                 cell = Cell(split, _half(run["base"]), target, n, mode, 0)
-            rows.append({
-                "split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": n, "mode": mode,
-                "family": cell.family, "seed": 0, "top1_best_k_mean": float(run["mean_top10_acc"]), "best_k": 10,
-                "top1": float(run["final_acc"]), "top5": None, "epochs": None,
-                "steps": int(run["last_test_iter"]), "wall_time_s": None, "checkpoint": None, "cell": run["run"],
-                "images_per_class": cell.images_per_class,
-            })
+            rows.append(
+                {
+                    "split": cell.split,
+                    "base_half": cell.base,
+                    "target_half": cell.target,
+                    "n": n,
+                    "mode": mode,
+                    "family": cell.family,
+                    "seed": 0,
+                    "top1_best_k_mean": float(run["mean_top10_acc"]),
+                    "best_k": 10,
+                    "top1": float(run["final_acc"]),
+                    "top5": None,
+                    "epochs": None,
+                    "steps": int(run["last_test_iter"]),
+                    "wall_time_s": None,
+                    "checkpoint": None,
+                    "cell": run["run"],
+                    "images_per_class": cell.images_per_class,
+                }
+            )
     return tuple(rows)

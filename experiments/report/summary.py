@@ -11,8 +11,19 @@ from experiments.report.intervals import mean_interval
 from experiments.report.table import Points, Row
 from models.files import write_atomic
 
-SUMMARY_FIELDS: tuple[str, ...] = ("panel", "curve", "n", "count", "mean", "ci_low", "ci_high", "std", "min", "max",
-                                   "convergence")
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "panel",
+    "curve",
+    "n",
+    "count",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "min",
+    "max",
+    "convergence",
+)
 
 
 def summary(rows: list[Row]) -> list[Row]:
@@ -31,12 +42,14 @@ def summary(rows: list[Row]) -> list[Row]:
     are empty.
     """
     panels: list[tuple[str, str, Points]] = [
-        ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()]
+        ("figure2", name, pts) for name, pts in curves.figure2_points(rows).items()
+    ]
     panels += [("figure2_minus_base", name, pts) for name, pts in curves.figure2_differences(rows).items()]
     if curves.figure2_rows(rows, "pretrained"):
         panels += [("pretrained", name, pts) for name, pts in curves.figure2_points(rows, "pretrained").items()]
-        panels += [("pretrained_minus_base", name, pts)
-                   for name, pts in curves.figure2_differences(rows, "pretrained").items()]
+        panels += [
+            ("pretrained_minus_base", name, pts) for name, pts in curves.figure2_differences(rows, "pretrained").items()
+        ]
     panels += [("dissimilar", f"to {target}", pts) for target, pts in curves.dissimilar_points(rows).items()]
     panels.append(("random_features", "random", curves.random_features_points(rows)))
     panels.append(("reduced_data", "images per class", curves.reduced_data_points(rows)))  # n: images per class
@@ -45,11 +58,20 @@ def summary(rows: list[Row]) -> list[Row]:
     for panel, curve, points in panels:
         for n, values in points.items():
             interval = mean_interval(values)
-            out.append({
-                "panel": panel, "curve": curve, "n": n, "count": interval.count,
-                "mean": _round(interval.estimate), "ci_low": _round(interval.low), "ci_high": _round(interval.high),
-                "std": _round(interval.std), "min": _round(min(values)), "max": _round(max(values)),
-            })
+            out.append(
+                {
+                    "panel": panel,
+                    "curve": curve,
+                    "n": n,
+                    "count": interval.count,
+                    "mean": _round(interval.estimate),
+                    "ci_low": _round(interval.low),
+                    "ci_high": _round(interval.high),
+                    "std": _round(interval.std),
+                    "min": _round(min(values)),
+                    "max": _round(max(values)),
+                }
+            )
     return out
 
 
@@ -63,6 +85,8 @@ def write_summary(path: Path, rows: list[Row], convergence: str = "not checked")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS}
-                     | {"convergence": convergence} for row in summary(rows))
+    writer.writerows(
+        {key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS} | {"convergence": convergence}
+        for row in summary(rows)
+    )
     write_atomic(path, buffer.getvalue())

@@ -19,9 +19,24 @@ from typing import Any
 from models.files import write_atomic
 
 COLUMNS: tuple[str, ...] = (
-    "split", "base_half", "target_half", "n", "mode", "family", "seed",
-    "top1_best_k_mean", "best_k", "top1", "top5", "epochs", "steps", "wall_time_s", "checkpoint", "cell",
-    "val_top1_history", "images_per_class",
+    "split",
+    "base_half",
+    "target_half",
+    "n",
+    "mode",
+    "family",
+    "seed",
+    "top1_best_k_mean",
+    "best_k",
+    "top1",
+    "top5",
+    "epochs",
+    "steps",
+    "wall_time_s",
+    "checkpoint",
+    "cell",
+    "val_top1_history",
+    "images_per_class",
 )
 # Tables written before the validation history (and the reduced-data column) were recorded: read with those None.
 OLD_HEADERS: tuple[tuple[str, ...], ...] = (COLUMNS, COLUMNS[:-1], COLUMNS[:-2])
@@ -65,8 +80,10 @@ def read_table(path: Path) -> list[Row]:
     Raises:
         TableError: Missing, unreadable or corrupt table (the message names the line and the fix).
     """
-    fix = (f"The table is derived from the cell folders next to it: delete {path} and run the study again "
-           "to rebuild it (finished cells are not trained again).")
+    fix = (
+        f"The table is derived from the cell folders next to it: delete {path} and run the study again "
+        "to rebuild it (finished cells are not trained again)."
+    )
     try:
         with path.open(newline="") as file:
             lines = list(csv.reader(file))
@@ -86,7 +103,7 @@ def read_table(path: Path) -> list[Row]:
                 f"results table {path} is corrupt: line {number} has {len(values)} fields, expected "
                 f"{len(header)} (a half-written or hand-edited row). {fix}"
             )
-        row = _typed({key: "" for key in COLUMNS} | dict(zip(header, values)), path, number, fix)
+        row = _typed(dict.fromkeys(COLUMNS, "") | dict(zip(header, values)), path, number, fix)
         if row["cell"] in seen:
             raise TableError(
                 f"results table {path} is corrupt: line {number} repeats cell {row['cell']!r} of line "
@@ -106,8 +123,15 @@ def _typed(raw: dict[str, str], path: Path, number: int, fix: str) -> Row:
             row[key] = None
             continue
         try:
-            row[key] = (int(text) if key in INTEGERS else float(text) if key in FLOATS
-                        else _float_list(text) if key in LISTS else text)
+            row[key] = (
+                int(text)
+                if key in INTEGERS
+                else float(text)
+                if key in FLOATS
+                else _float_list(text)
+                if key in LISTS
+                else text
+            )
         except ValueError as err:
             what = "a JSON list of numbers" if key in LISTS else "a number"
             raise TableError(
@@ -119,7 +143,8 @@ def _typed(raw: dict[str, str], path: Path, number: int, fix: str) -> Row:
 def _float_list(text: str) -> list[float]:
     values = json.loads(text)  # a JSONDecodeError is a ValueError
     if not isinstance(values, list) or not all(
-            isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in values
+    ):
         raise ValueError(text)
     return [float(value) for value in values]
 

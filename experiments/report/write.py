@@ -15,8 +15,9 @@ from experiments.report.table import Points, Row
 from models.files import write_atomic
 
 
-def write_report(rows: list[Row], folder: Path, paper: Sequence[Row] | None = None,
-                 tolerance: float = TOLERANCE) -> list[Path]:
+def write_report(
+    rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, tolerance: float = TOLERANCE
+) -> list[Path]:
     """Write the report of ``rows`` into ``folder``; return the files written.
 
     ``summary.csv`` (every plotted point with its 95 % interval), ``effects.csv`` and ``effects.md``
@@ -52,8 +53,13 @@ def similarity_panel(similarity: list[Row] | None) -> tuple[Points | None, Point
     return cka.cka_points(similarity), cka.chance_points(similarity) or None
 
 
-def write_tables(rows: list[Row], folder: Path, convergence: Convergence, paper: Sequence[Row] | None = None,
-                 similarity: list[Row] | None = None) -> list[Path]:
+def write_tables(
+    rows: list[Row],
+    folder: Path,
+    convergence: Convergence,
+    paper: Sequence[Row] | None = None,
+    similarity: list[Row] | None = None,
+) -> list[Path]:
     """The report's text files in ``folder``: ``summary.csv`` (with the similarity rows, where given), effects and
     convergence; return them."""
     written = []
@@ -71,6 +77,8 @@ def _append_summary(path: Path, rows: list[Row], convergence: str) -> None:
     """Add ``rows`` (``SUMMARY_FIELDS``; None as empty; the study's convergence status) to the summary ``path``."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writerows({key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS}
-                     | {"convergence": convergence} for row in rows)
+    writer.writerows(
+        {key: "" if row.get(key) is None else row[key] for key in SUMMARY_FIELDS} | {"convergence": convergence}
+        for row in rows
+    )
     write_atomic(path, path.read_text() + buffer.getvalue())

@@ -96,8 +96,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise CellError(f"cannot read {path}: {err}. Delete the cell folder {path.parent} to run the cell again"
-                        ) from err
+        raise CellError(
+            f"cannot read {path}: {err}. Delete the cell folder {path.parent} to run the cell again"
+        ) from err
 
 
 def checkpoint_progress(path: Path) -> tuple[int, int, list[float]]:
@@ -132,8 +133,9 @@ def resume_from(folder: CellFolder) -> int:
     except CellError as err:
         aside = folder.path / f"checkpoints.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
         shutil.move(str(folder.checkpoints), aside)
-        warnings.warn(f"{err}; moved {folder.checkpoints} to {aside} and training the cell from the start",
-                      stacklevel=2)
+        warnings.warn(
+            f"{err}; moved {folder.checkpoints} to {aside} and training the cell from the start", stacklevel=2
+        )
         return 0
 
 
@@ -153,8 +155,9 @@ def errors_recorded(folder: CellFolder, record: bool = True) -> Iterator[None]:
         raise
 
 
-def finish_cell(path: str | Path, metrics: Mapping[str, float], resume_step: int = 0,
-                wall_time: float = 0.0) -> dict[str, Any]:
+def finish_cell(
+    path: str | Path, metrics: Mapping[str, float], resume_step: int = 0, wall_time: float = 0.0
+) -> dict[str, Any]:
     """Check that the cell's training reached ``trainer.max_steps`` and write its ``result.json`` (atomically).
 
     The last step of every way of training a cell (one CLI fit here; a fused group calls it once per

@@ -92,8 +92,10 @@ class Study:
 
     def __post_init__(self) -> None:
         if not 0 < self.convergence_tolerance < 1:
-            raise ValueError(f"convergence_tolerance is a fraction of top-1 accuracy in (0, 1) (0.005: 0.5 points), "
-                             f"got {self.convergence_tolerance!r}")
+            raise ValueError(
+                f"convergence_tolerance is a fraction of top-1 accuracy in (0, 1) (0.005: 0.5 points), "
+                f"got {self.convergence_tolerance!r}"
+            )
 
 
 class StudyArgumentParser(ShortParseErrors, ArgumentParser):
@@ -102,13 +104,18 @@ class StudyArgumentParser(ShortParseErrors, ArgumentParser):
 
 def build_parser() -> ArgumentParser:
     """The ``transferability-study`` command line: a :class:`Study` (``--config`` YAML, dotted overrides)."""
-    parser = StudyArgumentParser(prog="transferability-study", description=(
-        "Run a transferability study (Yosinski et al. 2014): the grid of networks in dependency order, "
-        "resumable, then the results table and the paper's figures."))
+    parser = StudyArgumentParser(
+        prog="transferability-study",
+        description=(
+            "Run a transferability study (Yosinski et al. 2014): the grid of networks in dependency order, "
+            "resumable, then the results table and the paper's figures."
+        ),
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="a study config (YAML)")
     parser.add_class_arguments(Study)
-    parser.add_argument("--plan", action="store_true",
-                        help="write the cell configs and list the cells with their state; train nothing")
+    parser.add_argument(
+        "--plan", action="store_true", help="write the cell configs and list the cells with their state; train nothing"
+    )
     parser.add_argument("--figures_only", action="store_true", help="redraw the figures from results.csv only")
     return parser
 

@@ -180,8 +180,7 @@ class ReducedDataCells:
     """
 
     split: str = "whole"
-    images_per_class: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000,
-                                                                 1300])
+    images_per_class: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300])
     overrides: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] | None = None
 
@@ -250,13 +249,21 @@ def expand(grid: Grid, halves: Halves, layer_names: tuple[str, ...] = LAYER_NAME
         ValueError: A split without two halves where two are needed, an unknown half, or an n beyond the
             network's stages (the message lists them).
     """
-    panels = [(spec, build) for spec, build in ((grid.figure2, _figure2), (grid.dissimilar, _dissimilar),
-                                                (grid.random_features, _random_features),
-                                                (grid.reduced_data, _reduced_data),
-                                                (grid.pretrained, _pretrained)) if spec is not None]
+    panels = [
+        (spec, build)
+        for spec, build in (
+            (grid.figure2, _figure2),
+            (grid.dissimilar, _dissimilar),
+            (grid.random_features, _random_features),
+            (grid.reduced_data, _reduced_data),
+            (grid.pretrained, _pretrained),
+        )
+        if spec is not None
+    ]
 
-    def seeds_of(spec: Figure2Cells | DissimilarCells | RandomFeaturesCells | ReducedDataCells | PretrainedCells
-                 ) -> list[int]:
+    def seeds_of(
+        spec: Figure2Cells | DissimilarCells | RandomFeaturesCells | ReducedDataCells | PretrainedCells,
+    ) -> list[int]:
         return grid.seeds if spec.seeds is None else spec.seeds
 
     cells: list[Cell] = []

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from experiments.study.grid import Cell
 from experiments.study.cells import CellError, CellFolder, errors_recorded, finish_cell, resume_from
+from experiments.study.grid import Cell
 from experiments.study.worker import fit
 from models.files import write_atomic
 from models.fused import METRICS_FILE, PER_CELL, unfusable_setting
@@ -69,16 +69,29 @@ def group_config(members: Sequence[tuple[Cell, CellFolder]], group_dir: Path, lo
         if _trainer(config) != _trainer(first):
             raise ValueError(f"cannot fuse {folder.path} with {members[0][1].path}: their trainer settings differ")
     network = {key: value for key, value in first["model"]["init_args"].items() if key not in PER_CELL}
-    cells = [{"n": config["transfer"]["n"], "root": str(folder.path), "seed": _network_seed(config),
-              "name": cell.name} for (cell, folder), config in zip(members, configs)]
+    cells = [
+        {"n": config["transfer"]["n"], "root": str(folder.path), "seed": _network_seed(config), "name": cell.name}
+        for (cell, folder), config in zip(members, configs)
+    ]
     return {
         **first,
-        "model": {"class_path": FUSED_MODEL, "init_args": {
-            "base_checkpoint": first["transfer"]["base_checkpoint"], "cells": cells, "network": network,
-            "network_class": first["model"]["class_path"], "base_sha256": first["transfer"].get("base_sha256")}},
+        "model": {
+            "class_path": FUSED_MODEL,
+            "init_args": {
+                "base_checkpoint": first["transfer"]["base_checkpoint"],
+                "cells": cells,
+                "network": network,
+                "network_class": first["model"]["class_path"],
+                "base_sha256": first["transfer"].get("base_sha256"),
+            },
+        },
         "transfer": {"base_checkpoint": None, "n": 0, "mode": "frozen"},
-        "checkpoint": {**first["checkpoint"], "dirpath": str(group_dir / "checkpoints"), "monitor": None,
-                       "save_top_k": 0},
+        "checkpoint": {
+            **first["checkpoint"],
+            "dirpath": str(group_dir / "checkpoints"),
+            "monitor": None,
+            "save_top_k": 0,
+        },
         "trainer": {**first["trainer"], "default_root_dir": str(group_dir), "logger": loggers},
     }
 
@@ -92,8 +105,10 @@ def _shared(config: dict[str, Any], key: str) -> Any:
     """A config section less what is each network's own (its seeds)."""
     if key != "model":
         return config.get(key)
-    return {**config["model"], "init_args": {k: v for k, v in config["model"]["init_args"].items()
-                                             if k not in PER_CELL}}
+    return {
+        **config["model"],
+        "init_args": {k: v for k, v in config["model"]["init_args"].items() if k not in PER_CELL},
+    }
 
 
 def _network_seed(config: dict[str, Any]) -> int:

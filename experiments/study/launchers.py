@@ -92,8 +92,9 @@ class Subprocesses:
         try:
             if self.closed:  # the study stopped while this job waited for a slot
                 raise CellError(f"job {folder} not started: the study was stopped")
-            process = subprocess.Popen([sys.executable, "-m", "experiments.study.jobs", str(folder)],
-                                       env={**os.environ, **slot})
+            process = subprocess.Popen(
+                [sys.executable, "-m", "experiments.study.jobs", str(folder)], env={**os.environ, **slot}
+            )
             self.running.add(process)
             try:
                 returncode = process.wait()
@@ -144,8 +145,9 @@ def cpu_slots(workers: int, cores: int | None = None) -> list[dict[str, str]]:
 
 
 # squeue states of a job that has ended; in any other (PENDING, RUNNING, REQUEUED, SUSPENDED ...) SLURM still holds it
-ENDED = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-                   "PREEMPTED", "TIMEOUT"})
+ENDED = frozenset(
+    {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+)
 
 
 class Slurm:
@@ -172,9 +174,11 @@ class Slurm:
             raise CellError("launcher 'slurm' needs submitit: pip install -e '.[cluster]'") from err
         parameters = dict(parameters)
         if "timeout_min" not in parameters:
-            warnings.warn("study slurm settings have no timeout_min: submitit asks SLURM for 5 minutes a task, and a "
-                          "task requeued on every time-out fails after 3; set slurm.timeout_min to a job's length",
-                          stacklevel=2)
+            warnings.warn(
+                "study slurm settings have no timeout_min: submitit asks SLURM for 5 minutes a task, and a "
+                "task requeued on every time-out fails after 3; set slurm.timeout_min to a job's length",
+                stacklevel=2,
+            )
         self.executor = submitit.AutoExecutor(folder=log_folder, cluster=parameters.pop("cluster", None))
         self.executor.update_parameters(**parameters)
         self.additional = dict(parameters.get("slurm_additional_parameters") or {})
@@ -218,15 +222,26 @@ class Slurm:
         ids: dict[str, str] = {}
         for job in jobs:
             entry = recorded.get(job.name)
-            if (entry is not None and entry["id"] in active and entry["cells"] == list(job.cells)
-                    and all(need in ids for need in job.needs if need in names)):
+            if (
+                entry is not None
+                and entry["id"] in active
+                and entry["cells"] == list(job.cells)
+                and all(need in ids for need in job.needs if need in names)
+            ):
                 ids[job.name] = entry["id"]
         pending = {cell for job in jobs if job.name not in ids for cell in job.cells}
-        held = sorted(f"{cell} (job {entry['id']})" for name, entry in recorded.items()
-                      if entry["id"] in active and name not in ids for cell in entry["cells"] if cell in pending)
+        held = sorted(
+            f"{cell} (job {entry['id']})"
+            for name, entry in recorded.items()
+            if entry["id"] in active and name not in ids
+            for cell in entry["cells"]
+            if cell in pending
+        )
         if held:
-            raise CellError(f"SLURM still holds {', '.join(held)} from an earlier submission, planned differently "
-                            "now; wait for those jobs to end or scancel them, then run the study again")
+            raise CellError(
+                f"SLURM still holds {', '.join(held)} from an earlier submission, planned differently "
+                "now; wait for those jobs to end or scancel them, then run the study again"
+            )
         kept = len(ids)
         arrays: dict[tuple[str, ...], list[Job]] = {}  # by the needs still to run: one array per dependency
         for job in jobs:
@@ -235,17 +250,23 @@ class Slurm:
         for needs, batch in arrays.items():  # in plan order, so the jobs each array needs are submitted already
             retried = [job.name for job in batch if CellFolder(job.folder).error.is_file()]
             if retried:
-                print(f"submitting again {len(retried)} job(s) that failed before (see their error.txt): "
-                      f"{', '.join(retried)}", flush=True)
+                print(
+                    f"submitting again {len(retried)} job(s) that failed before (see their error.txt): "
+                    f"{', '.join(retried)}",
+                    flush=True,
+                )
             after = [ids[need] for need in needs]
             for job, job_id in zip(batch, self._submit_array(batch, after)):
                 ids[job.name] = job_id
                 recorded[job.name] = {"id": job_id, "cells": list(job.cells)}
             write_atomic(self.record, json.dumps(recorded, indent=2) + "\n")  # at once: a re-run never duplicates
-        print(f"SLURM holds the study's {len(jobs)} job(s): {len(jobs) - kept} submitted now, {kept} still queued or "
-              "running from an earlier submission. They run without this process: run the same command again to see "
-              "which cells are done and resubmit any that failed; once every cell is done it writes the full table "
-              "and figures.", flush=True)
+        print(
+            f"SLURM holds the study's {len(jobs)} job(s): {len(jobs) - kept} submitted now, {kept} still queued or "
+            "running from an earlier submission. They run without this process: run the same command again to see "
+            "which cells are done and resubmit any that failed; once every cell is done it writes the full table "
+            "and figures.",
+            flush=True,
+        )
 
     def _submit_array(self, batch: Sequence[Job], after: Sequence[str]) -> list[str]:
         """Submit ``batch`` as one array that starts after the jobs ``after`` succeeded; its job ids."""
@@ -260,14 +281,19 @@ class Slurm:
     def _announce(self, jobs: Sequence[Any], after: Sequence[str] = ()) -> None:
         kind = "array" if "_" in jobs[0].job_id else "job"
         waits = f" after {', '.join(after)}" if after else ""
-        print(f"submitted {len(jobs)} job(s) as {kind} {jobs[0].job_id.split('_')[0]}{waits} (logs in "
-              f"{self.log_folder})", flush=True)
+        print(
+            f"submitted {len(jobs)} job(s) as {kind} {jobs[0].job_id.split('_')[0]}{waits} (logs in {self.log_folder})",
+            flush=True,
+        )
 
     def close(self) -> None:
         running = [job.job_id for job in self.jobs if not job.done()]
         if running:
-            print(f"the runner stopped; {len(running)} SLURM task(s) still queued or running ({', '.join(running)}): "
-                  "cancel them with scancel before running the study again", flush=True)
+            print(
+                f"the runner stopped; {len(running)} SLURM task(s) still queued or running ({', '.join(running)}): "
+                "cancel them with scancel before running the study again",
+                flush=True,
+            )
 
 
 def _active(job_ids: Iterable[str]) -> set[str]:
@@ -279,13 +305,19 @@ def _active(job_ids: Iterable[str]) -> set[str]:
     wanted = sorted(set(job_ids))
     if not wanted:
         return set()
-    process = subprocess.run(["squeue", "--noheader", "--array", "--format=%i %T", f"--jobs={','.join(wanted)}"],
-                             capture_output=True, text=True, check=False)
+    process = subprocess.run(
+        ["squeue", "--noheader", "--array", "--format=%i %T", f"--jobs={','.join(wanted)}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if process.returncode:
         if "Invalid job id" in process.stderr:  # none of them is known to SLURM any more
             return set()
-        raise CellError(f"squeue failed ({process.stderr.strip()}): cannot tell which of the study's SLURM jobs are "
-                        "still queued; run the study again when squeue answers")
+        raise CellError(
+            f"squeue failed ({process.stderr.strip()}): cannot tell which of the study's SLURM jobs are "
+            "still queued; run the study again when squeue answers"
+        )
     states = dict(line.split()[:2] for line in process.stdout.splitlines() if line.strip())
     return {job_id for job_id in wanted if states.get(job_id, "COMPLETED") not in ENDED}
 
@@ -299,8 +331,13 @@ def _wait_for(job: Any, future: Future[None]) -> None:
         future.set_result(None)
 
 
-def make_launcher(name: LauncherName, gpus: Sequence[int] | None = None, slurm: dict[str, Any] | None = None,
-                  log_folder: Path | None = None, cpu_workers: int = 2) -> Launcher:
+def make_launcher(
+    name: LauncherName,
+    gpus: Sequence[int] | None = None,
+    slurm: dict[str, Any] | None = None,
+    log_folder: Path | None = None,
+    cpu_workers: int = 2,
+) -> Launcher:
     """The named launcher.
 
     Raises:

@@ -21,18 +21,17 @@ from typing import Any
 import torch
 import yaml
 
+from experiments.runs import CSV_LOGGER, WANDB_LOGGER
 from experiments.study import groups
+from experiments.study.cells import CellFolder
 from experiments.study.config import Study
 from experiments.study.grid import PRETRAINED, Cell, expand
-from experiments.study.cells import CellFolder
-from experiments.runs import CSV_LOGGER, WANDB_LOGGER
-from experiments.study.overlays import ConfigError, Overlay, digest, render
 from experiments.study.jobs import Job
-from models.files import write_atomic
+from experiments.study.overlays import ConfigError, Overlay, digest, render
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
+from models.files import write_atomic
 from models.loading import import_path
 from models.transfer import copy_layers, load_base, sha256_of, transferable_layers
-
 
 
 class StudyError(RuntimeError):
@@ -85,8 +84,9 @@ class StudyPlan:
         if self._layer_names is None:
             model = self.fit_config().get("model") or {}
             class_path = model.get("class_path") or DEFAULT_CLASSIFIER
-            arguments = {key: value for key, value in (model.get("init_args") or {}).items()
-                         if key not in LINKED_FROM_DATA}
+            arguments = {
+                key: value for key, value in (model.get("init_args") or {}).items() if key not in LINKED_FROM_DATA
+            }
             arguments["num_classes"] = 2  # the stages do not depend on the task; 2: the fewest a classifier takes
             try:
                 with torch.device("meta"):  # shapes only: no weights are allocated or drawn
@@ -149,18 +149,22 @@ class StudyPlan:
         if cell.base == PRETRAINED:
             before_weights = (recorded.get("transfer") or {}).get("base_sha256")
             if before_weights and before_weights != self.weights_sha256():
-                return (f"cell {cell.name} copied weights file {self.weights_file()} (grid.pretrained.weights) with "
-                        f"sha256 {before_weights[:16]}..., which is now {self.weights_sha256()[:16]}...: the file "
-                        "changed since its networks were trained. Restore the file, or train from the new one in a "
-                        "new output_dir")
+                return (
+                    f"cell {cell.name} copied weights file {self.weights_file()} (grid.pretrained.weights) with "
+                    f"sha256 {before_weights[:16]}..., which is now {self.weights_sha256()[:16]}...: the file "
+                    "changed since its networks were trained. Restore the file, or train from the new one in a "
+                    "new output_dir"
+                )
         before = ((recorded.get("data") or {}).get("init_args") or {}).get("split_checksums") or {}
         now = self.data_pins(cell.split).get("split_checksums") or {}
         if cell.split not in before or before.get(cell.split) == now.get(cell.split):
             return None
         path = (self._data_init_args().get("split_files") or {}).get(cell.split)
-        return (f"cell {cell.name} was trained on split file {path} (split {cell.split!r}) with sha256 "
-                f"{before[cell.split][:16]}..., which is now {str(now.get(cell.split))[:16]}...: the split changed "
-                "since its networks were trained. Restore the file, or train the new split in a new output_dir")
+        return (
+            f"cell {cell.name} was trained on split file {path} (split {cell.split!r}) with sha256 "
+            f"{before[cell.split][:16]}..., which is now {str(now.get(cell.split))[:16]}...: the split changed "
+            "since its networks were trained. Restore the file, or train the new split in a new output_dir"
+        )
 
     def panel_overlays(self, cell: Cell) -> list[Overlay]:
         """The settings of the cell's panel, between the study's and the cell's own: the reduced-data solver."""
@@ -174,23 +178,35 @@ class StudyPlan:
         folders, loggers."""
         folder = self.folder(cell)
         base = self.folder(cell.base_cell).last_checkpoint if cell.base_cell else None
-        transfer: dict[str, Any] = {"base_checkpoint": None if base is None else str(base), "n": cell.n,
-                                    "mode": cell.mode or "frozen"}
+        transfer: dict[str, Any] = {
+            "base_checkpoint": None if base is None else str(base),
+            "n": cell.n,
+            "mode": cell.mode or "frozen",
+        }
         if cell.base == PRETRAINED:  # the weights file, pinned by its content: a changed file is refused
             transfer |= {"base_checkpoint": self.weights_file(), "base_sha256": self.weights_sha256()}
         own_mean = cell.base in (cell.target, PRETRAINED)  # a pretrained base has no mean image on this data
         return {
             "seed_everything": cell.seed,
             "run_folders": False,  # the cell folder is the run's folder (a resume continues it)
-            "trainer": {"default_root_dir": str(folder.path),
-                        "logger": self.loggers(folder.path, cell.name, cell.family, [cell.family, cell.split])},
-            "checkpoint": {"dirpath": str(folder.checkpoints),
-                           "every_n_train_steps": self.study.checkpoint_every_n_steps},
+            "trainer": {
+                "default_root_dir": str(folder.path),
+                "logger": self.loggers(folder.path, cell.name, cell.family, [cell.family, cell.split]),
+            },
+            "checkpoint": {
+                "dirpath": str(folder.checkpoints),
+                "every_n_train_steps": self.study.checkpoint_every_n_steps,
+            },
             "model": {"init_args": {"init_seed": cell.network_seed, "dropout_seed": cell.network_seed}},
-            "data": {"init_args": {**self.data_pins(cell.split), "split": cell.split, "half": cell.target,
-                                   "mean_half": None if own_mean else cell.base,
-                                   **({"images_per_class": cell.images_per_class}
-                                      if cell.images_per_class is not None else {})}},
+            "data": {
+                "init_args": {
+                    **self.data_pins(cell.split),
+                    "split": cell.split,
+                    "half": cell.target,
+                    "mean_half": None if own_mean else cell.base,
+                    **({"images_per_class": cell.images_per_class} if cell.images_per_class is not None else {}),
+                }
+            },
             "transfer": transfer,
         }
 
@@ -217,15 +233,28 @@ class StudyPlan:
 
     def loggers(self, folder: Path, name: str, job_type: str, tags: list[str]) -> list[dict[str, Any]]:
         """A job's loggers: CSV in its folder, and W&B (a run in the study's group) unless disabled."""
-        loggers: list[dict[str, Any]] = [{"class_path": CSV_LOGGER, "init_args": {"save_dir": str(folder),
-                                                                                  "name": "logs"}}]
+        loggers: list[dict[str, Any]] = [
+            {"class_path": CSV_LOGGER, "init_args": {"save_dir": str(folder), "name": "logs"}}
+        ]
         settings = self.study.wandb
         if settings.enabled:
-            loggers.append({"class_path": WANDB_LOGGER, "init_args": {
-                "save_dir": str(folder), "project": settings.project, "entity": settings.entity,
-                "group": self.group, "name": name, "job_type": job_type, "offline": settings.offline,
-                "id": self._wandb_id(name), "resume": "allow", "tags": tags,
-            }})
+            loggers.append(
+                {
+                    "class_path": WANDB_LOGGER,
+                    "init_args": {
+                        "save_dir": str(folder),
+                        "project": settings.project,
+                        "entity": settings.entity,
+                        "group": self.group,
+                        "name": name,
+                        "job_type": job_type,
+                        "offline": settings.offline,
+                        "id": self._wandb_id(name),
+                        "resume": "allow",
+                        "tags": tags,
+                    },
+                }
+            )
         return loggers
 
     def _wandb_id(self, name: str) -> str:
@@ -297,11 +326,15 @@ class StudyPlan:
         trainer = config["trainer"]
         max_steps, every = trainer.get("max_steps") or -1, self.study.checkpoint_every_n_steps
         if max_steps <= 0 or every <= 0:
-            return [f"cell {cell.name}: a study needs trainer.max_steps > 0 (got {max_steps}; cells end by "
-                    f"steps, not epochs) and checkpoint_every_n_steps > 0 (got {every})"]
+            return [
+                f"cell {cell.name}: a study needs trainer.max_steps > 0 (got {max_steps}; cells end by "
+                f"steps, not epochs) and checkpoint_every_n_steps > 0 (got {every})"
+            ]
         if self.study.launcher == "inprocess" and "ddp" in str(trainer.get("strategy")):
-            return [f"cell {cell.name} trains with strategy {trainer.get('strategy')!r}: a multi-process (DDP) "
-                    "cell cannot run inside the runner; use launcher subprocess or slurm, or trainer.devices 1"]
+            return [
+                f"cell {cell.name} trains with strategy {trainer.get('strategy')!r}: a multi-process (DDP) "
+                "cell cannot run inside the runner; use launcher subprocess or slurm, or trainer.devices 1"
+            ]
         return []
 
     def _check_weights(self, cell: Cell, config: dict[str, Any]) -> list[str]:
@@ -314,17 +347,33 @@ class StudyPlan:
             with torch.device("meta"):  # shapes only
                 net = import_path(model.get("class_path") or DEFAULT_CLASSIFIER)(**arguments).net
             layers = transferable_layers(tuple(net.layer_names))[: cell.n]
-            copy_layers(load_base(self.weights_file())[0], net, layers,
-                        f"grid.pretrained.weights {self.weights_file()!r}", dry_run=True)
+            copy_layers(
+                load_base(self.weights_file())[0],
+                net,
+                layers,
+                f"grid.pretrained.weights {self.weights_file()!r}",
+                dry_run=True,
+            )
         except (ValueError, TypeError, FileNotFoundError) as err:
             return [f"cell {cell.name} cannot copy stages 1..{cell.n} from the weights file: {err}"]
         return []
 
     @staticmethod
     def _spec(cell: Cell, fingerprint: str) -> dict[str, Any]:
-        return {"name": cell.name, "family": cell.family, "digest": fingerprint,
-                "cell": {"split": cell.split, "base_half": cell.base, "target_half": cell.target, "n": cell.n,
-                         "mode": cell.mode, "seed": cell.seed, "images_per_class": cell.images_per_class}}
+        return {
+            "name": cell.name,
+            "family": cell.family,
+            "digest": fingerprint,
+            "cell": {
+                "split": cell.split,
+                "base_half": cell.base,
+                "target_half": cell.target,
+                "n": cell.n,
+                "mode": cell.mode,
+                "seed": cell.seed,
+                "images_per_class": cell.images_per_class,
+            },
+        }
 
     def fused_groups(self, pending: list[Cell]) -> list[list[Cell]]:
         """Pending frozen transfer cells to train together: same split, base network, target half and seed.
@@ -341,8 +390,9 @@ class StudyPlan:
         chosen = []
         for group in found.values():
             started = set(groups.members(self.fused_dir(group)))
-            group = [cell for cell in group
-                     if str(self.folder(cell).path) in started or not self.folder(cell).started()]
+            group = [
+                cell for cell in group if str(self.folder(cell).path) in started or not self.folder(cell).started()
+            ]
             if len(group) > 1:
                 chosen.append(group)
         return chosen
@@ -388,7 +438,10 @@ class StudyPlan:
 def _changes(old: Path, new_text: str, limit: int = 4) -> str:
     """The first changed lines between a cell's saved config and the one the study gives it now."""
     old_lines = old.read_text().splitlines() if old.is_file() else []
-    lines = [line for line in difflib.unified_diff(old_lines, new_text.splitlines(), lineterm="", n=0)
-             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    lines = [
+        line
+        for line in difflib.unified_diff(old_lines, new_text.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     shown = "; ".join(line.strip() for line in lines[:limit])
     return f"{old}: {shown}" + (" ..." if len(lines) > limit else "")

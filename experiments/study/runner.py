@@ -27,9 +27,9 @@ from typing import Any
 
 from experiments.errors import SettingError
 from experiments.report.table import METRIC, TableError, read_table, write_table
+from experiments.study.cells import CellError
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.grid import Cell
-from experiments.study.cells import CellError
 from experiments.study.launchers import make_launcher
 from experiments.study.plan import StudyError, StudyPlan
 from experiments.study.schedule import Job, run_jobs
@@ -71,8 +71,12 @@ class StudyRunner:
         from experiments.report.paper import paper_rows
         from experiments.report.write import write_report
 
-        return write_report(read_table(self.table), self.root, paper_rows() if self.study.paper_overlay else None,
-                            self.study.convergence_tolerance)
+        return write_report(
+            read_table(self.table),
+            self.root,
+            paper_rows() if self.study.paper_overlay else None,
+            self.study.convergence_tolerance,
+        )
 
     def similarity(self) -> str | None:
         """The layer-similarity panel (``cka.csv``, ``experiments.study.similarity``) from the finished bases.
@@ -105,9 +109,17 @@ class StudyRunner:
         from experiments.wandb_setup import prepare_wandb
 
         rows = read_table(self.table)
-        logger = WandbLogger(project=settings.project, entity=settings.entity, group=self.plan.group,
-                             name=f"{self.study.name}-results", job_type="results", offline=settings.offline,
-                             save_dir=str(self.root), id=self.plan._wandb_id("results"), resume="allow")
+        logger = WandbLogger(
+            project=settings.project,
+            entity=settings.entity,
+            group=self.plan.group,
+            name=f"{self.study.name}-results",
+            job_type="results",
+            offline=settings.offline,
+            save_dir=str(self.root),
+            id=self.plan._wandb_id("results"),
+            resume="allow",
+        )
         prepare_wandb(logger)
         logger.log_table("results", columns=list(COLUMNS), data=[[row[c] for c in COLUMNS] for row in rows])
         for path in files:
@@ -140,8 +152,11 @@ class StudyRunner:
             self.write_table(cells)
         done = len(cells) - len(pending)
         resumed = sum(self.plan.folder(cell).started() for cell in pending)
-        print(f"study {self.study.name}: {len(cells)} cells in {self.root}, {done} finished, {len(pending)} to run "
-              f"({resumed} to resume), launcher {self.study.launcher}", flush=True)
+        print(
+            f"study {self.study.name}: {len(cells)} cells in {self.root}, {done} finished, {len(pending)} to run "
+            f"({resumed} to resume), launcher {self.study.launcher}",
+            flush=True,
+        )
         if plan_only:
             for cell in cells:
                 folder = self.plan.folder(cell)
@@ -150,8 +165,11 @@ class StudyRunner:
             return
         failures = self._run_pending(cells, pending)
         if failures is None:  # handed to SLURM: a later run of the same command writes the report
-            print(f"study {self.study.name}: jobs submitted to SLURM; run the same command again to see which cells "
-                  "are done and, once all are, to write the table and figures", flush=True)
+            print(
+                f"study {self.study.name}: jobs submitted to SLURM; run the same command again to see which cells "
+                "are done and, once all are, to write the table and figures",
+                flush=True,
+            )
             return
         self.write_table(cells)
         similarity = self.similarity()
@@ -162,8 +180,9 @@ class StudyRunner:
             print(convergence.read_text().rstrip(), flush=True)
         print(f"results: {self.table}; effects: {self.root / 'effects.md'}; figures: {self.figures}", flush=True)
         if failures:
-            raise StudyError(f"{len(failures)} cell(s) did not finish (the others are in {self.table}):\n- "
-                             + "\n- ".join(failures))
+            raise StudyError(
+                f"{len(failures)} cell(s) did not finish (the others are in {self.table}):\n- " + "\n- ".join(failures)
+            )
         if similarity:
             raise StudyError(similarity)
 
@@ -194,13 +213,20 @@ class StudyRunner:
 
         def starting(job: Job) -> None:
             if len(job.cells) > 1:
-                print(f"fused: training {len(job.cells)} cells on one data stream ({', '.join(job.cells)}) ...",
-                      flush=True)
+                print(
+                    f"fused: training {len(job.cells)} cells on one data stream ({', '.join(job.cells)}) ...",
+                    flush=True,
+                )
             elif self.study.launcher in ("inprocess", "subprocess"):
                 progress.start(by_name[job.cells[0]])
 
-        launcher = make_launcher(self.study.launcher, gpus=self.study.gpus, slurm=self.study.slurm,
-                                 log_folder=self.root / "submitit", cpu_workers=self.study.cpu_workers)
+        launcher = make_launcher(
+            self.study.launcher,
+            gpus=self.study.gpus,
+            slurm=self.study.slurm,
+            log_folder=self.root / "submitit",
+            cpu_workers=self.study.cpu_workers,
+        )
         if not run_jobs(jobs, launcher, ended, skipped, on_start=starting):
             return None
         return failures
@@ -243,13 +269,18 @@ class _Progress:
     def done(self, cell: Cell, result: dict[str, Any]) -> None:
         self.count += 1
         resumed = f", resumed at step {result['resumed_from_step']}" if result.get("resumed_from_step") else ""
-        print(f"[{self.count}/{self.total}] {cell.name} done in {result['wall_time_s']:.1f} s{resumed}: "
-              f"top-1 {result['top1']:.4f}, paper metric {result[METRIC]:.4f} | {self._times()}", flush=True)
+        print(
+            f"[{self.count}/{self.total}] {cell.name} done in {result['wall_time_s']:.1f} s{resumed}: "
+            f"top-1 {result['top1']:.4f}, paper metric {result[METRIC]:.4f} | {self._times()}",
+            flush=True,
+        )
 
     def failed(self, cell: Cell, error: BaseException) -> None:
         self.count += 1
-        print(f"[{self.count}/{self.total}] {cell.name} FAILED: {type(error).__name__}: {error} | {self._times()}",
-              flush=True)
+        print(
+            f"[{self.count}/{self.total}] {cell.name} FAILED: {type(error).__name__}: {error} | {self._times()}",
+            flush=True,
+        )
 
     def _times(self) -> str:
         elapsed = time.monotonic() - self.begin
@@ -301,8 +332,11 @@ def main(args: Sequence[str] | None = None) -> None:
     except (StudyError, TableError, CellError) as err:
         sys.exit(f"transferability-study: error: {err}")
     except SystemExit as stop:  # Lightning turns Ctrl-C into exit 1 and SIGTERM into exit 0 inside a fit
-        print(f"transferability-study: interrupted. Finished cells are kept in {runner.root}; run the same "
-              "command again to resume", file=sys.stderr)
+        print(
+            f"transferability-study: interrupted. Finished cells are kept in {runner.root}; run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         sys.exit(stop.code or 1)
 
 

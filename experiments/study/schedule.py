@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+
 from experiments.study.jobs import Job
 from experiments.study.launchers import Launcher, Slurm
 
@@ -19,8 +20,13 @@ __all__ = ["Job", "Outcome", "run_jobs"]
 Outcome = Callable[[Job, BaseException | None], None]
 
 
-def run_jobs(jobs: Sequence[Job], launcher: Launcher, on_end: Outcome, on_skip: Callable[[Job, str], None],
-             on_start: Callable[[Job], None] | None = None) -> bool:
+def run_jobs(
+    jobs: Sequence[Job],
+    launcher: Launcher,
+    on_end: Outcome,
+    on_skip: Callable[[Job, str], None],
+    on_start: Callable[[Job], None] | None = None,
+) -> bool:
     """Run ``jobs`` with ``launcher``, each as soon as the jobs it needs have finished.
 
     Args:
@@ -58,7 +64,7 @@ def run_jobs(jobs: Sequence[Job], launcher: Launcher, on_end: Outcome, on_skip: 
                     on_skip(job, broken[0])
             ready = [job for job in waiting if all(need in done or need not in names for need in job.needs)]
             room = launcher.capacity - len(running)
-            batch = ready[:max(room, 0)]
+            batch = ready[: max(room, 0)]
             if batch:
                 for job in batch:
                     waiting.remove(job)

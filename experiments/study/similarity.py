@@ -31,8 +31,16 @@ from typing import Any
 import yaml
 from torch import Tensor
 
-from experiments.report.cka import (CHANCE_PERMUTATIONS, CHANCE_SEED, MAX_IMAGES, PairCKA, collect_images, describe,
-                                    stage_cka_and_chance, write_cka_table)
+from experiments.report.cka import (
+    CHANCE_PERMUTATIONS,
+    CHANCE_SEED,
+    MAX_IMAGES,
+    PairCKA,
+    collect_images,
+    describe,
+    stage_cka_and_chance,
+    write_cka_table,
+)
 from experiments.report.table import Row, is_base, is_random_split
 from experiments.study.cells import CellFolder
 from experiments.validation_data import spread_indices, validation_batches, validation_count, validation_module
@@ -42,8 +50,10 @@ from models.network import StagedNetwork
 CSV_NAME, JSON_NAME = "cka.csv", "cka.json"
 HALVES = ("A", "B")  # the Figure 2 bases compared: A's and B's, on B's validation images
 # what the values are; a cka.json with another is recomputed, not reused
-ESTIMATOR = (f"debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021), chance: mean over "
-             f"{CHANCE_PERMUTATIONS} permutations of the examples (torch.Generator seed {CHANCE_SEED})")
+ESTIMATOR = (
+    f"debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021), chance: mean over "
+    f"{CHANCE_PERMUTATIONS} permutations of the examples (torch.Generator seed {CHANCE_SEED})"
+)
 
 
 class SimilarityError(RuntimeError):
@@ -99,8 +109,9 @@ def write_similarity(root: Path, rows: Sequence[Row], max_images: int = MAX_IMAG
     if missing:
         print(f"layer similarity: skipping {', '.join(missing)}", flush=True)
     if not pairs:
-        print("layer similarity: skipped (no random split and seed with both base networks A and B finished)",
-              flush=True)
+        print(
+            "layer similarity: skipped (no random split and seed with both base networks A and B finished)", flush=True
+        )
         csv_path.unlink(missing_ok=True)
         json_path.unlink(missing_ok=True)
         return None
@@ -113,20 +124,37 @@ def write_similarity(root: Path, rows: Sequence[Row], max_images: int = MAX_IMAG
             if record is None or record.get("inputs") != inputs:
                 print(f"layer similarity: CKA between {pair.cell_a} and {pair.cell_b} ...", flush=True)
                 values, chance, count = _compute(root, pair, max_images)
-                record = {"label": pair.label, "split": pair.split, "seed": pair.seed, "base_a": pair.cell_a,
-                          "base_b": pair.cell_b, "images": count, "inputs": inputs, "cka": values,
-                          "chance": chance}
+                record = {
+                    "label": pair.label,
+                    "split": pair.split,
+                    "seed": pair.seed,
+                    "base_a": pair.cell_a,
+                    "base_b": pair.cell_b,
+                    "images": count,
+                    "inputs": inputs,
+                    "cka": values,
+                    "chance": chance,
+                }
             records.append(record)
-            results.append(PairCKA(pair.label, {stage: float(value) for stage, value in record["cka"].items()},
-                                   {stage: float(value) for stage, value in record["chance"].items()}))
+            results.append(
+                PairCKA(
+                    pair.label,
+                    {stage: float(value) for stage, value in record["cka"].items()},
+                    {stage: float(value) for stage, value in record["chance"].items()},
+                )
+            )
     except SimilarityError:  # no stale panel in the report
         csv_path.unlink(missing_ok=True)
         json_path.unlink(missing_ok=True)
         raise
     table = write_cka_table(csv_path, results)
-    summary = {"measure": "debiased linear CKA between base A and base B at each stage, on the validation images "
-                          "of half B, and its chance baseline (B's features of permuted images)",
-               "estimator": ESTIMATOR, "max_images": max_images, "pairs": records}
+    summary = {
+        "measure": "debiased linear CKA between base A and base B at each stage, on the validation images "
+        "of half B, and its chance baseline (B's features of permuted images)",
+        "estimator": ESTIMATOR,
+        "max_images": max_images,
+        "pairs": records,
+    }
     write_atomic(json_path, json.dumps(summary, indent=2, allow_nan=True) + "\n")
     print(f"layer similarity: {describe(table)} -> {csv_path}", flush=True)
     return csv_path
@@ -158,11 +186,14 @@ def _data_section(root: Path, cell: str) -> dict[str, Any]:
     try:
         data = (yaml.safe_load(path.read_text()) or {}).get("data")
     except (OSError, yaml.YAMLError) as err:
-        raise SimilarityError(f"cannot read the config of base {cell} at {path}: {err}. Restore it, or delete "
-                              f"{path.parent} to train the base again") from err
+        raise SimilarityError(
+            f"cannot read the config of base {cell} at {path}: {err}. Restore it, or delete "
+            f"{path.parent} to train the base again"
+        ) from err
     if not isinstance(data, dict) or not data.get("class_path"):
-        raise SimilarityError(f"the config of base {cell} at {path} has no data.class_path to build its "
-                              "validation images from")
+        raise SimilarityError(
+            f"the config of base {cell} at {path} has no data.class_path to build its validation images from"
+        )
     return {"class_path": data["class_path"], "init_args": dict(data.get("init_args") or {})}
 
 
@@ -176,8 +207,9 @@ def _compute(root: Path, pair: BasePair, max_images: int) -> tuple[dict[str, flo
     try:
         both = stage_cka_and_chance(net_a, net_b, images_a, max_images, images_b=images_b)
     except (ValueError, RuntimeError) as err:
-        raise SimilarityError(f"cannot compare {pair.cell_a} and {pair.cell_b} on the validation images of "
-                              f"{pair.cell_b}: {err}") from err
+        raise SimilarityError(
+            f"cannot compare {pair.cell_a} and {pair.cell_b} on the validation images of {pair.cell_b}: {err}"
+        ) from err
     values = {stage: value for stage, (value, _) in both.items()}
     return values, {stage: chance for stage, (_, chance) in both.items()}, len(images_b)
 
@@ -189,9 +221,11 @@ def _load(root: Path, cell: str) -> StagedNetwork:
     try:
         return load_network(path)
     except Exception as err:  # missing, truncated, corrupt, or not a network's checkpoint
-        raise SimilarityError(f"cannot load base network {cell} from {path} ({type(err).__name__}: {err}). Restore "
-                              f"the file, or delete {path.parents[1]} (and the cells that copied it) to train it "
-                              "again") from err
+        raise SimilarityError(
+            f"cannot load base network {cell} from {path} ({type(err).__name__}: {err}). Restore "
+            f"the file, or delete {path.parents[1]} (and the cells that copied it) to train it "
+            "again"
+        ) from err
 
 
 def _with_mean_half(data: dict[str, Any], half: str) -> dict[str, Any] | None:
@@ -230,5 +264,7 @@ def validation_images(data: dict[str, Any], max_images: int, what: str = "the st
         indices = None if total is None else spread_indices(total, max_images)
         return collect_images(validation_batches(module, indices, min(256, max_images)), max_images)
     except Exception as err:
-        raise SimilarityError(f"cannot build the validation images of {what} from its data section "
-                              f"{data['class_path']} {data['init_args']} ({type(err).__name__}: {err})") from err
+        raise SimilarityError(
+            f"cannot build the validation images of {what} from its data section "
+            f"{data['class_path']} {data['init_args']} ({type(err).__name__}: {err})"
+        ) from err

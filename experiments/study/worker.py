@@ -14,6 +14,7 @@ from typing import Any
 
 from experiments.study.cells import CellFolder, checkpoint_step, errors_recorded, finish_cell, last_logged, resume_from
 
+
 def _is_main_process() -> bool:
     """False in the extra processes of a multi-GPU (DDP) fit, which Lightning or srun start with a rank > 0."""
     return all(int(os.environ.get(key, "0") or 0) == 0 for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
