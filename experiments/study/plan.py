@@ -389,13 +389,26 @@ class StudyPlan:
                 found.setdefault(key, []).append(cell)
         chosen = []
         for group in found.values():
-            started = set(groups.members(self.fused_dir(group)))
-            group = [
-                cell for cell in group if str(self.folder(cell).path) in started or not self.folder(cell).started()
-            ]
-            if len(group) > 1:
-                chosen.append(group)
+            resumed = self._started_groups(group)
+            chosen += resumed
+            in_resumed = {cell for started in resumed for cell in started}
+            fresh = [cell for cell in group if cell not in in_resumed and not self.folder(cell).started()]
+            if len(fresh) > 1:
+                chosen.append(fresh)
         return chosen
+
+    def _started_groups(self, cells: list[Cell]) -> list[list[Cell]]:
+        """The groups among ``cells`` (one group key) that a fit already started, each with its members as it
+        started (under this grid or an earlier one, e.g. before ``grid.n`` changed): such a group resumes as it was,
+        from its own checkpoint; its members' folders hold only their weights, so none of them can resume alone."""
+        prefix = groups.group_name(cells[:1]).rsplit("_n", 1)[0] + "_n"
+        by_folder = {str(self.folder(cell).path): cell for cell in cells}
+        started = []
+        for folder in sorted((self.root / "fused").glob(f"{prefix}*")):
+            names = groups.members(folder)
+            if CellFolder(folder).started() and names and all(name in by_folder for name in names):
+                started.append([by_folder[name] for name in names])
+        return started
 
     def fused_dir(self, group: list[Cell]) -> Path:
         """The folder of a fused group's job."""

@@ -562,3 +562,33 @@ def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int |
     config = yaml.safe_load(folder.config.read_text())
     assert config["transfer"]["n"] == transfer.n and config["seed_everything"] == transfer.seed
     assert config["model"]["init_args"]["init_seed"] == transfer.network_seed != runner.plan.cells()[0].network_seed
+
+
+def test_a_group_started_before_grid_n_changed_resumes_as_it_started(tmp_path: Path):
+    """A fused group whose fit had started (n = 1, 2) keeps its members when the grid gains n = 3 and 4: it resumes
+    from its own checkpoint (its members' folders hold only their weights), and the new cells form a group of their
+    own. Planned only: nothing trains."""
+    from experiments.study.plan import StudyPlan
+
+    output, grid = tmp_path / "out", {"figure2": {"families": ["AnB"], "transfer_targets": ["B"]}}
+    parser = build_parser()
+
+    def plan(n: list[int]) -> StudyPlan:
+        config = write_study(tmp_path, output, {**grid, "n": n}, wandb={"enabled": False})
+        return StudyPlan(study_from_config(parser, parser.parse_args(["--config", str(config)])))
+
+    first = plan([1, 2])
+    pending = first.prepare(first.cells())
+    (group,) = first.fused_groups(pending)
+    job = first.plan_jobs(pending)[-1]
+    assert [cell.n for cell in group] == [1, 2] and job.name == "fused_random0_A-to-B_s0_n1-2"
+    for folder in [first.fused_dir(group), *(first.folder(cell).path for cell in group)]:
+        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"started")
+
+    second = plan([1, 2, 3, 4])
+    pending = second.prepare(second.cells())
+    assert [[cell.n for cell in found] for found in second.fused_groups(pending)] == [[1, 2], [3, 4]]
+    names = [job.name for job in second.plan_jobs(pending)]
+    assert "fused_random0_A-to-B_s0_n1-2" in names and "fused_random0_A-to-B_s0_n3-4" in names
+    assert not {"random0_A1B_s0", "random0_A2B_s0"} & set(names)  # never resumed alone
