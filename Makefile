@@ -32,7 +32,7 @@ study: $(STAMP)
 	$(VENV)/bin/transferability-study --config experiments/configs/studies/fmnist_default.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests  # two workers: the 2-core machine CI runs on
 
 # After changing pyproject.toml's dependencies: `make lock` installs what the venv lacks, unpinned, and
 # rewrites constraints.txt with the versions of the project's requirements and what they require (no torch-build
