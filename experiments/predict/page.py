@@ -23,9 +23,15 @@ from experiments.predict.validation import (
     StudyValidation,
 )
 from experiments.report.intervals import LEVEL
+from experiments.report.pages import between_markers
 from models.files import write_atomic
 
 PAGE = "transferability_prediction.md"
+README_BEGIN = (
+    "<!-- prediction: begin (written by python -m experiments.predict.validate --write docs/ from the committed "
+    "scores; do not edit) -->"
+)
+README_END = "<!-- prediction: end -->"
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
 INTRO = f"""\
@@ -91,6 +97,43 @@ def _label(study: StudyValidation) -> str:
     return "" if best is None else f"{best.estimator} ({best.variant})"
 
 
+def _tau(study: StudyValidation, key: tuple[str, str]) -> float:
+    """The headline tau of one estimator and variant on a study (nan where it has none)."""
+    return next((row.headline.tau for row in study.correlations if (row.estimator, row.variant) == key), math.nan)
+
+
+def mean_taus(validated: Sequence[StudyValidation]) -> dict[tuple[str, str], float]:
+    """(estimator, variant) -> its headline tau's mean over the validated studies (nan where one has none)."""
+    keys = sorted({(row.estimator, row.variant) for study in validated for row in study.correlations})
+    taus = {key: [_tau(study, key) for study in validated] for key in keys}
+    return {key: math.nan if any(map(math.isnan, values)) else statistics.fmean(values) for key, values in taus.items()}
+
+
+def readme_block(studies: Sequence[StudyValidation]) -> str:
+    """The README's lines on which estimator to use and how well it predicted (between its prediction markers)."""
+    validated = [study for study in studies if not study.status and study.correlations]
+    means = mean_taus(validated)
+    ranked = [key for key in means if not math.isnan(means[key])]
+    if not ranked:
+        return "No shipped study validates the prediction yet ([the page](docs/transferability_prediction.md))."
+    top = max(ranked, key=lambda key: means[key])
+    parts = []
+    for study in validated:
+        row = next(row for row in study.correlations if (row.estimator, row.variant) == top)
+        parts.append(
+            f"{study.study.name} (n = {len(study.ns)} values, {len(study.seeds)} seed"
+            f"{'' if len(study.seeds) == 1 else 's'}): Kendall tau {_number(row.headline.tau)}, exact p "
+            f"{_p(row.headline.tau_p)} (Holm {_p(row.tau_holm)}), per seed {_seed_mean(row)}: {_goal(row)}"
+        )
+    met = sum(study.best is not None and study.best.goal_met for study in validated)
+    return (
+        f"Which estimator to use: **{top[0]} ({top[1]})**, the best mean tau over the validated studies against the "
+        f"measured AnB curves. " + "; ".join(parts) + f". The goal (tau >= {GOAL_TAU}) is met on {met} of "
+        f"{len(validated)} validated studies; the others are too coarse or not validated "
+        "([docs/transferability_prediction.md](docs/transferability_prediction.md))."
+    )
+
+
 def summary(studies: Sequence[StudyValidation]) -> str:
     """The summary table: per study its status, best row, tau, p and goal; then the cross-study line."""
     lines = [
@@ -128,20 +171,9 @@ def summary(studies: Sequence[StudyValidation]) -> str:
         f"| estimator | variant | {header} | mean |",
         "|---|---|" + "---|" * (len(validated) + 1),
     ]
-    means = {}
+    means = mean_taus(validated)
     for estimator, variant in rows:
-        taus = [
-            next(
-                (
-                    row.headline.tau
-                    for row in study.correlations
-                    if (row.estimator, row.variant) == (estimator, variant)
-                ),
-                math.nan,
-            )
-            for study in validated
-        ]
-        means[estimator, variant] = statistics.fmean(taus) if not any(math.isnan(tau) for tau in taus) else math.nan
+        taus = [_tau(study, (estimator, variant)) for study in validated]
         lines.append(
             f"| {estimator} | {variant} | {' | '.join(_number(tau) for tau in taus)} "
             f"| {_number(means[estimator, variant])} |"
@@ -336,11 +368,22 @@ def write_page(docs: Path, studies: Sequence[StudyValidation]) -> list[Path]:
             drawn.savefig(docs / name, dpi=120, bbox_inches="tight", metadata={"Software": None})
             written.append(docs / name)
     write_atomic(docs / PAGE, page_text(studies))
+    readme = docs.parent / "README.md"
+    if readme.is_file():
+        write_atomic(readme, readme_text(readme, studies))
+        written.append(readme)
     return written
+
+
+def readme_text(readme: Path, studies: Sequence[StudyValidation]) -> str:
+    """The README with :func:`readme_block` between its prediction markers."""
+    return between_markers(readme.read_text(), readme_block(studies), README_BEGIN, README_END)
 
 
 def stale(docs: Path, studies: Sequence[StudyValidation]) -> bool:
     """Whether ``docs/transferability_prediction.md`` differs from what :func:`write_page` would write (figures are
     not compared: their bytes follow matplotlib's version)."""
-    path = docs / PAGE
+    path, readme = docs / PAGE, docs.parent / "README.md"
+    if readme.is_file() and readme.read_text() != readme_text(readme, studies):
+        return True
     return not path.is_file() or path.read_text() != page_text(studies)

@@ -373,16 +373,16 @@ def results_page(found: dict[str, Report], pair: Study, other: Study) -> str:
     )
 
 
-def between_markers(text: str, block: str) -> str:
-    """``text`` with what lies between :data:`BEGIN` and :data:`END` replaced by ``block``.
+def between_markers(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """``text`` with what lies between ``begin`` and ``end`` (the results markers by default) replaced by ``block``.
 
     Raises:
         ValueError: the markers are not there once each, in order.
     """
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"README.md must hold the two markers once each, in order:\n{BEGIN}\n{END}")
-    head, rest = text.split(BEGIN)
-    return f"{head}{BEGIN}\n{block}\n{END}{rest.split(END, 1)[1]}"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"README.md must hold the two markers once each, in order:\n{begin}\n{end}")
+    head, rest = text.split(begin)
+    return f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"
 
 
 def draw_figures(root: Path = ROOT) -> list[Path]:
