@@ -8,7 +8,7 @@ export WANDB_MODE ?= offline
 # another CUDA build: PyTorch's index for it, e.g. make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup demo study test lock clean
+.PHONY: setup demo study test docs lock clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests  # two workers: the 2-core machine CI runs on
+
+# The generated pages (docs/results.md, docs/transferability_prediction.md, the README's two generated blocks and
+# the shipped studies' report files) from the committed tables in docs/: never edit those by hand.
+docs: $(STAMP)
+	$(PY) -m experiments.report.pages --figures
+	$(PY) -m experiments.predict.validate --write docs/
 
 # After changing pyproject.toml's dependencies: `make lock` installs what the venv lacks, unpinned, and
 # rewrites constraints.txt with the versions of the project's requirements and what they require (no torch-build
