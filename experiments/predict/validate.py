@@ -45,8 +45,16 @@ STUDIES: dict[str, Validated] = {
         ),
         Validated(
             "fmnist_4000_steps",
-            "Fashion-MNIST, 4000 steps (small CaffeNet)",
-            ("fmnist_4000_steps_results.csv", "fmnist_4000_steps_anb_results.csv"),
+            "Fashion-MNIST, 4000 steps (small CaffeNet), as shipped",
+            ("fmnist_4000_steps_results.csv",),
+            reason="it ran n = 1, 3, 5, 7 only, its checkpoints were not kept, and its bases re-trained with today's "
+            "code are other networks (base A seed 0: paper metric 0.97500 against 0.97493), so new cells cannot "
+            "complete it: fmnist_4000_steps_anb is the same settings re-run at every n",
+        ),
+        Validated(
+            "fmnist_4000_steps_anb",
+            "Fashion-MNIST, 4000 steps (small CaffeNet), re-run at n = 1..7, seed 0",
+            ("fmnist_4000_steps_anb_results.csv",),
             "studies/fmnist_4000_steps_anb",
             "fmnist_4000_steps_anb_results.csv",
         ),
