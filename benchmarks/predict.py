@@ -74,7 +74,7 @@ def base_checkpoint(model: dict[str, Any], seed: int, path: Path) -> Path:
         default_root_dir=str(path.parent),
     )
     trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)  # a whole fit checkpoint, as a study saves (says so: no log line)
     return path
 
 
