@@ -79,7 +79,7 @@ def test_the_readme_links_every_page_of_docs() -> None:
 def test_every_block_states_its_time_or_why_it_is_skipped() -> None:
     """Parsing raised on none; the demo is run (CI's smoke step), the whole study and the tests are not."""
     scripts = {block.script.strip(): block for block in BLOCKS}
-    assert scripts["make demo"].skip is None and scripts["make demo"].seconds == 40
+    assert scripts["make demo"].skip is None and scripts["make demo"].seconds == 30
     assert scripts["make study"].skip and scripts["make test"].skip
     assert all(block.seconds for block in BLOCKS if block.skip is None)
 
