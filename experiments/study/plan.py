@@ -31,6 +31,7 @@ from experiments.study.overlays import ConfigError, Overlay, digest, render
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.files import write_atomic
 from models.loading import import_path
+from models.network import StagedNetwork
 from models.transfer import copy_layers, load_base, sha256_of, transferable_layers
 
 
@@ -89,9 +90,7 @@ class StudyPlan:
             }
             arguments["num_classes"] = 2  # the stages do not depend on the task; 2: the fewest a classifier takes
             try:
-                with torch.device("meta"):  # shapes only: no weights are allocated or drawn
-                    classifier = import_path(class_path)(**arguments)
-                self._layer_names = tuple(classifier.net.layer_names)
+                self._layer_names = tuple(_meta_network(class_path, arguments).layer_names)
             except Exception as err:
                 raise StudyError(f"the study's model ({class_path}) cannot be built from its config: {err}") from err
         return self._layer_names
@@ -286,9 +285,10 @@ class StudyPlan:
             folder = self.folder(cell)
             overlays = [*self.overlays(), *self.panel_overlays(cell), self.cell_overlay(cell)]
             text = self._render(overlays, f"cell {cell.name}")
-            problems += self._check_config(cell, yaml.safe_load(text))
+            config = yaml.safe_load(text)
+            problems += self._check_config(cell, config)
             if cell == deepest:
-                problems += self._check_weights(cell, yaml.safe_load(text))
+                problems += self._check_weights(cell, config)
             fingerprint = digest(overlays, self.out)
             if folder.finished() or folder.started():
                 recorded = folder.read_spec().get("digest") if folder.spec.is_file() else None
@@ -344,16 +344,10 @@ class StudyPlan:
         try:
             module = import_path(data["class_path"])(**(data.get("init_args") or {}))
             arguments = {**(model.get("init_args") or {}), **{key: getattr(module, key) for key in LINKED_FROM_DATA}}
-            with torch.device("meta"):  # shapes only
-                net = import_path(model.get("class_path") or DEFAULT_CLASSIFIER)(**arguments).net
+            net = _meta_network(model.get("class_path") or DEFAULT_CLASSIFIER, arguments)
+            weights = self.weights_file()
             layers = transferable_layers(tuple(net.layer_names))[: cell.n]
-            copy_layers(
-                load_base(self.weights_file())[0],
-                net,
-                layers,
-                f"grid.pretrained.weights {self.weights_file()!r}",
-                dry_run=True,
-            )
+            copy_layers(load_base(weights)[0], net, layers, f"grid.pretrained.weights {weights!r}", dry_run=True)
         except (ValueError, TypeError, FileNotFoundError) as err:
             return [f"cell {cell.name} cannot copy stages 1..{cell.n} from the weights file: {err}"]
         return []
@@ -446,6 +440,13 @@ class StudyPlan:
             groups.write_members(folder, [self.folder(cell) for cell in group])
         base = group[0].base_cell  # None: a pretrained weights file, which nothing trains
         return Job(name, folder, tuple(cell.name for cell in group), (base.name,) if base is not None else ())
+
+
+def _meta_network(class_path: str, arguments: dict[str, Any]) -> StagedNetwork:
+    """The network of the classifier at ``class_path`` built on the meta device: shapes only, no weights allocated or
+    drawn."""
+    with torch.device("meta"):
+        return import_path(class_path)(**arguments).net
 
 
 def _changes(old: Path, new_text: str, limit: int = 4) -> str:
