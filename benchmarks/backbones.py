@@ -74,7 +74,7 @@ def main() -> None:
         step = statistics.median(times[name])
         parameters = sum(p.numel() for p in module.net.parameters())
         rows.append(
-            [name, f"{parameters:,}", len(module.net.layer_names) - 1, f"{1000 * step:.1f}", f"{step / baseline:.2f}x"]
+            [name, f"{parameters:,}", len(module.net.stage_names) - 1, f"{1000 * step:.1f}", f"{step / baseline:.2f}x"]
         )
     print(
         f"Backbone step cost, batch {args.batch}, 28x28x1, {args.threads} thread(s), median of {args.repeats} "

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
 
-from models.module import CaffeNetClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 
 # The small network of the default Fashion-MNIST study (experiments/configs/fmnist/base.yaml).
 SMALL: dict[str, Any] = dict(

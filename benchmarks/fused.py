@@ -28,11 +28,12 @@ from torch.utils.data import TensorDataset
 
 from benchmarks.common import SMALL, machine, markdown
 from callbacks.transfer import TransferCallback
+from models.caffenet import STAGE_NAMES
+from models.caffenet_classifier import CaffeNetClassifier
 from models.fused import FusedCell, FusedTransfer
-from models.module import CaffeNetClassifier
 from models.transfer import depths
 
-CELLS = depths()
+CELLS = depths(STAGE_NAMES)
 
 
 def datamodule(batch: int) -> tuple[LightningDataModule, int, str]:

@@ -129,7 +129,7 @@ def on_device_rows(settings: Settings, run: Callable[[str, Callable[[], dict[str
 
 def write_base(model: dict[str, Any], path: Path) -> Path:
     """A base checkpoint to transfer from: the weights of a fresh ``CaffeNetClassifier(**model)``; returns ``path``."""
-    from models.module import CaffeNetClassifier
+    from models.caffenet_classifier import CaffeNetClassifier
 
     torch.save({"state_dict": CaffeNetClassifier(**model).state_dict()}, path)
     return path
@@ -137,6 +137,7 @@ def write_base(model: dict[str, Any], path: Path) -> Path:
 
 def fused_row(settings: Settings) -> dict[str, Any]:
     """The seven frozen AnB cells of one base, fused, bf16 + channels_last, data on the device."""
+    from models.caffenet import STAGE_NAMES
     from models.fused import FusedCell, FusedTransfer
     from models.transfer import depths
 
@@ -144,7 +145,7 @@ def fused_row(settings: Settings) -> dict[str, Any]:
     loader = Batches(settings.model, settings.batch, count=4, device=settings.device).loader()
     with tempfile.TemporaryDirectory() as tmp:
         base = write_base(settings.model, Path(tmp) / "base.ckpt")
-        cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in depths()]
+        cells = [FusedCell(n, str(Path(tmp) / f"AnB_n{n}"), seed=0) for n in depths(STAGE_NAMES)]
         module = FusedTransfer.from_network_arguments(str(base), cells, {**settings.model, "channels_last": True})
         timer = StepTimer(settings.warmup)
         trainer = Trainer(
@@ -224,7 +225,7 @@ def end_to_end_row(
     """
     # --- the data path: datamodules.ImageNetHalf (caffe preset: decode, random 227 crop, mirror, mean image) ---
     from datamodules import ImageNetHalf
-    from models.module import CaffeNetClassifier
+    from models.caffenet_classifier import CaffeNetClassifier
 
     root, note = copy
     with tempfile.TemporaryDirectory() as tmp:

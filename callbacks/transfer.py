@@ -22,7 +22,7 @@ from models.transfer import FrozenNorm, TransferMode, TransferRecord
 
 
 class TransferCallback(Callback):
-    """Initialise layers 1..n of ``pl_module.net`` from a base checkpoint and freeze them or not.
+    """Initialise stages 1..n of ``pl_module.net`` from a base checkpoint and freeze them or not.
 
     Args:
         base_checkpoint: A Lightning checkpoint or a plain state dict of a trained network, a torchvision-format
@@ -32,8 +32,8 @@ class TransferCallback(Callback):
         n: How many stages to transfer, counted from the input: for CaffeNet the paper's index (1..5 are
             conv1..conv5, 6 and 7 are fc6 and fc7; fc8 is always new), for other backbones their stages
             (``models.backbones``). 0 transfers nothing. Checked against the network's stages at setup.
-        mode: ``frozen`` (AnB, BnB: layers 1..n do not train) or ``finetune`` (AnB+, BnB+: every
-            layer trains).
+        mode: ``frozen`` (AnB, BnB: stages 1..n do not train) or ``finetune`` (AnB+, BnB+: every
+            stage trains).
         frozen_norm: What the batch norms of frozen stages do: ``eval`` (keep the base's running
             statistics: held in eval mode) or ``train`` (normalise with the target's batch statistics,
             which their running statistics follow; their parameters stay frozen).
@@ -88,38 +88,38 @@ class TransferCallback(Callback):
         return self.record.as_dict()
 
     def check(self, pl_module: LightningModule) -> None:
-        """Check n against the module's network and the base's layers against it, before anything starts.
+        """Check n against the module's network and the base's stages against it, before anything starts.
 
         A dry run of the copy (on the meta device: nothing is copied); the base it read is kept for ``setup``.
         A module that builds its network later (no ``net`` yet) is checked at ``setup``.
 
         Raises:
-            SettingError: n beyond the network's stages, or a base that lacks or mis-shapes a layer to copy
+            SettingError: n beyond the network's stages, or a base that lacks or mis-shapes a stage to copy
                 (a base of another architecture or other settings), or a file that is not a readable checkpoint.
         """
         if getattr(pl_module, "net", None) is None or (self.n == 0 and self.base_checkpoint is None):
             return
         net = self.network(pl_module)
-        names = core.layer_names_of(net)
+        names = core.stage_names_of(net)
         try:
-            core.check_depth(self.n, "--transfer.n", layer_names=names)
+            core.check_depth(self.n, names, "--transfer.n")
         except ValueError as err:
             raise SettingError(f"{err} for {type(net).__name__}") from err
         if not self.n or self.base_checkpoint is None:
             return
         try:
             self._base = self._read_base()
-            core.copy_layers(
+            core.copy_stages(
                 self._base[0],
                 net,
-                core.transferable_layers(names)[: self.n],
+                core.transferable_stages(names)[: self.n],
                 f"transfer base_checkpoint {self.base_checkpoint!r}",
                 dry_run=True,
             )
         except ValueError as err:
             self._base = None
             raise SettingError(
-                f"--transfer.base_checkpoint {self.base_checkpoint!r} cannot give layers 1..{self.n} to this "
+                f"--transfer.base_checkpoint {self.base_checkpoint!r} cannot give stages 1..{self.n} to this "
                 f"{type(net).__name__} ({err}); give a base trained with the same model class and settings"
             ) from err
 
@@ -134,16 +134,16 @@ class TransferCallback(Callback):
             base, sha256 = self._base or self._read_base()
             self._base = None
         elif self.base_checkpoint is not None:
-            rank_zero_warn(f"transfer n=0 copies no layer: base_checkpoint {self.base_checkpoint!r} is not read")
+            rank_zero_warn(f"transfer n=0 copies no stage: base_checkpoint {self.base_checkpoint!r} is not read")
         self.record = core.transfer(net, self.n, self.mode, base, self.base_checkpoint, sha256, self.frozen_norm)
         # The network's provenance, saved with its checkpoints (torch types a module's unknown attributes as
         # Tensor | Module).
         pl_module.transfer_record = self.record  # type: ignore[assignment]
-        layers = ", ".join(core.transferable_layers(core.layer_names_of(net))[: self.n])
+        stages = ", ".join(core.transferable_stages(core.stage_names_of(net))[: self.n])
         if self.record.copied:
-            rank_zero_info(f"TransferCallback: copied {layers} from {self.base_checkpoint}")
+            rank_zero_info(f"TransferCallback: copied {stages} from {self.base_checkpoint}")
         elif self.n:
-            rank_zero_info(f"TransferCallback: {layers} stay frozen at their random initialisation")
+            rank_zero_info(f"TransferCallback: {stages} stay frozen at their random initialisation")
 
     def _read_base(self) -> tuple[dict[str, Tensor], str]:
         """The base's tensors and sha256 (``models.transfer.load_base``), checked against ``base_sha256``.
@@ -176,7 +176,7 @@ class TransferCallback(Callback):
         self.record = TransferRecord.from_dict(state_dict)
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
-        """A resumed fit must freeze the layers the checkpoint was trained with."""
+        """A resumed fit must freeze the stages the checkpoint was trained with."""
         saved_settings = (saved.get("n"), saved.get("mode"), saved.get("frozen_norm", "eval"))
         if saved_settings != (self.n, self.mode, self.frozen_norm):
             raise ValueError(
@@ -197,14 +197,14 @@ class TransferCallback(Callback):
         """The module's network, ``pl_module.net`` (inside a ``torch.compile`` wrapper if there is one).
 
         Raises:
-            TypeError: if the module has no network with named layers.
+            TypeError: if the module has no network with named stages.
         """
         net = getattr(pl_module, "net", None)
-        net = getattr(net, "_orig_mod", net)  # torch.compile(net) wraps it; the layers are inside
+        net = getattr(net, "_orig_mod", net)  # torch.compile(net) wraps it; the stages are inside
         if not isinstance(net, nn.Module):
             raise TypeError(
                 f"TransferCallback needs a LightningModule with its network in `self.net`; "
                 f"{type(pl_module).__name__} has none"
             )
-        core.layer_names_of(net)
+        core.stage_names_of(net)
         return net

@@ -190,7 +190,7 @@ def _first_difference(there: Any, here: Any, name: str) -> tuple[str, Any, Any] 
 
 def _canonical(value: Any) -> Any:
     """``value`` as plain YAML data, each ``class_path`` written as its class's own module path
-    (``models.CaffeNetClassifier`` and ``models.module.CaffeNetClassifier`` are one class)."""
+    (``models.CaffeNetClassifier`` and ``models.caffenet_classifier.CaffeNetClassifier`` are one class)."""
     value = yaml.safe_load(yaml.safe_dump(value, sort_keys=True)) if value is not None else None
     if isinstance(value, dict):
         value = {key: _canonical(item) for key, item in value.items()}

@@ -12,23 +12,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models.backbone_classifier import BackboneClassifier
     from models.backbones import build_backbone
-    from models.caffenet import LAYER_NAMES, CaffeNet
+    from models.caffenet import CaffeNet
+    from models.caffenet_classifier import CaffeNetClassifier
     from models.classifier import TransferClassifier
-    from models.module import CaffeNetClassifier
     from models.network import StagedNetwork
 
 # Each public name, and the module that defines it.
 _HOMES = {
     "BackboneClassifier": "backbone_classifier",
     "build_backbone": "backbones",
-    "LAYER_NAMES": "caffenet",
     "CaffeNet": "caffenet",
     "TransferClassifier": "classifier",
-    "CaffeNetClassifier": "module",
+    "CaffeNetClassifier": "caffenet_classifier",
     "StagedNetwork": "network",
 }
 __all__ = [
-    "LAYER_NAMES",
     "BackboneClassifier",
     "CaffeNet",
     "CaffeNetClassifier",

@@ -61,7 +61,7 @@ class BackboneClassifier(TransferClassifier):
         compile: bool = False,
     ) -> None:
         outputs = num_classes if num_outputs is None else num_outputs
-        self.check_task(num_classes, outputs, best_k)
+        self.check_task(num_classes, outputs)
         net = build_backbone(
             backbone,
             outputs,
@@ -81,5 +81,4 @@ class BackboneClassifier(TransferClassifier):
             lr_step_iters=lr_step_iters,
             lr_gamma=lr_gamma,
         )
-        super().__init__(net, solver, outputs)
-        self.save_arguments(locals())
+        super().__init__(net, solver, outputs, locals(), best_k=best_k, channels_last=channels_last, compile=compile)

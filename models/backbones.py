@@ -141,7 +141,7 @@ class ResNetStages(_ModuleStages):
                     setattr(self, f"{layer_name}_{index}", block)
                     names.append(f"{layer_name}_{index}")
         self.head = nn.Sequential(OrderedDict(avgpool=model.avgpool, flatten=nn.Flatten(1), fc=model.fc))
-        self.layer_names = (*names, "head")
+        self.stage_names = (*names, "head")
 
 
 class ViTEmbed(nn.Module):
@@ -272,7 +272,7 @@ class ViTStages(_ModuleStages):
         for name, layer in zip(blocks, encoder.layers):
             setattr(self, name, layer)
         self.head = ViTHead(encoder.ln, model.heads)
-        self.layer_names = ("embed", *blocks, "head")
+        self.stage_names = ("embed", *blocks, "head")
         self.stochastic_stages = frozenset(
             (["embed", *blocks] if dropout > 0 else []) + (blocks if attention_dropout > 0 else [])
         )

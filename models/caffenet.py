@@ -1,8 +1,8 @@
 """CaffeNet, the Caffe reference variant of AlexNet, exactly as Yosinski et al. (2014) trained it.
 
-Eight named layers ``conv1``..``fc8``: the paper's layer n is ``LAYER_NAMES[n - 1]``, and
-``forward_layers(x, first, last)`` runs layers ``first``..``last`` (``forward`` is layers 1..8): a
-``models.network.StagedNetwork`` whose stages are the paper's layers. Defaults are the paper's network (227 pixel input,
+A ``models.network.StagedNetwork`` whose eight stages are the paper's layers ``conv1``..``fc8``: the paper's layer
+n is ``STAGE_NAMES[n - 1]``, and ``forward_stages(x, first, last)`` runs layers ``first``..``last`` (``forward`` is
+layers 1..8). Defaults are the paper's network (227 pixel input,
 60,965,224 parameters with 1000 outputs); narrower widths and smaller kernels give the same
 eight-layer structure for 28 to 64 pixel inputs.
 """
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from models.dropout import SeededDropout, dropout_seed
 from models.network import StagedNetwork, seeded
 
-LAYER_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+STAGE_NAMES: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 PAPER_WIDTHS: tuple[int, ...] = (96, 256, 384, 384, 256, 4096, 4096)
 
 # Caffe's fillers in the paper's prototxt: Gaussian weight std and constant bias per layer.
@@ -102,7 +102,7 @@ class CaffeNet(StagedNetwork):
             (He-normal weights and zero biases, a deviation for inputs of unit scale).
     """
 
-    layer_names: tuple[str, ...] = LAYER_NAMES  # the paper's layers 1..8; the last (fc8) is the head
+    stage_names: tuple[str, ...] = STAGE_NAMES  # the paper's layers 1..8; the last (fc8) is the head
     stochastic_stages = frozenset({"fc7", "fc8"})  # each starts with the dropout after the layer before it
 
     def __init__(
@@ -155,7 +155,7 @@ class CaffeNet(StagedNetwork):
         for name, value in [("num_outputs", num_outputs), ("in_channels", in_channels), ("groups", groups)]:
             if value < 1:
                 raise ValueError(f"model {name} must be positive, got {value}")
-        for name, width in zip(LAYER_NAMES, widths):
+        for name, width in zip(STAGE_NAMES, widths):
             if width < 1:
                 raise ValueError(f"model widths: {name} width must be positive, got {width}")
         for name, width in zip(("conv1", "conv2", "conv3", "conv4", "conv5"), widths[:5]):
@@ -172,7 +172,7 @@ class CaffeNet(StagedNetwork):
 
     def reset_parameters(self, init: InitName = "caffe") -> None:
         """Re-initialise every layer with the given fillers."""
-        for name in LAYER_NAMES:
+        for name in STAGE_NAMES:
             self.reset_layer(name, init)
 
     def reset_layer(self, name: str, init: InitName = "caffe") -> None:

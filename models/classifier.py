@@ -27,41 +27,112 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from models.network import StagedNetwork
 from models.recipes import Recipe
-from models.transfer import TransferRecord
+from models.transfer import TransferRecord, stage_names_of
 
 TRANSFER_KEY = "transfer"  # the checkpoint entry with the network's TransferRecord
 DEFAULT_CLASSIFIER = "models.CaffeNetClassifier"  # the paper's network: a config's model without a class_path
 # The arguments every classifier takes from its data module (the CLI links them; a fused group sets them per cell).
 LINKED_FROM_DATA: tuple[str, ...] = ("num_classes", "in_channels", "input_size")
+# What every TransferClassifier's constructor takes: the linked data settings, the seeds a study sets per cell,
+# and the switches this class reads.
+SUBCLASS_ARGUMENTS: tuple[str, ...] = (
+    *LINKED_FROM_DATA,
+    "init_seed",
+    "dropout_seed",
+    "best_k",
+    "channels_last",
+    "compile",
+)
 
 
 class TransferClassifier(LightningModule):
     """A staged network trained with an optimizer recipe; reports the paper's metric.
 
-    Subclasses call ``super().__init__(net, recipe, outputs)`` and then :meth:`save_arguments` with their own
-    arguments, among them ``best_k``, ``channels_last`` and ``compile``.
+    The contract a subclass keeps, checked when the class is defined and when it is built:
+
+    - its constructor takes ``SUBCLASS_ARGUMENTS`` (the CLI links the data's ``num_classes``, ``in_channels`` and
+      ``input_size``; a study sets ``init_seed`` and ``dropout_seed``; the rest are the shared switches);
+    - it builds its network, a ``models.network.StagedNetwork`` whose head is ``outputs`` wide, and names its recipe;
+    - it calls ``super().__init__(net, recipe, outputs, locals(), best_k=..., channels_last=..., compile=...)``:
+      every argument of its signature is saved as a hyperparameter, so a checkpoint builds it back.
 
     Args:
         net: The network (its head ``outputs`` wide).
         recipe: Its optimizer recipe.
         outputs: Width of the head.
+        arguments: The subclass's own constructor arguments (its ``locals()``): those its signature names are saved.
+        best_k: The paper's metric is the mean of the ``best_k`` best validation top-1 values.
+        channels_last: Run the network in channels-last memory format.
+        compile: Compile the network with ``torch.compile`` (after any transfer copy).
+
+    Raises:
+        TypeError: a broken contract (not a staged network or a recipe, arguments missing), naming what to change.
+        ValueError: ``outputs`` or ``best_k`` below 1.
     """
 
-    def __init__(self, net: StagedNetwork, recipe: Recipe, outputs: int) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in SUBCLASS_ARGUMENTS if name not in inspect.signature(cls).parameters]
+        if missing:
+            raise TypeError(
+                f"{cls.__name__} must take {', '.join(missing)} in its constructor: the CLI links num_classes, "
+                "in_channels and input_size from the data, a study sets init_seed and dropout_seed per cell "
+                "(models.classifier.SUBCLASS_ARGUMENTS)"
+            )
+
+    def __init__(
+        self,
+        net: StagedNetwork,
+        recipe: Recipe,
+        outputs: int,
+        arguments: Mapping[str, Any],
+        *,
+        best_k: int,
+        channels_last: bool,
+        compile: bool,
+    ) -> None:
         super().__init__()
+        self._check_contract(net, recipe, outputs, arguments, best_k)
         self.net = net
         self.recipe = recipe
+        self.best_k = best_k
+        self.channels_last = channels_last
+        self.compile_network = compile
         top5 = min(5, outputs)
         self.train_accuracy = TrainAccuracy(top5)
         self.val_top1 = MulticlassAccuracy(outputs, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(outputs, top_k=top5, average="micro")
         self.val_loss = MeanMetric()
         self.val_top1_history: list[float] = []
-        self.transfer_record: TransferRecord | None = None  # set by whoever copies layers into the network
+        self.transfer_record: TransferRecord | None = None  # set by whoever copies stages into the network
+        self._save_arguments(arguments)
 
-    def save_arguments(self, arguments: dict[str, Any]) -> None:
-        """Save the subclass's own arguments (those of ``arguments``, e.g. its ``locals()``, that its signature
-        names) as its hyperparameters, with its class path.
+    def _check_contract(
+        self, net: StagedNetwork, recipe: Recipe, outputs: int, arguments: Mapping[str, Any], best_k: int
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(net, StagedNetwork):
+            raise TypeError(
+                f"{name} built a {type(net).__name__}: a TransferClassifier's network must be a "
+                "models.network.StagedNetwork (its stages named in stage_names, the head last)"
+            )
+        stage_names_of(net)  # each named stage is a submodule
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"{name} passed a {type(recipe).__name__} as its recipe: use models.recipes.recipe(...)")
+        if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+            raise ValueError(f"{name}: the head's width (outputs) must be a positive integer, got {outputs!r}")
+        if isinstance(best_k, bool) or not isinstance(best_k, int) or best_k < 1:
+            raise ValueError(f"model best_k must be a positive integer (the best validations averaged), got {best_k!r}")
+        missing = [key for key in inspect.signature(type(self)).parameters if key not in arguments]
+        if missing:
+            raise TypeError(
+                f"{name} did not pass {', '.join(missing)} to TransferClassifier.__init__: pass its locals() as "
+                "`arguments`, so that its checkpoints record every argument and build it back"
+            )
+
+    def _save_arguments(self, arguments: Mapping[str, Any]) -> None:
+        """Save the subclass's own arguments (those of ``arguments`` its signature names) as its hyperparameters,
+        with its class path.
 
         Explicitly: under the CLI, a bare ``save_hyperparameters()`` would take the arguments the CLI gave the
         outermost module, which for a network inside a fused group are the group's. The class path
@@ -73,7 +144,7 @@ class TransferClassifier(LightningModule):
         self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}", **own})
 
     @staticmethod
-    def check_task(num_classes: int, outputs: int, best_k: int) -> None:
+    def check_task(num_classes: int, outputs: int) -> None:
         """Refuse a task the head cannot answer, naming the settings."""
         if num_classes < 1:
             raise ValueError(f"model num_classes must be positive, got {num_classes}")
@@ -82,20 +153,18 @@ class TransferClassifier(LightningModule):
                 f"model num_outputs={outputs} is narrower than the task's {num_classes} classes: the head needs at "
                 "least one output per class. Set model.num_outputs >= data.num_classes, or null for a K-way head."
             )
-        if best_k < 1:
-            raise ValueError(f"model best_k must be positive, got {best_k}")
 
     def configure_model(self) -> None:
         """Speed switches, applied after callbacks' ``setup`` (so after any transfer copy)."""
-        if self.hparams["channels_last"]:
+        if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if self.hparams["compile"] and not getattr(self, "_compiled", False):
+        if self.compile_network and not getattr(self, "_compiled", False):
             # nn.Module.compile keeps parameter names (no ``_orig_mod.`` prefix in checkpoints).
             self.net.compile()
             self._compiled = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.hparams["channels_last"]:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
@@ -150,12 +219,12 @@ class TransferClassifier(LightningModule):
         if record:
             self.val_top1_history.append(top1)
         if self.val_top1_history:
-            values[f"val/top1_best{self.hparams['best_k']}_mean"] = self.best_k_mean()
+            values[f"val/top1_best{self.best_k}_mean"] = self.best_k_mean()
         return {prefix + key: value for key, value in values.items()}
 
     def best_k_mean(self) -> float:
         """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""
-        best = sorted(self.val_top1_history)[-self.hparams["best_k"] :]
+        best = sorted(self.val_top1_history)[-self.best_k :]
         return sum(best) / len(best)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -173,9 +173,7 @@ class FusedTransfer(LightningModule):
             nn.ModuleList([make(**network, **shape, init_seed=spec.seed, dropout_seed=spec.seed) for spec in specs]),
         )
         for spec, cell in zip(specs, self.cells):
-            core.check_depth(
-                spec.n, what=f"fused cell {spec.label!r}: n", layer_names=cell.net.layer_names, allow_zero=False
-            )
+            core.check_depth(spec.n, cell.net.stage_names, f"fused cell {spec.label!r}: n", allow_zero=False)
             cell.transfer_record = core.transfer(
                 cell.net, spec.n, "frozen", base, str(base_checkpoint), sha256, frozen_norm
             )
@@ -266,14 +264,14 @@ class FusedTransfer(LightningModule):
     def trunk_activations(self, images: Tensor) -> dict[int, Tensor]:
         """Outputs of the base's layers 1..``shared_depth`` (before dropout) that some cell starts from."""
         self.trunk.check_input(images)
-        if self.cells[self.trunk_cell].hparams["channels_last"]:
+        if self.cells[self.trunk_cell].channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         wanted = {min(spec.n, self.shared_depth) for spec in self.specs}
         outputs: dict[int, Tensor] = {}
         x = images
         with torch.no_grad():
             for depth in range(1, self.shared_depth + 1):
-                x = self.trunk.forward_layers(x, depth, depth)
+                x = self.trunk.forward_stages(x, depth, depth)
                 if depth in wanted:
                     outputs[depth] = x
         return outputs
@@ -286,8 +284,8 @@ class FusedTransfer(LightningModule):
         x = trunk[start]
         if n > start:  # e.g. CaffeNet's frozen fc7, which reads fc6's output through this cell's dropout
             with torch.no_grad():
-                x = net.forward_layers(x, start + 1, n)
-        return net.forward_layers(x, n + 1, len(net.layer_names))
+                x = net.forward_stages(x, start + 1, n)
+        return net.forward_stages(x, n + 1, len(net.stage_names))
 
     @override
     def forward(self, images: Tensor) -> list[Tensor]:

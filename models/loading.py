@@ -9,15 +9,15 @@ from typing import Any
 import torch
 
 from models.backbone_classifier import BackboneClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 from models.classifier import TransferClassifier
-from models.module import CaffeNetClassifier
 from models.network import StagedNetwork
 
 
 def load_classifier(path: str | Path) -> TransferClassifier:
     """The LightningModule saved in ``path`` (a fit's checkpoint or a fused cell's), in eval mode on the CPU.
 
-    Its class is the one the checkpoint records (``_class_path``, see ``TransferClassifier.save_arguments``),
+    Its class is the one the checkpoint records (``_class_path``, see ``TransferClassifier``),
     which must be a ``TransferClassifier``; a checkpoint from before that record is a ``BackboneClassifier``'s
     if its hyperparameters name a ``backbone``, else CaffeNet's. The hyperparameters are read through a memory
     map, so the tensors are loaded once, by ``load_from_checkpoint``.

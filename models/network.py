@@ -3,11 +3,11 @@
 The paper's network is CaffeNet's eight layers (``conv1``..``fc7`` and the head ``fc8``); a ResNet's
 are its stem and residual blocks, a ViT's its patch embedding and encoder blocks
 (``models.backbones``). The transfer core (``models.transfer``) copies and freezes stages 1..n by
-name, the fused groups run stage ranges (``forward_layers``), the layer-similarity panel reads each
+name, the fused groups run stage ranges (``forward_stages``), the layer-similarity panel reads each
 stage's output; none of them knows more of a network than this class says.
 
-A stage is an attribute of the network named as in ``layer_names`` (so its parameters are
-``<stage>.<...>`` in the state dict). Subclasses implement :meth:`stage` and set ``layer_names``,
+A stage is an attribute of the network named as in ``stage_names`` (so its parameters are
+``<stage>.<...>`` in the state dict). Subclasses implement :meth:`stage` and set ``stage_names``,
 ``in_channels`` and ``input_size``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,15 +40,23 @@ class StagedNetwork(nn.Module):
     """A network run as named stages: stage n's output is what a network frozen up to n trains on.
 
     Class attributes:
-        layer_names: The stages in order, the head last (the paper's layers 1..8 for CaffeNet).
+        stage_names: The stages in order, the head last (the paper's layers 1..8 for CaffeNet).
         stochastic_stages: Stages whose first operation draws randomness of the network's own (CaffeNet's
             fc7 and fc8 start with dropout): a fused group cannot share them between networks.
     """
 
-    layer_names: tuple[str, ...] = ()
+    stage_names: tuple[str, ...] = ()
     stochastic_stages: frozenset[str] = frozenset()
     in_channels: int
     input_size: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "layer_names" in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} sets `layer_names`: a StagedNetwork names its stages in `stage_names` "
+                "(renamed on 2026-12-07); rename the attribute"
+            )
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,21 +66,21 @@ class StagedNetwork(nn.Module):
         """Run one named stage on the output of the stage before it (the image for the first)."""
         raise NotImplementedError
 
-    def forward_layers(self, x: Tensor, first: int = 1, last: int | None = None) -> Tensor:
+    def forward_stages(self, x: Tensor, first: int = 1, last: int | None = None) -> Tensor:
         """Stages ``first``..``last`` (1-based; ``last`` None: the head) on ``x``, the output of stage ``first - 1``.
 
         Raises:
             ValueError: if ``first``..``last`` is not a range within the network's stages.
         """
-        count = len(self.layer_names)
+        count = len(self.stage_names)
         last = count if last is None else last
         if not 1 <= first <= last <= count:
             raise ValueError(
-                f"forward_layers needs 1 <= first <= last <= {count} "
-                f"({', '.join(self.layer_names)}), got {first}..{last}"
+                f"forward_stages needs 1 <= first <= last <= {count} "
+                f"({', '.join(self.stage_names)}), got {first}..{last}"
             )
         for index in range(first, last + 1):
-            x = self.stage(self.layer_names[index - 1], x)
+            x = self.stage(self.stage_names[index - 1], x)
         return x
 
     def check_input(self, x: Tensor) -> None:
@@ -84,12 +93,12 @@ class StagedNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return self.forward_layers(x)
+        return self.forward_stages(x)
 
     def shareable_depth(self, n: int) -> int:
         """How many of stages 1..n networks with the same frozen stages 1..n can run once for all of them."""
         depth = 0
-        for name in self.layer_names[:n]:
+        for name in self.stage_names[:n]:
             if name in self.stochastic_stages:
                 break
             depth += 1

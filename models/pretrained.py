@@ -4,7 +4,7 @@ The file a researcher gets once with ``torch.save(torchvision.models.resnet18(we
 (or any fine-tuned copy with the same names) names its tensors as torchvision's model does (``conv1.weight``,
 ``layer1.0.conv1.weight``, ``encoder.layers.encoder_layer_0...``); the staged networks of ``models.backbones``
 regroup the same modules into stages (``stem.conv1.weight``, ``layer1_0.conv1.weight``, ``block1...``). This module
-maps the one to the other, batch-norm buffers included, so that ``models.transfer.copy_layers`` (the one place a
+maps the one to the other, batch-norm buffers included, so that ``models.transfer.copy_stages`` (the one place a
 base is copied, for ``TransferCallback``, ``FusedTransfer`` and the CLI's pre-flight check) can read such a file.
 
 The head is never mapped: a transfer always trains a new head, so the file's ImageNet classifier (``fc.*``,
@@ -30,7 +30,7 @@ def _rules(net: StagedNetwork) -> list[tuple[str, str]] | None:
     """(staged prefix, torchvision prefix) for every stage of ``net``, the head last; None: no torchvision format."""
     if isinstance(net, ResNetStages):
         rules = [("stem.conv1.", "conv1."), ("stem.bn1.", "bn1.")]
-        for name in net.layer_names[1:-1]:  # layer1_0 -> layer1.0 (block granularity); layer1 -> layer1 (stage)
+        for name in net.stage_names[1:-1]:  # layer1_0 -> layer1.0 (block granularity); layer1 -> layer1 (stage)
             rules.append((f"{name}.", f"{name.replace('_', '.')}."))
         return [*rules, ("head.fc.", "fc.")]
     if isinstance(net, ViTStages):
@@ -39,7 +39,7 @@ def _rules(net: StagedNetwork) -> list[tuple[str, str]] | None:
             ("embed.class_token", "class_token"),
             ("embed.pos_embedding", "encoder.pos_embedding"),
         ]
-        for index, name in enumerate(net.layer_names[1:-1]):
+        for index, name in enumerate(net.stage_names[1:-1]):
             rules.append((f"{name}.", f"encoder.layers.encoder_layer_{index}."))
         return [*rules, ("head.ln.", "encoder.ln."), ("head.fc.", "heads.")]
     return None
@@ -71,7 +71,7 @@ def torchvision_names(net: StagedNetwork) -> dict[str, str]:
     rules = _rules(net)
     if rules is None:
         raise TypeError(f"{type(net).__name__} has no torchvision format: only models.backbones' ResNets and ViTs")
-    head = net.layer_names[-1]
+    head = net.stage_names[-1]
     return {_torchvision_name(key, rules): key for key in _network_tensors(net) if key.split(".", 1)[0] != head}
 
 

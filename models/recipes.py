@@ -1,6 +1,6 @@
 """Optimizer recipes, one per kind of backbone, each named: which parameters decay, which optimizer, which schedule.
 
-- ``caffe``: the paper's solver for CaffeNet (``models.module.CaffeNetClassifier``): SGD with momentum,
+- ``caffe``: the paper's solver for CaffeNet (``models.caffenet_classifier.CaffeNetClassifier``): SGD with momentum,
   weights at the base rate with L2 decay, biases at ``bias_lr_mult`` times it without decay, Caffe's
   ``step`` policy (x ``lr_gamma`` every ``lr_step_iters``).
 - ``sgd`` (ResNet's default): SGD with momentum 0.9 and decay 5e-4 on the convolution and linear

@@ -34,7 +34,7 @@ def test_models_files_does_not_import_lightning():
 def test_the_models_package_still_gives_its_names():
     """The package's names (configs' `models.CaffeNetClassifier`) are still there, imported on first use."""
     import models
-    from models.module import CaffeNetClassifier
+    from models.caffenet_classifier import CaffeNetClassifier
 
     assert models.CaffeNetClassifier is CaffeNetClassifier
     assert set(models.__all__) <= set(dir(models))

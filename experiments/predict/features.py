@@ -108,7 +108,7 @@ def stage_features(
             x = images.to(device)
             with torch.no_grad():
                 for index in range(1, len(stages) + 1):
-                    x = net.forward_layers(x, index, index)
+                    x = net.forward_stages(x, index, index)
                     features[index - 1].append(pool(x, pooling, grid, max_dim).float().cpu())
             labels.append(torch.as_tensor(targets).cpu())
     finally:

@@ -96,7 +96,7 @@ def load_weights(
     except (ValueError, TypeError) as err:
         raise SettingError(str(err)) from err
     missing, unexpected = net.load_state_dict(mapped, strict=False)
-    head = net.layer_names[-1]
+    head = net.stage_names[-1]
     lacking = [key for key in missing if key.split(".")[0] != head]
     if unexpected or lacking:
         raise SettingError(

@@ -214,10 +214,10 @@ def predict(
         )
     network_b = None if target_base is None else load_checkpoint(target_base, "--target_base")
     stages = transferable_stages(network_a.net)
-    if network_b is not None and tuple(network_b.net.layer_names) != tuple(network_a.net.layer_names):
+    if network_b is not None and tuple(network_b.net.stage_names) != tuple(network_a.net.stage_names):
         raise SettingError(
-            f"--target_base {target_base} has stages {network_b.net.layer_names}, --base {base} "
-            f"{network_a.net.layer_names}: the selffer variant compares the same stages"
+            f"--target_base {target_base} has stages {network_b.net.stage_names}, --base {base} "
+            f"{network_a.net.stage_names}: the selffer variant compares the same stages"
         )
     say(f"{len(indices)} of {total} validation images (seed {seed}); {len(stages)} stages of {network_a.path}")
     read = _Features(data, module, indices, settings, chosen, match_mean)

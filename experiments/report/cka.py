@@ -195,7 +195,7 @@ def cka_and_chance(
 # ----- two networks, stage by stage --------------------------------------------------------------------------
 def transferable_stages(net: StagedNetwork) -> tuple[str, ...]:
     """The stages a transfer can copy: all but the head."""
-    return tuple(net.layer_names[:-1])
+    return tuple(net.stage_names[:-1])
 
 
 def collect_images(images_or_loader: Tensor | Iterable[Any], max_images: int = MAX_IMAGES) -> Tensor:
@@ -247,7 +247,7 @@ def stage_features(
             out: Tensor | None = None
             for start in range(0, len(x), batch_size):
                 with torch.no_grad():
-                    part = net.forward_layers(x[start : start + batch_size].to(device), index, index)
+                    part = net.forward_stages(x[start : start + batch_size].to(device), index, index)
                 if out is None:
                     out = part.new_empty((len(x), *part.shape[1:]))
                 out[start : start + len(part)] = part
@@ -317,8 +317,8 @@ def _by_stage(
     batch_size: int,
 ) -> dict[str, T]:
     """``measure`` of the two networks' outputs at each transferable stage (see :func:`stage_cka`)."""
-    if tuple(net_a.layer_names) != tuple(net_b.layer_names):
-        raise ValueError(f"the networks have different stages: {net_a.layer_names} and {net_b.layer_names}")
+    if tuple(net_a.stage_names) != tuple(net_b.stage_names):
+        raise ValueError(f"the networks have different stages: {net_a.stage_names} and {net_b.stage_names}")
     inputs_a = collect_images(images_or_loader, max_images)
     inputs_b = inputs_a if images_b is None else collect_images(images_b, max_images)
     if inputs_a.shape != inputs_b.shape:

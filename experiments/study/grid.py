@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.families import FIGURE2_FAMILIES, PRETRAINED, Figure2Family
-from models.caffenet import LAYER_NAMES
+from models.caffenet import STAGE_NAMES
 from models.transfer import TransferMode, check_base, check_count, check_depth, check_mode, depths
 
-DEPTHS = depths()  # n = 1..7 (fc8 is always new), from the network's layers
+DEPTHS = depths(STAGE_NAMES)  # the default network's n = 1..7 (CaffeNet: fc8 is always new)
 
 
 @dataclass(frozen=True)
@@ -237,13 +237,13 @@ class Grid:
 Halves = Callable[[str], tuple[str, ...]]
 
 
-def expand(grid: Grid, halves: Halves, layer_names: tuple[str, ...] = LAYER_NAMES) -> list[Cell]:
+def expand(grid: Grid, halves: Halves, stage_names: tuple[str, ...] = STAGE_NAMES) -> list[Cell]:
     """Every cell of ``grid`` once, in dependency order: per seed, the cells without a base, then the transfers.
 
     Args:
         grid: The study's grid.
         halves: The half names of a split (the data module's ``halves``).
-        layer_names: The network's stages, the head last (CaffeNet's layers by default): the range of n.
+        stage_names: The network's stages, the head last (the default network CaffeNet's by default): the range of n.
 
     Raises:
         ValueError: A split without two halves where two are needed, an unknown half, or an n beyond the
@@ -274,7 +274,7 @@ def expand(grid: Grid, halves: Halves, layer_names: tuple[str, ...] = LAYER_NAME
         cells += [cell for cell in unique if cell.base is None] + [cell for cell in unique if cell.base is not None]
     for cell in cells:
         if cell.n:
-            check_depth(cell.n, what="grid n", layer_names=layer_names, allow_zero=False)
+            check_depth(cell.n, stage_names, "grid n", allow_zero=False)
     return cells
 
 

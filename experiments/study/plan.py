@@ -32,7 +32,7 @@ from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.files import write_atomic
 from models.loading import import_path
 from models.network import StagedNetwork
-from models.transfer import copy_layers, load_base, sha256_of, transferable_layers
+from models.transfer import copy_stages, load_base, sha256_of, transferable_stages
 
 
 class StudyError(RuntimeError):
@@ -52,7 +52,7 @@ class StudyPlan:
         self.root = Path(self.out)
         self.group = study.wandb.group or study.name
         self._halves: Any = None
-        self._layer_names: tuple[str, ...] | None = None
+        self._stage_names: tuple[str, ...] | None = None
         self._fit_config: dict[str, Any] | None = None
         self._pins: dict[str, dict[str, Any]] = {}
         self._weights_sha256: str | None = None
@@ -69,20 +69,20 @@ class StudyPlan:
         """Every cell of the grid, bases before the cells that copy them.
 
         Raises:
-            StudyError: The grid names a half or a layer the data or the network does not have.
+            StudyError: The grid names a half or a stage the data or the network does not have.
         """
         try:
-            return expand(self.study.grid, self._split_halves, self.network_layer_names())
+            return expand(self.study.grid, self._split_halves, self.network_stage_names())
         except ValueError as err:
             raise StudyError(f"grid: {err}") from err
 
-    def network_layer_names(self) -> tuple[str, ...]:
+    def network_stage_names(self) -> tuple[str, ...]:
         """The stages of the study's network (the head last), from its model config, built without memory.
 
         Raises:
             StudyError: the model config cannot be built.
         """
-        if self._layer_names is None:
+        if self._stage_names is None:
             model = self.fit_config().get("model") or {}
             class_path = model.get("class_path") or DEFAULT_CLASSIFIER
             arguments = {
@@ -90,10 +90,10 @@ class StudyPlan:
             }
             arguments["num_classes"] = 2  # the stages do not depend on the task; 2: the fewest a classifier takes
             try:
-                self._layer_names = tuple(_meta_network(class_path, arguments).layer_names)
+                self._stage_names = tuple(_meta_network(class_path, arguments).stage_names)
             except Exception as err:
                 raise StudyError(f"the study's model ({class_path}) cannot be built from its config: {err}") from err
-        return self._layer_names
+        return self._stage_names
 
     def fit_config(self) -> dict[str, Any]:
         """The study's fit configs and overrides rendered once: every cell's config before its own settings."""
@@ -346,8 +346,8 @@ class StudyPlan:
             arguments = {**(model.get("init_args") or {}), **{key: getattr(module, key) for key in LINKED_FROM_DATA}}
             net = _meta_network(model.get("class_path") or DEFAULT_CLASSIFIER, arguments)
             weights = self.weights_file()
-            layers = transferable_layers(tuple(net.layer_names))[: cell.n]
-            copy_layers(load_base(weights)[0], net, layers, f"grid.pretrained.weights {weights!r}", dry_run=True)
+            stages = transferable_stages(tuple(net.stage_names))[: cell.n]
+            copy_stages(load_base(weights)[0], net, stages, f"grid.pretrained.weights {weights!r}", dry_run=True)
         except (ValueError, TypeError, FileNotFoundError) as err:
             return [f"cell {cell.name} cannot copy stages 1..{cell.n} from the weights file: {err}"]
         return []

@@ -27,8 +27,8 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from benchmarks.common import BARE_TRAINER
 from benchmarks.gpu_checks import FAST, ON_DEVICE, Settings, fused_row, write_base
 from callbacks.transfer import TransferCallback
-from models.caffenet import LAYER_NAMES
-from models.module import CaffeNetClassifier
+from models.caffenet import STAGE_NAMES
+from models.caffenet_classifier import CaffeNetClassifier
 from models.transfer import load_base
 from tests.helpers.fit_record import Record
 from tests.helpers.ranks import run_two_ranks
@@ -79,7 +79,7 @@ def test_frozen_transfer_on_gpu(row: str, base: Path, tmp_path: Path) -> None:
         assert module._compiled and hasattr(module.net, "_compiled_call_impl")
     start, end = load_base(str(base))[0], tensors(module.net)
     for key, value in start.items():
-        frozen = key.split(".")[0] in LAYER_NAMES[:FROZEN]
+        frozen = key.split(".")[0] in STAGE_NAMES[:FROZEN]
         assert torch.equal(end[key], value) == frozen, f"{key}: {'changed although frozen' if frozen else 'untrained'}"
     assert module.device.type == "cuda", f"trained on {module.device}"
 
@@ -99,7 +99,7 @@ class RecordRank(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
         start, end = load_base(self.base)[0], tensors(pl_module.net)
-        frozen = [key for key in end if key.split(".")[0] in LAYER_NAMES[:FROZEN]]
+        frozen = [key for key in end if key.split(".")[0] in STAGE_NAMES[:FROZEN]]
         trained = b"".join(end[key].numpy().tobytes() for key in sorted(end) if key not in frozen)
         record = {
             "rank": trainer.global_rank,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.cli import run_cli
-from models.module import CaffeNetClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import tiny_model_args
 

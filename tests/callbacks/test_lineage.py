@@ -147,7 +147,7 @@ def test_full_config_goes_to_every_logger(tmp_path: Path) -> None:
 
 def test_failed_fit_closes_its_run_as_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fit that raises finishes its W&B run with exit code 1 at once, so the next fit does not reuse it."""
-    from models.module import CaffeNetClassifier
+    from models.caffenet_classifier import CaffeNetClassifier
 
     def broken_step(self: Any, batch: Any, batch_idx: int) -> None:
         raise RuntimeError("boom")

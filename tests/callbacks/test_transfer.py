@@ -14,8 +14,8 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
-from models.caffenet import LAYER_NAMES
-from models.module import CaffeNetClassifier
+from models.caffenet import STAGE_NAMES
+from models.caffenet_classifier import CaffeNetClassifier
 from models.transfer import load_base, strip_prefixes
 from tests.helpers.ranks import run_two_ranks
 from tests.helpers.run_dirs import run_dir
@@ -53,7 +53,7 @@ def layer_tensors(net: torch.nn.Module, layer: str) -> dict[str, torch.Tensor]:
 
 
 def snapshot(net: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
-    return {layer: layer_tensors(net, layer) for layer in LAYER_NAMES}
+    return {layer: layer_tensors(net, layer) for layer in STAGE_NAMES}
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -242,7 +242,7 @@ def test_prefixes_stripped(tmp_path: Path, wrap: str) -> None:
     path = tmp_path / "base.pt"
     torch.save(state, path)
     model = setup_with(path, n=7)
-    for layer in LAYER_NAMES[:7]:
+    for layer in STAGE_NAMES[:7]:
         assert same(layer_tensors(model.net, layer), layer_tensors(source, layer)), layer
     assert not torch.equal(model.net.fc8.weight, source.fc8.weight)
 
@@ -268,10 +268,10 @@ def test_frozen_fit(tmp_path: Path, base_ckpt: Path, base_weights: dict[str, tor
     before = snapshot(make_model().net)  # the same seed gives the fresh initialisation back
 
     after = snapshot(model.net)
-    for layer in LAYER_NAMES[:n]:
+    for layer in STAGE_NAMES[:n]:
         assert same(after[layer], base_layer(base_weights, layer)), layer
         assert not any(p.requires_grad for p in getattr(model.net, layer).parameters()), layer
-    for layer in LAYER_NAMES[n:]:
+    for layer in STAGE_NAMES[n:]:
         assert all_changed(after[layer], before[layer]), layer
         assert all(p.requires_grad for p in getattr(model.net, layer).parameters()), layer
     in_optimizer = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
@@ -285,8 +285,8 @@ def test_random_frozen_features(tmp_path: Path) -> None:
     before = snapshot(model.net)
     make_trainer(tmp_path, [TransferCallback(None, n=5)]).fit(model, datamodule=TinyData())
     after = snapshot(model.net)
-    assert all(same(after[layer], before[layer]) for layer in LAYER_NAMES[:5])
-    assert all(all_changed(after[layer], before[layer]) for layer in LAYER_NAMES[5:])
+    assert all(same(after[layer], before[layer]) for layer in STAGE_NAMES[:5])
+    assert all(all_changed(after[layer], before[layer]) for layer in STAGE_NAMES[5:])
 
 
 def test_finetune_fit(tmp_path: Path, base_ckpt: Path, base_weights: dict[str, torch.Tensor]) -> None:
@@ -295,12 +295,12 @@ def test_finetune_fit(tmp_path: Path, base_ckpt: Path, base_weights: dict[str, t
     callback = TransferCallback(str(base_ckpt), n=5, mode="finetune")
     callback.setup(None, model, "fit")  # type: ignore[arg-type]
     start = snapshot(model.net)
-    assert all(same(start[layer], base_layer(base_weights, layer)) for layer in LAYER_NAMES[:5])
+    assert all(same(start[layer], base_layer(base_weights, layer)) for layer in STAGE_NAMES[:5])
     model = make_model()
     trainer = make_trainer(tmp_path, [TransferCallback(str(base_ckpt), n=5, mode="finetune")])
     trainer.fit(model, datamodule=TinyData())
     after = snapshot(model.net)
-    assert all(all_changed(after[layer], start[layer]) for layer in LAYER_NAMES)
+    assert all(all_changed(after[layer], start[layer]) for layer in STAGE_NAMES)
     assert all(p.requires_grad for p in model.net.parameters())
     assert sum(len(g["params"]) for g in trainer.optimizers[0].param_groups) == len(list(model.net.parameters()))
 
@@ -309,10 +309,10 @@ def test_n0_is_plain_training(tmp_path: Path, base_ckpt: Path) -> None:
     """n=0 copies and freezes nothing; a base given anyway is not read, with a warning."""
     model = make_model()
     before = snapshot(model.net)
-    with pytest.warns(UserWarning, match="n=0 copies no layer"):
+    with pytest.warns(UserWarning, match="n=0 copies no stage"):
         make_trainer(tmp_path, [TransferCallback(str(base_ckpt), n=0)]).fit(model, datamodule=TinyData())
     after = snapshot(model.net)
-    assert all(all_changed(after[layer], before[layer]) for layer in LAYER_NAMES)
+    assert all(all_changed(after[layer], before[layer]) for layer in STAGE_NAMES)
 
 
 def test_provenance(tmp_path: Path, base_ckpt: Path) -> None:
@@ -381,7 +381,7 @@ def test_resume_matches_uninterrupted(
     assert same(resumed.net.state_dict(), whole.net.state_dict())
     assert not same(resumed.net.state_dict(), first.net.state_dict())
     frozen = mode == "frozen"
-    for layer in LAYER_NAMES[:3]:
+    for layer in STAGE_NAMES[:3]:
         assert same(layer_tensors(resumed.net, layer), base_layer(base_weights, layer)) == frozen, layer
         assert all(p.requires_grad != frozen for p in getattr(resumed.net, layer).parameters())
     in_optimizer = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
@@ -404,7 +404,7 @@ def test_resume_with_changed_base_keeps_trained_weights(
     torch.save({key: value * 2 for key, value in base_weights.items()}, other)
     with pytest.warns(UserWarning, match="differs from the base this run started from"):
         resumed, trainer = fit_to(tmp_path, other, "frozen", max_steps=8, ckpt_path="last")
-    for layer in LAYER_NAMES[:3]:
+    for layer in STAGE_NAMES[:3]:
         assert same(layer_tensors(resumed.net, layer), base_layer(base_weights, layer)), layer
     original = hashlib.sha256(base_ckpt.read_bytes()).hexdigest()
     assert trainer.checkpoint_callback is not None
@@ -425,11 +425,11 @@ def test_compiled_run_and_compiled_base(tmp_path: Path, base_ckpt: Path, base_we
     trainer = make_trainer(tmp_path, [TransferCallback(str(base_ckpt), n=3)], max_steps=2)
     trainer.fit(model, datamodule=TinyData())
     assert model._compiled
-    assert all(same(layer_tensors(model.net, layer), base_layer(base_weights, layer)) for layer in LAYER_NAMES[:3])
+    assert all(same(layer_tensors(model.net, layer), base_layer(base_weights, layer)) for layer in STAGE_NAMES[:3])
     trainer.save_checkpoint(tmp_path / "compiled.ckpt")
 
     second = setup_with(tmp_path / "compiled.ckpt", n=5)
-    for layer in LAYER_NAMES[:5]:
+    for layer in STAGE_NAMES[:5]:
         assert same(layer_tensors(second.net, layer), layer_tensors(model.net, layer)), layer
 
 
@@ -452,7 +452,7 @@ class RecordRank(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
         base, _ = load_base(self.base)
         state = pl_module.net.state_dict()
-        frozen = [key for key in state if key.split(".")[0] in LAYER_NAMES[: self.n]]
+        frozen = [key for key in state if key.split(".")[0] in STAGE_NAMES[: self.n]]
         trainable = b"".join(state[key].numpy().tobytes() for key in state if key not in frozen)
         record = {
             "rank": trainer.global_rank,
@@ -547,17 +547,17 @@ def test_cli_freezes_and_resumes(
     ]
     cli = run_cli(args)
     net = cli.model.net
-    for layer in LAYER_NAMES[:3]:
+    for layer in STAGE_NAMES[:3]:
         assert same(layer_tensors(net, layer), base_layer(base_weights, layer)), layer
         assert not any(p.requires_grad for p in getattr(net, layer).parameters())
-    assert all(p.requires_grad for layer in LAYER_NAMES[3:] for p in getattr(net, layer).parameters())
+    assert all(p.requires_grad for layer in STAGE_NAMES[3:] for p in getattr(net, layer).parameters())
     hparams = next(tmp_path.glob("**/hparams.yaml")).read_text()
     assert "sha256: " + hashlib.sha256(base_ckpt.read_bytes()).hexdigest() in hparams
     assert (run_dir(tmp_path) / "checkpoints" / "last.ckpt").is_file()
 
     resumed = run_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 4
-    for layer in LAYER_NAMES[:3]:
+    for layer in STAGE_NAMES[:3]:
         assert same(layer_tensors(resumed.model.net, layer), base_layer(base_weights, layer)), layer
         assert not any(p.requires_grad for p in getattr(resumed.model.net, layer).parameters())
 

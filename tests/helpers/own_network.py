@@ -14,7 +14,7 @@ from models.recipes import recipe
 class PerceptronStages(StagedNetwork):
     """Two hidden layers and a head: stages ``hidden1``, ``hidden2``, ``head`` (so n = 1, 2)."""
 
-    layer_names = ("hidden1", "hidden2", "head")
+    stage_names = ("hidden1", "hidden2", "head")
 
     def __init__(self, num_outputs: int, in_channels: int, input_size: int, width: int) -> None:
         super().__init__()
@@ -45,8 +45,9 @@ class PerceptronClassifier(TransferClassifier):
         compile: bool = False,
     ) -> None:
         outputs = num_classes if num_outputs is None else num_outputs
-        self.check_task(num_classes, outputs, best_k)
+        self.check_task(num_classes, outputs)
         with seeded(init_seed):
             net = PerceptronStages(outputs, in_channels, input_size, width)
-        super().__init__(net, recipe("sgd", lr=lr), outputs)
-        self.save_arguments(locals())
+        super().__init__(
+            net, recipe("sgd", lr=lr), outputs, locals(), best_k=best_k, channels_last=channels_last, compile=compile
+        )

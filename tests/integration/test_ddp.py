@@ -20,9 +20,9 @@ from torch import Tensor
 
 from callbacks.rng import GlobalRNGState, gather_dropout_states
 from experiments.cli import main, run_cli
+from models.caffenet_classifier import CaffeNetClassifier
 from models.dropout import SeededDropout, rank_seed, stream_key
 from models.loading import load_classifier
-from models.module import CaffeNetClassifier
 from tests.helpers.fake_data import needs_debian_fashion_mnist
 from tests.helpers.fits import FASHION, assert_same_fit, fit_args, run_subprocess
 from tests.helpers.run_dirs import run_dir

@@ -87,7 +87,7 @@ def test_frozen_stages_stay_the_base_bit_for_bit(tmp_path: Path, bases: dict[str
     train."""
     settings = RESNET if network == "resnet" else VIT
     module = fit_transfer(tmp_path, bases[network], settings, n=2)
-    names = module.net.layer_names
+    names = module.net.stage_names
     base, _ = load_base(str(bases[network]))
     frozen = stage_state(module.net, names[:2])
     assert frozen and all(torch.equal(value, base[key]) for key, value in frozen.items())
@@ -239,7 +239,7 @@ def test_fused_group_refuses_frozen_norm_train(bases: dict[str, Path], tmp_path:
 def test_compiled_backbone_keeps_its_frozen_stages(tmp_path: Path, bases: dict[str, Path]) -> None:
     module = fit_transfer(tmp_path, bases["vit"], VIT, n=2, compile=True)
     base, _ = load_base(str(bases["vit"]))
-    frozen = stage_state(module.net, module.net.layer_names[:2])
+    frozen = stage_state(module.net, module.net.stage_names[:2])
     assert module._compiled and all(torch.equal(value, base[key]) for key, value in frozen.items())
 
 
@@ -251,7 +251,7 @@ class RecordFrozen(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
         base, _ = load_base(self.base)
-        frozen = stage_state(pl_module.net, pl_module.net.layer_names[: self.n])
+        frozen = stage_state(pl_module.net, pl_module.net.stage_names[: self.n])
         record = {
             "world_size": trainer.world_size,
             "steps": trainer.global_step,
@@ -313,7 +313,7 @@ def test_shipped_vit_config_fits_and_transfers_through_the_cli(tmp_path: Path, m
         str(tmp_path),
     ]
     base = run_cli(["fit", *common, "--trainer.default_root_dir", str(tmp_path / "base")])
-    assert base.model.net.layer_names[1] == "block1" and base.trainer.global_step == 2
+    assert base.model.net.stage_names[1] == "block1" and base.trainer.global_step == 2
     checkpoint = run_dir(tmp_path / "base") / "checkpoints" / "last.ckpt"
     transfer = run_cli(
         [

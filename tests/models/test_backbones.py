@@ -62,17 +62,17 @@ def randomise_head(*heads: nn.Linear) -> None:
 
 def test_stages_cover_every_parameter_and_buffer(built: tuple[StagedNetwork, torch.Tensor]) -> None:
     net, _ = built
-    assert isinstance(net.layer_names, tuple) and net.layer_names[-1] == "head"
-    assert len(set(net.layer_names)) == len(net.layer_names)
-    assert {key.split(".")[0] for key in net.state_dict()} <= set(net.layer_names)
-    for name in net.layer_names:
+    assert isinstance(net.stage_names, tuple) and net.stage_names[-1] == "head"
+    assert len(set(net.stage_names)) == len(net.stage_names)
+    assert {key.split(".")[0] for key in net.state_dict()} <= set(net.stage_names)
+    for name in net.stage_names:
         assert isinstance(getattr(net, name), nn.Module)
         assert any(True for _ in getattr(net, name).parameters()), f"stage {name} owns no parameters"
 
 
 def test_stage_names() -> None:
     r18 = build_backbone("resnet18", 10, 3, 32, stem="small")
-    assert r18.layer_names == (
+    assert r18.stage_names == (
         "stem",
         "layer1_0",
         "layer1_1",
@@ -84,7 +84,7 @@ def test_stage_names() -> None:
         "layer4_1",
         "head",
     )
-    assert build_backbone("resnet18", 10, 3, 32, granularity="stage").layer_names == (
+    assert build_backbone("resnet18", 10, 3, 32, granularity="stage").stage_names == (
         "stem",
         "layer1",
         "layer2",
@@ -93,29 +93,29 @@ def test_stage_names() -> None:
         "head",
     )
     r50 = build_backbone("resnet50", 10, 3, 32)
-    assert len(r50.layer_names) == 1 + 3 + 4 + 6 + 3 + 1 and r50.layer_names[-2] == "layer4_2"
+    assert len(r50.stage_names) == 1 + 3 + 4 + 6 + 3 + 1 and r50.stage_names[-2] == "layer4_2"
     vit = build_backbone("vit", 10, 3, 28, num_layers=3)
-    assert vit.layer_names == ("embed", "block1", "block2", "block3", "head")
+    assert vit.stage_names == ("embed", "block1", "block2", "block3", "head")
 
 
-def test_forward_layers_split_equals_forward(built: tuple[StagedNetwork, torch.Tensor]) -> None:
+def test_forward_stages_split_equals_forward(built: tuple[StagedNetwork, torch.Tensor]) -> None:
     net, x = built
     with torch.no_grad():
         full = net(x)
-        torch.testing.assert_close(net.forward_layers(x, 1), full, rtol=0, atol=0)
+        torch.testing.assert_close(net.forward_stages(x, 1), full, rtol=0, atol=0)
         middle = x
-        for k in range(1, len(net.layer_names)):
-            middle = net.forward_layers(middle, k, k)  # = forward_layers(x, 1, k), one stage further each time
-            torch.testing.assert_close(net.forward_layers(middle, k + 1), full, rtol=0, atol=0)
+        for k in range(1, len(net.stage_names)):
+            middle = net.forward_stages(middle, k, k)  # = forward_stages(x, 1, k), one stage further each time
+            torch.testing.assert_close(net.forward_stages(middle, k + 1), full, rtol=0, atol=0)
 
 
 def test_stage_outputs_are_maps_and_tokens() -> None:
     r18 = build_backbone("resnet18", 10, 3, 32, stem="small").eval()
     vit = build_backbone("vit", 10, 3, 28).eval()
     with torch.no_grad():
-        assert r18.forward_layers(torch.zeros(1, 3, 32, 32), 1, 1).shape == (1, 64, 32, 32)
-        assert r18.forward_layers(torch.zeros(1, 3, 32, 32), 1, 9).shape == (1, 512, 4, 4)
-        assert vit.forward_layers(torch.zeros(2, 3, 28, 28), 1, 3).shape == (2, 50, 96)
+        assert r18.forward_stages(torch.zeros(1, 3, 32, 32), 1, 1).shape == (1, 64, 32, 32)
+        assert r18.forward_stages(torch.zeros(1, 3, 32, 32), 1, 9).shape == (1, 512, 4, 4)
+        assert vit.forward_stages(torch.zeros(2, 3, 28, 28), 1, 3).shape == (2, 50, 96)
 
 
 @pytest.mark.parametrize("arch,size", [("resnet18", 32), ("resnet50", 64)])
@@ -160,7 +160,7 @@ def test_vit_b_16_equals_torchvision() -> None:
     with seeded(SEED):
         reference = torchvision.models.vit_b_16(weights=None, image_size=32, num_classes=10).eval()
     net = build_backbone("vit_b_16", 10, 3, 32, init_seed=SEED).eval()
-    assert len(net.layer_names) == 14
+    assert len(net.stage_names) == 14
     randomise_head(net.head.fc.head, reference.heads.head)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -227,7 +227,7 @@ def test_seeded_dropout_and_stochastic_stages() -> None:
 
 def test_classes_directly() -> None:
     assert isinstance(ResNetStages("resnet50", 5, 3, 32, granularity="stage"), StagedNetwork)
-    assert ViTStages("vit", 5, 3, 32, patch_size=8, hidden_dim=64, num_heads=2).layer_names[-1] == "head"
+    assert ViTStages("vit", 5, 3, 32, patch_size=8, hidden_dim=64, num_heads=2).stage_names[-1] == "head"
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models.caffenet import CAFFE_BIAS, CAFFE_WEIGHT_STD, LAYER_NAMES, CaffeNet, feature_map_sizes
-from models.module import count_parameters
+from models.caffenet import CAFFE_BIAS, CAFFE_WEIGHT_STD, STAGE_NAMES, CaffeNet, feature_map_sizes
+from models.classifier import count_parameters
 
 SMALL = dict(in_channels=1, input_size=28, widths=(32, 64, 96, 96, 64, 256, 256), conv1_kernel=5, conv1_stride=1)
 
@@ -31,17 +31,17 @@ def test_paper_forward_shape(paper_net):
     x = torch.randn(2, 3, 227, 227)
     with torch.no_grad():
         assert paper_net.conv1(x).shape == (2, 96, 55, 55)
-        assert paper_net.forward_layers(x, 1, 5).shape == (2, 9216)
+        assert paper_net.forward_stages(x, 1, 5).shape == (2, 9216)
         assert paper_net(x).shape == (2, 1000)
 
 
 def test_layers_addressable_by_paper_index(paper_net):
     """Layers 1..8 are conv1..fc8, and conv2, conv4, conv5 are grouped in two."""
-    assert paper_net.layer_names == LAYER_NAMES == ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-    assert [getattr(paper_net, name).groups for name in LAYER_NAMES[:5]] == [1, 2, 1, 2, 2]
+    assert paper_net.stage_names == STAGE_NAMES == ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+    assert [getattr(paper_net, name).groups for name in STAGE_NAMES[:5]] == [1, 2, 1, 2, 2]
 
 
-def test_forward_layers_compose_to_forward():
+def test_forward_stages_compose_to_forward():
     """Layers 1..n then n+1..8 equal forward, in eval and (same seeded dropout) in training."""
     net = CaffeNet(
         num_outputs=4,
@@ -55,15 +55,15 @@ def test_forward_layers_compose_to_forward():
     x = torch.randn(3, 1, 28, 28)
     net.eval()
     for n in range(1, 8):
-        assert torch.equal(net.forward_layers(net.forward_layers(x, 1, n), n + 1, 8), net(x))
+        assert torch.equal(net.forward_stages(net.forward_stages(x, 1, n), n + 1, 8), net(x))
     net.train()
     net(x)
     state = net.state_dict()  # the dropout generators' states travel with the weights
     whole = net(x)
     net.load_state_dict(state)
-    assert torch.equal(net.forward_layers(net.forward_layers(x, 1, 6), 7, 8), whole)
+    assert torch.equal(net.forward_stages(net.forward_stages(x, 1, 6), 7, 8), whole)
     with pytest.raises(ValueError, match="first <= last"):
-        net.forward_layers(x, 3, 9)
+        net.forward_stages(x, 3, 9)
 
 
 def test_seeded_dropout_is_the_networks_own():
@@ -89,21 +89,21 @@ def test_seeded_dropout_is_the_networks_own():
 
 def test_caffe_init_statistics(paper_net):
     """Gaussian weights with the prototxt's std (0.005 for fc6/fc7) and the constant biases."""
-    for name in LAYER_NAMES:
+    for name in STAGE_NAMES:
         layer = getattr(paper_net, name)
         weight = layer.weight.detach()
         assert abs(weight.mean().item()) < 1e-3, name
         assert weight.std().item() == pytest.approx(CAFFE_WEIGHT_STD[name], rel=0.05), name
         assert torch.all(layer.bias == CAFFE_BIAS[name]), name
     assert CAFFE_WEIGHT_STD["fc6"] == CAFFE_WEIGHT_STD["fc7"] == 0.005
-    assert [CAFFE_BIAS[n] for n in LAYER_NAMES] == [0, 1, 0, 1, 1, 1, 1, 0]
+    assert [CAFFE_BIAS[n] for n in STAGE_NAMES] == [0, 1, 0, 1, 1, 1, 1, 0]
 
 
 def test_small_variant_same_class():
     """The small default-dataset network is the same class with other arguments."""
     net = CaffeNet(num_outputs=10, **SMALL)
     assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
-    assert [name for name, _ in net.named_children()][:8] == list(LAYER_NAMES)
+    assert [name for name, _ in net.named_children()][:8] == list(STAGE_NAMES)
     assert net.feature_map_sizes == [24, 12, 12, 6, 6, 6, 6, 3]
 
 

@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from callbacks.transfer import TransferCallback
-from models.caffenet import LAYER_NAMES
+from models.caffenet import STAGE_NAMES
+from models.caffenet_classifier import CaffeNetClassifier
 from models.fused import FusedCell, FusedTransfer
-from models.module import CaffeNetClassifier
 from tests.helpers.fit_record import Record, weights
 from tests.helpers.tiny_data import TINY_MODEL, TinyData
 
@@ -118,7 +118,7 @@ def test_compile_after_transfer_trains_the_same(tmp_path: Path, eager_dropout_ma
     assert compiled[0]._compiled and hasattr(compiled[0].net, "_compiled_call_impl")
     assert all("_orig_mod" not in key for key in compiled[0].state_dict())
     for key, value in base.net.state_dict().items():
-        assert torch.equal(compiled[0].net.state_dict()[key], value) == (key.split(".")[0] in LAYER_NAMES[:3]), key
+        assert torch.equal(compiled[0].net.state_dict()[key], value) == (key.split(".")[0] in STAGE_NAMES[:3]), key
     assert_same_training(compiled, eager, rtol=1e-4, atol=1e-5)
 
 

@@ -14,10 +14,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
 from experiments.cli import main
-from models.caffenet import LAYER_NAMES
+from models.caffenet import STAGE_NAMES
+from models.caffenet_classifier import CaffeNetClassifier
 from models.dropout import SeededDropout, dropout_seed
 from models.fused import FusedCell, FusedTransfer
-from models.module import CaffeNetClassifier
 from models.transfer import load_base
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
@@ -109,9 +109,9 @@ def test_fused_cell_matches_cell_trained_alone(tmp_path: Path, base_ckpt: Path, 
     base, _ = load_base(str(base_ckpt))
     for key, value in fused["state_dict"].items():
         layer = key.split(".")[1]
-        if layer not in LAYER_NAMES:  # the dropout generators' states
+        if layer not in STAGE_NAMES:  # the dropout generators' states
             continue
-        frozen = layer in LAYER_NAMES[:n]
+        frozen = layer in STAGE_NAMES[:n]
         assert torch.equal(value, base[key[len("net.") :]]) == frozen, key  # trained layers moved off the base
 
 
@@ -124,7 +124,7 @@ def test_cell_checkpoint_is_a_normal_single_run_checkpoint(fused_run, base_ckpt:
     assert model.hparams.widths == TINY["widths"] and model.hparams.num_classes == 4
     assert len(model.val_top1_history) == 3
     weights, _ = load_base(str(path))
-    assert set(weights) == {f"{layer}.{kind}" for layer in LAYER_NAMES for kind in ("weight", "bias")}
+    assert set(weights) == {f"{layer}.{kind}" for layer in STAGE_NAMES for kind in ("weight", "bias")}
     metrics = json.loads((root / "AnB_n4" / "metrics.json").read_text())
     assert metrics["n"] == 4 and metrics["global_step"] == 6
     assert metrics["val/top1_best10_mean"] == pytest.approx(sum(metrics["val_top1_history"]) / 3)

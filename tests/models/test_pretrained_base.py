@@ -27,7 +27,7 @@ from models import BackboneClassifier
 from models.backbones import ResNetStages, ViTStages
 from models.fused import FusedCell, FusedTransfer
 from models.pretrained import is_torchvision_state, staged_state_dict, torchvision_names
-from models.transfer import load_base, transfer, transferable_layers
+from models.transfer import load_base, transfer, transferable_stages
 from tests.helpers import REPO
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import TinyData
@@ -146,12 +146,12 @@ def test_transfer_at_every_n_copies_stages_1_to_n_bit_for_bit(files: dict[str, P
     """Stages 1..n equal the file's tensors (batch-norm statistics too); the other stages and the head stay new."""
     base, digest = load_base(str(files[kind]))
     net = network(kind).net
-    for n in range(1, len(transferable_layers(net.layer_names)) + 1):
+    for n in range(1, len(transferable_stages(net.stage_names)) + 1):
         fresh = network(kind, init_seed=n).net
         before = {key: value.clone() for key, value in fresh.state_dict().items()}
         record = transfer(fresh, n, "finetune", base, str(files[kind]), digest)
         expected = file_tensors(files[kind], fresh)
-        copied = set(fresh.layer_names[:n])
+        copied = set(fresh.stage_names[:n])
         assert record.sha256 == sha256(files[kind]) and set(record.copied) == {
             key for key in expected if key.split(".")[0] in copied
         }
@@ -175,12 +175,12 @@ def test_frozen_stages_stay_the_files_through_training(files: dict[str, Path], k
     trainer.fit(module, datamodule=TinyData(num_samples=24, batch_size=8, image_size=32, channels=3, shuffle=True))
     expected = file_tensors(files[kind], module.net)
     state = module.net.state_dict()
-    frozen = [key for key in state if key.split(".")[0] in module.net.layer_names[:2]]
+    frozen = [key for key in state if key.split(".")[0] in module.net.stage_names[:2]]
     assert frozen and all(torch.equal(state[key], expected[key]) for key in frozen)
     assert not any(
-        p.requires_grad for name in module.net.layer_names[:2] for p in getattr(module.net, name).parameters()
+        p.requires_grad for name in module.net.stage_names[:2] for p in getattr(module.net, name).parameters()
     )
-    third = module.net.layer_names[2]
+    third = module.net.stage_names[2]
     assert any(not torch.equal(state[key], expected[key]) for key in state if key.startswith(f"{third}."))
     classifier = [m for m in module.net.head.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert classifier.out_features == 4  # the target's head, not the file's 1000-way one
@@ -206,7 +206,7 @@ def test_fused_group_copies_the_file_into_each_cell(files: dict[str, Path], tmp_
     for spec, cell in zip(cells, group.cells):
         expected = file_tensors(files["resnet"], cell.net)
         state = cell.net.state_dict()
-        copied = [key for key in state if key.split(".")[0] in cell.net.layer_names[: spec.n]]
+        copied = [key for key in state if key.split(".")[0] in cell.net.stage_names[: spec.n]]
         assert copied and all(torch.equal(state[key], expected[key]) for key in copied)
         assert cell.transfer_record.sha256 == sha256(files["resnet"])
     with pytest.raises(ValueError, match=r"resnet18\.pth' has sha256 .*model\.init_args\.base_sha256.*changed"):

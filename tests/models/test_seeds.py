@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch import seed_everything
 
 from experiments.study.grid import Cell
-from models.module import CaffeNetClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 from tests.helpers.tiny_data import TINY_MODEL
 
 TINY = TINY_MODEL

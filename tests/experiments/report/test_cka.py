@@ -24,7 +24,7 @@ from experiments.report.table import TableError, write_table
 from experiments.report.write import write_report
 from experiments.study.similarity import SimilarityError, base_pairs, write_similarity
 from models.caffenet import CaffeNet
-from models.module import CaffeNetClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 from tests.helpers.studies import run_study, write_study
 from tests.helpers.tiny_data import TINY_MODEL, TINY_NETWORK
 

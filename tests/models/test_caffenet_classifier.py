@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.module import CaffeNetClassifier
+from models.caffenet_classifier import CaffeNetClassifier
 from models.schedule import caffe_step_factor
 
 TINY = dict(
@@ -128,7 +128,7 @@ def test_train_accuracy_equals_torchmetrics():
     from lightning.pytorch.strategies import SingleDeviceStrategy
     from torchmetrics.classification import MulticlassAccuracy
 
-    from models.module import TrainAccuracy
+    from models.classifier import TrainAccuracy
 
     generator = torch.Generator().manual_seed(0)
     batches = [
