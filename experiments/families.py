@@ -14,3 +14,9 @@ FIGURE2_FAMILIES: tuple[Figure2Family, ...] = ("BnB", "AnB", "BnB+", "AnB+")
 # The base half of a network that copied a pretrained weights file (experiments.study.grid.PretrainedCells): its
 # A is the data the file was trained on, not a half.
 PRETRAINED = "pretrained"
+# The other families: a base network on a split whose halves are not A and B (the dissimilar split's; a split's
+# bases on A and B are ``baseA`` and ``baseB``), frozen random features (no base), and a base network trained on
+# fewer images per class.
+BASE = "base"
+RANDOM_FEATURES = "random"
+REDUCED_DATA = "reduced"

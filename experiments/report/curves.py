@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Literal
 
-from experiments.families import FIGURE2_FAMILIES, PRETRAINED
+from experiments.families import BASE, FIGURE2_FAMILIES, PRETRAINED, RANDOM_FEATURES, REDUCED_DATA
 from experiments.report.table import METRIC, Points, Replicate, Row, is_base, is_random_split
 
 Comparison = Literal["random", "pretrained"]
@@ -154,7 +154,7 @@ def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
     for row in rows:
         if (
             not is_random_split(row["split"])
-            and row["family"] in ("base", "AnB")
+            and row["family"] in (BASE, "AnB")
             and row["target_half"] != "all"
             and row.get("base_half") != PRETRAINED
         ):
@@ -164,15 +164,15 @@ def dissimilar_points(rows: list[Row]) -> dict[str, Points]:
 
 def random_features_points(rows: list[Row]) -> Points:
     """The random-features panel: the base on the whole label set (n=0) and random frozen features per n."""
-    splits = {row["split"] for row in rows if row["family"] == "random"}
-    return _points(row for row in rows if row["split"] in splits and row["family"] in ("base", "random"))
+    splits = {row["split"] for row in rows if row["family"] == RANDOM_FEATURES}
+    return _points(row for row in rows if row["split"] in splits and row["family"] in (BASE, RANDOM_FEATURES))
 
 
 def reduced_data_points(rows: list[Row]) -> Points:
     """The reduced-data panel: the networks trained on N images per class, by N (the points' key)."""
     points: Points = defaultdict(list)
     for row in rows:
-        if row["family"] == "reduced" and row.get("images_per_class") and (metric := value(row)) is not None:
+        if row["family"] == REDUCED_DATA and row.get("images_per_class") and (metric := value(row)) is not None:
             points[int(row["images_per_class"])].append(metric)
     return dict(sorted(points.items()))
 
@@ -209,7 +209,7 @@ def relative_values(rows: list[Row]) -> Relative:
     )
     features: dict[int, dict[Unit, float]] = defaultdict(dict)
     for row in rows:
-        if row["family"] == "random" and (difference := minus_base(row)) is not None:
+        if row["family"] == RANDOM_FEATURES and (difference := minus_base(row)) is not None:
             features[row["n"]][(row["split"], row["seed"])] = difference
     curves = {"AnB, random splits": random_anb, "AnB, dissimilar split": dissimilar, "random features": features}
     return {name: _with_zero(curve) for name, curve in curves.items() if curve}

@@ -35,7 +35,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from experiments.families import FIGURE2_FAMILIES
+from experiments.families import FIGURE2_FAMILIES, REDUCED_DATA
 from experiments.report.curves import (
     Comparison,
     base_label,
@@ -313,7 +313,7 @@ def reduced_data(rows: list[Row], paper: Sequence[Row] | None = None, note: str 
     axes.set_xscale("log")
     axes.set_title(f"reduced data: every class, the first N training images of each ({_seeds([points])} per point)")
     axes.set_xlabel("training images per class (N)")
-    axes.set_ylabel(_metric_label([row for row in rows if row["family"] == "reduced"]))
+    axes.set_ylabel(_metric_label([row for row in rows if row["family"] == REDUCED_DATA]))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     figure.text(0.01, 0.005, FOOTER, fontsize=7, color="dimgray")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.families import FIGURE2_FAMILIES
+from experiments.families import FIGURE2_FAMILIES, RANDOM_FEATURES
 from experiments.report.compare import Study, compare, write_comparison
 from experiments.report.compare import markdown as compare_markdown
 from experiments.report.convergence import Convergence, check, plateau_rise
@@ -169,7 +169,7 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
     tau = 100 * reports[names[0]][1].tolerance
     lower = sorted(
         {_seeds([r for r in reports[name][0] if r["split"] == "dissimilar"], ("AnB",)) for name in names}
-        | {_seeds(reports[name][0], ("random",)) for name in names}
+        | {_seeds(reports[name][0], (RANDOM_FEATURES,)) for name in names}
     )
     passed = (
         "No shipped study has passed the convergence check yet"
@@ -258,7 +258,7 @@ def _grid(rows: list[Row]) -> str:
         f"{len(rows)} networks: Figure 2 on {splits} ({run} at n = {ns}) with "
         f"{_count(_seeds(figure2, FIGURE2_FAMILIES), 'seed')}; the dissimilar split with "
         f"{_count(dissimilar, 'seed')} and "
-        f"random features with {_count(_seeds(rows, ('random',)), 'seed')}; {steps} steps per network, the "
+        f"random features with {_count(_seeds(rows, (RANDOM_FEATURES,)), 'seed')}; {steps} steps per network, the "
         f"paper's metric over the best {best} validations."
     )
 

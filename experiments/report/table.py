@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.families import REDUCED_DATA
 from models.files import write_atomic
 
 COLUMNS: tuple[str, ...] = (
@@ -151,7 +152,7 @@ def _float_list(text: str) -> list[float]:
 
 def is_base(row: Row) -> bool:
     """Whether ``row`` is a base network that transfers copy (n = 0, trained on all its images)."""
-    return row["n"] == 0 and row["family"] != "reduced"
+    return row["n"] == 0 and row["family"] != REDUCED_DATA
 
 
 def is_random_split(split: str) -> bool:

@@ -20,7 +20,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.families import FIGURE2_FAMILIES, PRETRAINED, Figure2Family
+from experiments.families import (
+    BASE,
+    FIGURE2_FAMILIES,
+    PRETRAINED,
+    RANDOM_FEATURES,
+    REDUCED_DATA,
+    Figure2Family,
+)
 from models.caffenet import STAGE_NAMES
 from models.transfer import TransferMode, check_base, check_count, check_depth, check_mode, depths
 
@@ -66,11 +73,11 @@ class Cell:
     def family(self) -> str:
         """The paper's name of the cell's condition (see the module docstring)."""
         if self.images_per_class is not None:
-            return "reduced"
+            return REDUCED_DATA
         if self.n == 0:
-            return f"base{self.target}" if self.target in ("A", "B") else "base"
+            return f"{BASE}{self.target}" if self.target in ("A", "B") else BASE
         if self.base is None:
-            return "random"
+            return RANDOM_FEATURES
         name = "BnB" if self.base == self.target else "AnB"
         return name + ("+" if self.mode == "finetune" else "")
 

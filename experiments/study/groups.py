@@ -22,10 +22,10 @@ from experiments.study.cells import CellError, CellFolder, errors_recorded, fini
 from experiments.study.grid import Cell
 from experiments.study.worker import fit
 from models.files import write_atomic
-from models.fused import METRICS_FILE, PER_CELL, unfusable_setting
+from models.fused import METRICS_FILE, PER_CELL, FusedTransfer, unfusable_setting
 
 MEMBERS = "group.json"
-FUSED_MODEL = "models.fused.FusedTransfer"
+FUSED_MODEL = f"{FusedTransfer.__module__}.{FusedTransfer.__qualname__}"  # a fused group's model.class_path
 
 
 def group_key(cell: Cell) -> tuple[str, str, str, int] | None:
