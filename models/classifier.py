@@ -10,6 +10,7 @@ training accuracy totals, transfer provenance), and the hooks a fused group call
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -199,7 +200,7 @@ class TransferClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         log_reduced(self, self.end_validation(record=records_validation(self.trainer)), prog_bar=True)
 
-    def end_validation(self, record: bool, prefix: str = "") -> dict[str, float]:
+    def end_validation(self, record: bool, prefix: str = "", name: str = "") -> dict[str, float]:
         """The validation's metrics (keys ``<prefix>val/...``, the paper's metric included); resets the counts.
 
         torchmetrics syncs across ranks inside ``compute()``, so every rank returns the same numbers.
@@ -207,7 +208,12 @@ class TransferClassifier(LightningModule):
         Args:
             record: Add top-1 to the history the paper's metric is taken from (:func:`records_validation`).
             prefix: Put in front of every key.
+            name: The network, for the message of a divergence (default: its class).
+
+        Raises:
+            FloatingPointError: the validation loss is not finite: the network diverged (:meth:`check_finite`).
         """
+        counted = self.val_loss.update_count > 0
         top1 = float(self.val_top1.compute())
         values = {
             "val/top1": top1,
@@ -216,11 +222,39 @@ class TransferClassifier(LightningModule):
         }
         for metric in (self.val_top1, self.val_top5, self.val_loss):
             metric.reset()
+        if counted:
+            self.check_finite(values["val/loss"], name)
         if record:
             self.val_top1_history.append(top1)
         if self.val_top1_history:
             values[f"val/top1_best{self.best_k}_mean"] = self.best_k_mean()
         return {prefix + key: value for key, value in values.items()}
+
+    def check_finite(self, loss: float, name: str = "") -> None:
+        """Stop a network that diverged, before its metric is recorded as a result (every rank sees the same loss).
+
+        Raises:
+            FloatingPointError: ``loss`` is NaN or infinite; the message names the first non-finite tensor and the
+                learning rate to lower.
+        """
+        if math.isfinite(loss):
+            return
+        broken = next(
+            (
+                key
+                for key, value in self.net.state_dict().items()
+                if value.is_floating_point() and not value.isfinite().all()
+            ),
+            None,
+        )
+        trainer = attached_trainer(self)
+        step = f" at step {trainer.global_step}" if trainer is not None else ""
+        weights = f"its weights are no longer finite (first: {broken})" if broken else "its weights are still finite"
+        raise FloatingPointError(
+            f"{name or type(self).__name__} diverged: the validation loss is {loss}{step}, and {weights}. Lower the "
+            f"learning rate (model.init_args.lr, now {self.recipe.lr:g}) or add warm-up steps, or check the base "
+            "checkpoint and the data for non-finite values; resuming with the same settings diverges again"
+        )
 
     def best_k_mean(self) -> float:
         """The paper's metric: mean of the ``best_k`` highest validation top-1 values so far."""

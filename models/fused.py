@@ -317,7 +317,7 @@ class FusedTransfer(LightningModule):
     def on_validation_epoch_end(self) -> None:
         record = records_validation(self.trainer)
         for i, (spec, cell) in enumerate(zip(self.specs, self.cells)):
-            values = cell.end_validation(record)
+            values = cell.end_validation(record, name=f"fused cell {spec.label!r}")
             if record:
                 self.last_val[i] = values
             log_reduced(self, {f"{spec.label}/{key}": value for key, value in values.items()})
