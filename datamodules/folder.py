@@ -1,13 +1,12 @@
-"""Halves read from class folders: what ``ImageNetHalf`` and ``ImageFolderHalves`` share, and ``ImageFolderHalves``.
+"""The data modules that read class folders: :class:`FolderHalfDataModule`, what ``ImageNetHalf`` and
+``ImageFolderHalves`` share, and :class:`ImageFolderHalves`. (Runs record these classes' import paths: they stay here.)
 
 :class:`FolderHalfDataModule` is the one path from image files to batches: the class folders of a half
-(:class:`HalfImageFolder`), unreadable files skipped and counted, the caffe geometry (warp, crop, mirror) minus a
-mean image cached on disk, or torchvision's preset, on the loader or on the device. ``ImageNetHalf`` reads the
-authors' ILSVRC2012 classes with it; :class:`ImageFolderHalves` reads any folder of class folders, split into halves
-by seed, by a list or by super-class (:func:`datamodules.splits.file_splits`).
-
-:func:`write_demo_folder` writes a small demo folder (8 classes of PNGs and JPEGs, a super-class file):
-``python -c "from datamodules.folder import write_demo_folder; write_demo_folder('data/demo_images')"``.
+(:class:`~datamodules.folder_dataset.HalfImageFolder`), unreadable files skipped and counted, the caffe geometry (warp,
+crop, mirror) minus a mean image cached on disk, or torchvision's preset, on the loader or on the device.
+``ImageNetHalf`` reads the authors' ILSVRC2012 classes with it; :class:`ImageFolderHalves` reads any folder of class
+folders (:mod:`datamodules.folder_layout`), split into halves by seed, by a list or by super-class
+(:func:`datamodules.splits.file_splits`).
 """
 
 from __future__ import annotations
@@ -19,107 +18,27 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from lightning.pytorch.cli import SaveConfigCallback
 from torch import Tensor
-from torchvision.datasets import DatasetFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
-from torchvision.io import encode_jpeg, encode_png
 from typing_extensions import override
 
 from datamodules.base import HalfDataModule, Workers
-from datamodules.corrupt import SkipCounter, SkippedImagesLogger, collate_skipping_unreadable
-from datamodules.mean_image import cached_mean_image, compute_mean_image
-from datamodules.resumable import SampleKey
-from datamodules.splits import check_half_sizes, file_checksum, file_splits, first_per_class
-from datamodules.transforms import (
-    DECODE_ERRORS,
-    GEOMETRY_PRESETS,
-    READ_MODES,
+from datamodules.batches import (
     CaffeCollate,
-    CaffeTransform,
     JpegBatch,
-    TorchvisionPreset,
-    Warp,
     caffe_crop_on_device,
     collate_jpeg_bytes,
     collate_uint8,
     decode_on_device,
-    image_channels,
-    read_bytes_with_path,
-    read_image,
-    read_rgb,
-    subtracted_mean,
 )
-
-Samples = list[tuple[str, int]]
-
-
-class HalfImageFolder(DatasetFolder):
-    """An image folder restricted to some class folders, labelled 0..K-1 in sorted folder-name order.
-
-    Images that do not decode are skipped: the item is ``None`` (the collate function drops it, see
-    :func:`~datamodules.corrupt.drop_unreadable`), a warning names the file and ``skipped`` counts it.
-
-    An item is asked for by index, or by a :data:`~datamodules.resumable.SampleKey` ``(index, seed)`` (what the
-    training sampler yields): then the transform is called with a generator seeded by the key's seed, and its
-    random crop and mirror are the same whichever worker loads the image.
-
-    Args:
-        root: Folder holding one sub-folder per class.
-        wnids: The class folders to use. Sorted names are sorted class indices, so label k is the k-th.
-        transform: Applied to the decoded uint8 ``[C, H, W]`` image; with a keyed item, as
-            ``transform(image, generator=...)``.
-        images_per_class: Keep the first N images (sorted file names) of each class (after ``keep``).
-        skipped: Counter of unreadable images (a fresh one if None).
-        loader: Reads a file: decodes it (default: RGB), or returns its bytes for decoding on the device.
-        keep: Chooses the samples to keep (their indices) from all of them, e.g. a hold-out's share.
-    """
-
-    samples: Samples  # set by DatasetFolder (untyped)
-    imgs: Samples
-    targets: list[int]
-
-    def __init__(
-        self,
-        root: str | Path,
-        wnids: Sequence[str],
-        transform: Callable[[Tensor], Any] | None = None,
-        images_per_class: int | None = None,
-        skipped: SkipCounter | None = None,
-        loader: Callable[[str], Any] = read_rgb,
-        keep: Callable[[Samples], list[int]] | None = None,
-    ) -> None:
-        self._wnids = sorted(wnids)
-        super().__init__(str(root), loader=loader, extensions=IMG_EXTENSIONS, transform=transform)
-        if keep is not None:
-            self._keep_only(keep(self.samples))
-        if images_per_class is not None:  # samples come class by class, file names sorted
-            self._keep_only(first_per_class(self.targets, images_per_class))
-        self.skipped = skipped if skipped is not None else SkipCounter()
-
-    def _keep_only(self, kept: Sequence[int]) -> None:
-        self.samples = self.imgs = [self.samples[i] for i in kept]
-        self.targets = [self.targets[i] for i in kept]
-
-    @override
-    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        return list(self._wnids), {wnid: label for label, wnid in enumerate(self._wnids)}
-
-    def __getitem__(self, key: int | SampleKey) -> tuple[Any, int] | None:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        path, label = self.samples[index]
-        try:
-            image = self.loader(path)
-        except DECODE_ERRORS as err:
-            self.skipped.add(path, err)
-            return None
-        if self.transform is not None and seed is not None:
-            image = self.transform(image, generator=torch.Generator().manual_seed(seed))
-        elif self.transform is not None:
-            image = self.transform(image)
-        return image, label
+from datamodules.corrupt import SkipCounter, SkippedImagesLogger, collate_skipping_unreadable
+from datamodules.folder_dataset import HalfImageFolder, Samples
+from datamodules.folder_layout import detect_channels, holdout, read_layout
+from datamodules.image_codecs import READ_MODES, read_bytes_with_path, read_image, read_rgb
+from datamodules.mean_image import cached_mean_image, compute_mean_image
+from datamodules.splits import check_half_sizes, file_checksum, file_splits
+from datamodules.transforms import GEOMETRY_PRESETS, CaffeTransform, TorchvisionPreset, Warp, subtracted_mean
 
 
 class FolderHalfDataModule(HalfDataModule):
@@ -322,127 +241,6 @@ class FolderHalfDataModule(HalfDataModule):
 
 # ----- a researcher's own folder ------------------------------------------------------------------------------------
 
-LAYOUT = """\
-  {root}/<class>/*.png|*.jpg|...                  (one folder per class; data.val_fraction of each held out)
-or
-  {root}/train/<class>/*  and  {root}/val/<class>/*  (the same class folders in both)"""
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and has_file_allowed_extension(p.name, IMG_EXTENSIONS))
-
-
-def _class_dirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def read_layout(root: str | Path, classes: Sequence[str] | None = None) -> tuple[list[Path], list[str]]:
-    """The folders of class folders under ``root`` (``[train, val]``, or ``[root]`` for a hold-out) and the classes.
-
-    Args:
-        root: The image folder (see ``LAYOUT``).
-        classes: The classes to use (None: every class folder); they must all be there.
-
-    Returns:
-        The folders holding class folders, and the sorted class names.
-
-    Raises:
-        FileNotFoundError: No root, a train folder without val (or the reverse), no class folder, or a listed class
-            missing.
-        ValueError: An empty class folder, or val classes that differ from train's (each named, with what to do).
-    """
-    root = Path(root)
-    layout = LAYOUT.format(root=root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no image folder {root} (data.init_args.root). Expected layout:\n{layout}")
-    train, val = root / "train", root / "val"
-    if train.is_dir() != val.is_dir():
-        missing = val if train.is_dir() else train
-        raise FileNotFoundError(
-            f"{root} has {'train' if train.is_dir() else 'val'}/ but no {missing}: add it with the "
-            f"same class folders, or put the class folders in {root} itself. Expected:\n{layout}"
-        )
-    folders = [train, val] if train.is_dir() else [root]
-    found = _class_dirs(folders[0])
-    if not found:
-        raise FileNotFoundError(f"no class folders in {folders[0]}. Expected layout:\n{layout}")
-    if len(folders) == 2:
-        in_val = _class_dirs(val)
-        only_train, only_val = sorted(set(found) - set(in_val)), sorted(set(in_val) - set(found))
-        if only_train or only_val:
-            raise ValueError(
-                f"the classes of {val} differ from those of {train}: only in train: {only_train or 'none'}; only in "
-                f"val: {only_val or 'none'}. Give both the same class folders (a class needs validation images)"
-            )
-    chosen = sorted(found if classes is None else classes)
-    missing_classes = [name for name in chosen if name not in found]
-    if missing_classes:
-        raise FileNotFoundError(
-            f"data.classes names {len(missing_classes)} class(es) with no folder in "
-            f"{folders[0]}: {', '.join(missing_classes)}. Restore the folders or drop them from "
-            "data.classes"
-        )
-    for folder in folders:
-        for name in chosen:
-            if not any(has_file_allowed_extension(e.name, IMG_EXTENSIONS) for e in os.scandir(folder / name)):
-                raise ValueError(
-                    f"class folder {folder / name} holds no image file ({', '.join(IMG_EXTENSIONS)}): add images, "
-                    f"or delete the folder{' (and list the others in data.classes)' if classes else ''}"
-                )
-    return folders, chosen
-
-
-def detect_channels(folders: Sequence[Path], classes: Sequence[str]) -> int:
-    """The one channel count of every readable image of ``classes`` (headers only; unreadable files are left to the
-    loader, which skips and counts them).
-
-    Raises:
-        ValueError: Images of several channel counts (counts and an example file of each), or none readable.
-    """
-    found: dict[int, list[Path]] = {}
-    for folder in folders:
-        for name in classes:
-            for path in _image_files(folder / name):
-                channels = image_channels(str(path))
-                if channels is not None:
-                    found.setdefault(channels, []).append(path)
-    if not found:
-        raise ValueError(f"no readable image in the class folders of {folders[0]}: check the files")
-    if len(found) > 1:
-        counts = "; ".join(
-            f"{c} channel(s): {len(paths)} file(s), e.g. {paths[0]}" for c, paths in sorted(found.items())
-        )
-        most = max(found, key=lambda c: len(found[c]))
-        raise ValueError(
-            f"the images of {folders[0].parent if len(folders) == 2 else folders[0]} have mixed channel "
-            f"counts ({counts}). Set data.init_args.channels (e.g. {most}) to read every image with that "
-            "many channels, or convert the odd files"
-        )
-    return next(iter(found))
-
-
-def holdout(fraction: float, seed: int, val: bool) -> Callable[[Samples], list[int]]:
-    """The hold-out of a single folder: ``fraction`` of each class's images (at least one, never all) for val.
-
-    Which images is a seeded permutation of the class's sorted files, drawn from ``(seed, class folder name)``: the
-    same whichever half or subset of classes a run reads.
-    """
-    return functools.partial(_holdout_indices, fraction, seed, val)
-
-
-def _holdout_indices(fraction: float, seed: int, val: bool, samples: Samples) -> list[int]:
-    by_class: dict[str, list[int]] = {}
-    for index, (path, _) in enumerate(samples):
-        by_class.setdefault(Path(path).parent.name, []).append(index)
-    kept = []
-    for name, indices in by_class.items():
-        count = len(indices)
-        held = min(count - 1, max(1, round(fraction * count))) if count > 1 else 0
-        draw = int.from_bytes(hashlib.sha256(f"holdout/{seed}/{name}".encode()).digest()[:8], "little")
-        chosen = set(np.random.default_rng(draw).permutation(count)[:held].tolist())
-        kept += [i for k, i in enumerate(indices) if (k in chosen) == val]
-    return sorted(kept)
-
 
 class ImageFolderHalves(FolderHalfDataModule):
     """One half of a researcher's own image folder, split like the paper's ImageNet: by seed, by list or by group.
@@ -636,57 +434,3 @@ class ImageFolderHalves(FolderHalfDataModule):
         if split in files:
             pins["split_checksums"] = {**(init_args.get("split_checksums") or {}), split: file_checksum(files[split])}
         return pins
-
-
-# ----- a demo folder -------------------------------------------------------------------------------------------------
-
-DEMO_CLASSES = {
-    "cat": "animal",
-    "dog": "animal",
-    "horse": "animal",
-    "owl": "animal",
-    "bus": "vehicle",
-    "car": "vehicle",
-    "ship": "vehicle",
-    "truck": "vehicle",
-}
-
-
-def write_demo_folder(root: str | Path, images_per_class: int = 24, train_val: bool = False, seed: int = 0) -> Path:
-    """A small image folder to try the study on: 8 classes (4 animals, 4 vehicles) of learnable images.
-
-    Each class has its own colour; animals have horizontal stripes, vehicles vertical ones; every image has noise.
-    Even-numbered images are 32x32 PNGs, odd-numbered 40x48 JPEGs. ``superclasses.csv`` (class,super-class) and
-    ``half_a.txt`` (two classes of each super-class) are written beside the class folders.
-
-    Args:
-        root: Where to write (created).
-        images_per_class: Images per class (each of train and val with ``train_val``).
-        train_val: Write ``train/`` and ``val/`` (val: a quarter as many images) instead of one folder.
-        seed: Seed of the noise.
-
-    Returns:
-        ``root``.
-    """
-    root = Path(root)
-    generator = torch.Generator().manual_seed(seed)
-    subsets = {"train": images_per_class, "val": max(2, images_per_class // 4)} if train_val else {"": images_per_class}
-    for subset, count in subsets.items():
-        for c, (name, group) in enumerate(DEMO_CLASSES.items()):
-            folder = root / subset / name
-            folder.mkdir(parents=True, exist_ok=True)
-            colour = torch.tensor([(c * 97) % 256, (c * 53 + 80) % 256, (c * 151 + 160) % 256], dtype=torch.float32)
-            for j in range(count):
-                height, width = (32, 32) if j % 2 == 0 else (40, 48)
-                stripes = (torch.arange(height if group == "animal" else width) // 4 % 2).float() * 60 - 30
-                pattern = stripes[:, None].expand(height, width) if group == "animal" else stripes.expand(height, width)
-                noise = torch.randn(3, height, width, generator=generator) * 25
-                image = (colour[:, None, None] + pattern + noise).clamp(0, 255).to(torch.uint8)
-                if j % 2 == 0:
-                    (folder / f"{name}_{j:03d}.png").write_bytes(encode_png(image).numpy().tobytes())
-                else:
-                    (folder / f"{name}_{j:03d}.jpg").write_bytes(encode_jpeg(image, quality=90).numpy().tobytes())
-    groups = "".join(f"{name},{group}\n" for name, group in DEMO_CLASSES.items())
-    (root / "superclasses.csv").write_text("class,superclass\n" + groups)
-    (root / "half_a.txt").write_text("# the classes of half A; B: the others\ncat\ndog\nbus\ncar\n")
-    return root

@@ -7,10 +7,10 @@ from typing import Literal
 from typing_extensions import override
 
 from datamodules.base import Workers
-from datamodules.folder import FolderHalfDataModule, HalfImageFolder
+from datamodules.folder import FolderHalfDataModule
 from datamodules.splits import IMAGENET_SPLITS, imagenet_class_names, imagenet_wnids
 
-__all__ = ["EXPECTED_LAYOUT", "PREPARE_COMMAND", "HalfImageFolder", "ImageNetHalf"]
+__all__ = ["EXPECTED_LAYOUT", "PREPARE_COMMAND", "ImageNetHalf"]
 
 PREPARE_COMMAND = "transferability-prepare-imagenet"
 EXPECTED_LAYOUT = """\

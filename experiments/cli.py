@@ -14,10 +14,7 @@ import sys
 import warnings
 from typing import Any
 
-import torch
-from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
@@ -29,6 +26,7 @@ from callbacks.rng import GlobalRNGState
 from callbacks.throughput import ImageThroughput
 from callbacks.transfer import TransferCallback
 from experiments.errors import SettingError, ShortParseErrors, user_error
+from experiments.machine import check_accelerator, plain_progress_wanted
 from experiments.noise import silence_noise
 from experiments.run_config import DEFAULT_ROOT_DIR, check_ckpt_path, place_run
 from experiments.runs import WANDB_LOGGER
@@ -222,33 +220,6 @@ def check_fused_config(config: Any) -> None:
         FusedTransfer.check_trainer_settings(config.trainer)
     except ValueError as err:
         raise SettingError(str(err)) from err
-
-
-def check_accelerator(config: Any) -> None:
-    """Refuse a GPU accelerator on a machine without one, saying how to run the config on the CPU.
-
-    Raises:
-        SettingError: ``trainer.accelerator`` is ``gpu`` or ``cuda`` and torch sees no CUDA device.
-    """
-    accelerator = str(config.trainer.accelerator).lower()
-    if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
-        return
-    data = config.get("data")
-    root = data.init_args.get("root") if isinstance(data, Namespace) and data.get("init_args") else None
-    where = f" (now {root!r})" if root else ""
-    raise SettingError(
-        f"--trainer.accelerator {accelerator}: this config expects a GPU and torch sees none. To run it on the CPU "
-        "add `--trainer.accelerator cpu --trainer.devices 1 --trainer.strategy auto` (and a smaller "
-        f"--data.init_args.batch_size), and point --data.init_args.root at your dataset{where}"
-    )
-
-
-def plain_progress_wanted(trainer: Namespace) -> bool:
-    """Whether the fit should print plain progress lines: a progress bar is on, stderr is not a terminal, and
-    the config names no progress bar of its own."""
-    callbacks = trainer.get("callbacks") or []
-    own = any(isinstance(cb, ProgressBar) for cb in (callbacks if isinstance(callbacks, list) else [callbacks]))
-    return trainer.get("enable_progress_bar") is not False and not own and not sys.stderr.isatty()
 
 
 def run_cli(args: list[str] | None = None) -> TransferCLI:

@@ -54,13 +54,13 @@ def test_importing_the_report_sets_no_backend_and_no_warning_filter():
 
 def test_batches_are_allocated_in_shared_memory_inside_a_worker(monkeypatch):
     """`_batch_tensor` (the one use of torch's private `_typed_storage()._new_shared`) still gives a shared batch."""
-    from datamodules import transforms
+    from datamodules import batches
 
-    monkeypatch.setattr(transforms, "get_worker_info", lambda: object())
-    batch = transforms._batch_tensor((2, 3, 4))
+    monkeypatch.setattr(batches, "get_worker_info", lambda: object())
+    batch = batches._batch_tensor((2, 3, 4))
     assert batch.shape == (2, 3, 4) and batch.dtype == torch.float32 and batch.is_shared()
-    monkeypatch.setattr(transforms, "get_worker_info", lambda: None)
-    assert not transforms._batch_tensor((2, 3)).is_shared()
+    monkeypatch.setattr(batches, "get_worker_info", lambda: None)
+    assert not batches._batch_tensor((2, 3)).is_shared()
 
 
 def test_wandb_still_has_the_private_artifact_call_lineage_uses():

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from experiments.report.cka import transferable_stages
 from models.network import StagedNetwork
+from models.transfer import transferable_stages
 
 Pooling = Literal["avg", "grid"]
 POOLINGS: tuple[str, ...] = ("avg", "grid")
@@ -97,7 +97,7 @@ def stage_features(
     Raises:
         ValueError: Images the network does not take (``check_input``), or a pooling it refuses (:func:`pool`).
     """
-    stages = transferable_stages(net)
+    stages = transferable_stages(net.stage_names)
     features: list[list[Tensor]] = [[] for _ in stages]
     labels: list[Tensor] = []
     was_training = net.training

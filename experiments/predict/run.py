@@ -25,8 +25,8 @@ from experiments.predict.features import GRID, MAX_DIM, POOLINGS, Pooling, stage
 from experiments.predict.networks import Network, load_checkpoint, load_weights
 from experiments.predict.scores import ESTIMATOR_NAMES, ScoreRow, estimator_functions, score_stages
 from experiments.predict.target import build_module, count_of, reading, sample_indices
-from experiments.report.cka import transferable_stages
 from experiments.validation_data import validation_batches
+from models.transfer import transferable_stages
 
 IMAGES, BATCH_SIZE = 1000, 250
 WANDB_PROJECT = "transferability"
@@ -213,7 +213,7 @@ def predict(
             "--base",
         )
     network_b = None if target_base is None else load_checkpoint(target_base, "--target_base")
-    stages = transferable_stages(network_a.net)
+    stages = transferable_stages(network_a.net.stage_names)
     if network_b is not None and tuple(network_b.net.stage_names) != tuple(network_a.net.stage_names):
         raise SettingError(
             f"--target_base {target_base} has stages {network_b.net.stage_names}, --base {base} "

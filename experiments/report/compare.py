@@ -33,7 +33,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from experiments.report.cka import read_cka_table
+from experiments.report.cka_table import read_cka_table
 from experiments.report.convergence import TOLERANCE, Convergence, check
 from experiments.report.curves import figure2_target_bases, relative_values, value
 from experiments.report.effects import Effect, csv_number, unit_differences

@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.report import cka, figures
+from experiments.report import cka_table, figures
 from experiments.report.convergence import TOLERANCE, Convergence, check, write_convergence
 from experiments.report.effects import effects, write_effects
 from experiments.report.summary import SUMMARY_FIELDS, write_summary
@@ -43,14 +43,14 @@ def write_report(
 
 def read_similarity(path: Path) -> list[Row] | None:
     """A study's layer-similarity table (its folder's ``cka.csv``), or None where there is none."""
-    return cka.read_cka_table(path) if path.is_file() else None
+    return cka_table.read_cka_table(path) if path.is_file() else None
 
 
 def similarity_panel(similarity: list[Row] | None) -> tuple[Points | None, Points | None]:
     """Figure 2's layer-similarity panel and its chance baseline from the table (None, None: no panel)."""
     if not similarity:
         return None, None
-    return cka.cka_points(similarity), cka.chance_points(similarity) or None
+    return cka_table.cka_points(similarity), cka_table.chance_points(similarity) or None
 
 
 def write_tables(
@@ -65,7 +65,7 @@ def write_tables(
     written = []
     write_summary(folder / "summary.csv", rows, convergence.status)
     if similarity:
-        _append_summary(folder / "summary.csv", cka.summary_rows(similarity), convergence.status)
+        _append_summary(folder / "summary.csv", cka_table.summary_rows(similarity), convergence.status)
         written.append(folder / "cka.csv")
     written.append(folder / "summary.csv")
     written += write_effects(folder, effects(rows, paper, convergence), convergence)

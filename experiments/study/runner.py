@@ -2,13 +2,13 @@
 
 ``transferability-study --config experiments/configs/studies/fmnist_default.yaml`` plans the study
 (``experiments.study.plan``: the grid's cells, one full Lightning CLI config per cell and per fused
-group), runs the jobs each as soon as the jobs it needs have finished (``experiments.study.schedule``
-over ``experiments.study.launchers``), rebuilds the results table from the cell folders after every
-job, computes the layer-similarity panel from the finished base networks (``experiments.study.similarity``)
-and writes the report (``experiments.report``: summary with intervals, effects, convergence check,
-figures). Running it again skips finished cells and resumes interrupted ones from their last
-checkpoint. ``--plan`` lists the cells and runs nothing; ``--figures_only`` redraws the report from
-the table (and the panel's ``cka.csv``).
+group, after ``study.json`` with the prefix of its W&B run ids), runs the jobs each as soon as the jobs
+it needs have finished (``experiments.study.schedule`` over ``experiments.study.launchers``), rebuilds
+the results table from the cell folders after every job, computes the layer-similarity panel from the
+finished base networks (``experiments.study.similarity``) and writes the report (``experiments.report``:
+summary with intervals, effects, convergence check, figures). Running it again skips finished cells and
+resumes interrupted ones from their last checkpoint. ``--plan`` lists the cells and runs nothing;
+``--figures_only`` redraws the report from the table (and the panel's ``cka.csv``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from experiments.errors import SettingError
 from experiments.report.table import METRIC, TableError, read_table, write_table
 from experiments.study.cells import CellError
 from experiments.study.config import Study, build_parser, study_from_config
+from experiments.study.errors import StudyError
 from experiments.study.grid import Cell
 from experiments.study.launchers import make_launcher
-from experiments.study.plan import StudyError, StudyPlan
+from experiments.study.plan import StudyPlan
 from experiments.study.schedule import Job, run_jobs
 
 
@@ -117,7 +118,7 @@ class StudyRunner:
             job_type="results",
             offline=settings.offline,
             save_dir=str(self.root),
-            id=self.plan._wandb_id("results"),
+            id=self.plan.folders.wandb_id("results"),
             resume="allow",
         )
         prepare_wandb(logger)
@@ -146,6 +147,7 @@ class StudyRunner:
         if self.table.is_file():
             read_table(self.table)  # a corrupt table stops the study before anything runs
         cells = self.plan.cells()
+        self.plan.write_study_file()  # study.json, before the cells' configs name their W&B runs
         try:
             pending = self.plan.prepare(cells)
         finally:

@@ -3,14 +3,14 @@ seed, with its chance baseline (the same measure on permuted examples).
 
 For every random split and seed whose two Figure 2 base networks (on halves A and B) have finished,
 both networks are loaded from their cells' ``checkpoints/last.ckpt`` (``models.loading.load_network``)
-and compared stage by stage (``experiments.report.cka.stage_cka_and_chance``) on the target half's
+and compared stage by stage (``experiments.report.cka_features.stage_cka_and_chance``) on the target half's
 validation images: the data section of base B's ``config.yaml`` (its data module built from ``class_path`` and
 ``init_args``, ``prepare_data`` and ``setup("validate")``, no Trainer), at most ``MAX_IMAGES`` of them
 spread evenly over the validation set. Base B reads them as it was trained; base A reads the same
 images with its own half's mean image subtracted (``mean_half: A``, as the AnB transfers read them),
 where the data module takes a ``mean_half``. No network is trained.
 
-Writes ``cka.csv`` (one row per stage, see ``experiments.report.cka``) and ``cka.json`` (every pair's
+Writes ``cka.csv`` (one row per stage, see ``experiments.report.cka_table``) and ``cka.json`` (every pair's
 cells, images, values and chance values, and what they were computed from) in the study folder. A later
 run reuses them while the bases' checkpoints and data and the estimator (``ESTIMATOR``) are unchanged;
 a ``cka.json`` of another estimator (e.g. the biased CKA, without a chance baseline) is recomputed. The
@@ -31,16 +31,9 @@ from typing import Any
 import yaml
 from torch import Tensor
 
-from experiments.report.cka import (
-    CHANCE_PERMUTATIONS,
-    CHANCE_SEED,
-    MAX_IMAGES,
-    PairCKA,
-    collect_images,
-    describe,
-    stage_cka_and_chance,
-    write_cka_table,
-)
+from experiments.report.cka import CHANCE_PERMUTATIONS, CHANCE_SEED
+from experiments.report.cka_features import MAX_IMAGES, collect_images, stage_cka_and_chance
+from experiments.report.cka_table import PairCKA, describe, write_cka_table
 from experiments.report.table import Row, is_base, is_random_split
 from experiments.study.cells import CellFolder
 from experiments.validation_data import spread_indices, validation_batches, validation_count, validation_module

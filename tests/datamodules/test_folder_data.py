@@ -12,7 +12,7 @@ import torch
 from torchvision.io import encode_png
 
 from datamodules import ImageFolderHalves, UnreadableImageWarning
-from datamodules.folder import DEMO_CLASSES, write_demo_folder
+from datamodules.demo_folder import DEMO_CLASSES, write_demo_folder
 from datamodules.splits import file_splits, random_halves, read_split_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")

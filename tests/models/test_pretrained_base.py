@@ -20,7 +20,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 from callbacks.lineage import WandbLineage
 from callbacks.transfer import TransferCallback
-from datamodules.folder import write_demo_folder
+from datamodules.demo_folder import write_demo_folder
 from experiments import cli, entry
 from experiments.errors import InputFileError, SettingError
 from models import BackboneClassifier

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report.cka import PairCKA, write_cka_table
+from experiments.report.cka_table import PairCKA, write_cka_table
 from experiments.report.compare import Study, compare, main, markdown
 from experiments.report.intervals import welch_interval
 from experiments.report.table import write_table

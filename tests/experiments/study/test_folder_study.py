@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from datamodules import ImageFolderHalves, UnreadableImageWarning
-from datamodules.folder import write_demo_folder
+from datamodules.demo_folder import write_demo_folder
 from experiments.cli import run_cli
 from experiments.report.table import read_table
 from experiments.study.config import build_parser, study_from_config
-from experiments.study.plan import StudyError
+from experiments.study.errors import StudyError
 from experiments.study.runner import StudyRunner
 from tests.helpers import REPO
 from tests.helpers.run_dirs import run_dir

@@ -12,10 +12,10 @@ import torch
 import torchvision
 import yaml
 
-from datamodules.folder import write_demo_folder
+from datamodules.demo_folder import write_demo_folder
 from experiments.report.table import read_table
 from experiments.study.config import build_parser, study_from_config
-from experiments.study.plan import StudyError
+from experiments.study.errors import StudyError
 from experiments.study.runner import StudyRunner
 from tests.helpers import REPO
 

@@ -51,6 +51,7 @@ def test_the_imagenet_preset_trains_reduced_cells_with_the_authors_solver(tmp_pa
     assert len(cells) == 212 and sum(cell.family == "reduced" for cell in cells) == 12
     reduced = next(cell for cell in cells if cell.images_per_class == 250)
     base = next(cell for cell in cells if cell.family == "base")
+    plan.write_study_file()  # study.json: the cells' W&B runs take their ids from it
     plan.prepare([reduced, base])
     reduced_config, base_config = (yaml.safe_load(plan.folder(cell).config.read_text()) for cell in (reduced, base))
     assert reduced_config["data"]["init_args"]["images_per_class"] == 250

@@ -557,6 +557,7 @@ def test_shipped_study_configs_render_valid_cell_configs(name: str, cells: int |
     assert cells is None or len(plan) == cells
     transfer = next(cell for cell in plan if cell.base is not None)
     folder = runner.plan.folder(transfer)
+    runner.plan.write_study_file()  # study.json: the cells' W&B runs take their ids from it
     pending = runner.plan.prepare([transfer])
     assert pending == [transfer]
     config = yaml.safe_load(folder.config.read_text())
