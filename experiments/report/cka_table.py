@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.report.intervals import mean_interval
+from experiments.report.intervals import interval_columns, rounded
 from experiments.report.table import Points, Row, TableError
 from models.files import write_atomic
 
@@ -43,25 +43,8 @@ class PairCKA:
     chance: Mapping[str, float] | None = None
 
 
-def _round(number: float | None) -> float | None:
-    return None if number is None or math.isnan(number) else round(number, 6)
-
-
 def _defined(values: Iterable[float | None]) -> list[float]:
     return [value for value in values if value is not None and not math.isnan(value)]
-
-
-def _statistics(values: Sequence[float]) -> Row:
-    """Mean, 95 % t-interval (None for one value), std, min and max of ``values`` (at least one), rounded."""
-    interval = mean_interval(values)
-    return {
-        "mean": _round(interval.estimate),
-        "ci_low": _round(interval.low),
-        "ci_high": _round(interval.high),
-        "std": _round(interval.std),
-        "min": _round(min(values)),
-        "max": _round(max(values)),
-    }
 
 
 def cka_rows(pairs: Sequence[PairCKA]) -> list[Row]:
@@ -88,11 +71,11 @@ def cka_rows(pairs: Sequence[PairCKA]) -> list[Row]:
     for n, stage in enumerate(stages, start=1):
         defined = _defined(pair.values[stage] for pair in pairs)
         row: Row = {"n": n, "stage": stage, "count": len(defined)}
-        row |= _statistics(defined) if defined else {}
-        chance = {pair.label: None if pair.chance is None else _round(pair.chance[stage]) for pair in pairs}
+        row |= interval_columns(defined) if defined else {}
+        chance = {pair.label: None if pair.chance is None else rounded(pair.chance[stage]) for pair in pairs}
         defined_chance = _defined(chance.values())
-        row[CHANCE] = _round(sum(defined_chance) / len(defined_chance)) if defined_chance else None
-        row["values"] = {pair.label: _round(pair.values[stage]) for pair in pairs}
+        row[CHANCE] = rounded(sum(defined_chance) / len(defined_chance)) if defined_chance else None
+        row["values"] = {pair.label: rounded(pair.values[stage]) for pair in pairs}
         row["chance_values"] = chance
         rows.append(row)
     return rows
@@ -203,7 +186,7 @@ def summary_rows(table: Sequence[Row]) -> list[Row]:
         for row in table
     ]
     rows += [
-        {"panel": PANEL, "curve": CHANCE_CURVE, "n": n, "count": len(values), **_statistics(values)}
+        {"panel": PANEL, "curve": CHANCE_CURVE, "n": n, "count": len(values), **interval_columns(values)}
         for n, values in chance_points(table).items()
     ]
     return rows

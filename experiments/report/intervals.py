@@ -120,6 +120,28 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(mean, mean - half, mean + half, len(values), std)
 
 
+def rounded(number: float | None, digits: int = 6) -> float | None:
+    """``number`` rounded for a results file; an undefined value (None, NaN) as None (an empty cell)."""
+    return None if number is None or math.isnan(number) else round(number, digits)
+
+
+def interval_columns(values: Sequence[float]) -> dict[str, float | None]:
+    """A point's columns in the report's tables: mean, 95 % t-interval (None for one value), std, min, max, rounded.
+
+    Raises:
+        ValueError: No values.
+    """
+    interval = mean_interval(values)
+    return {
+        "mean": rounded(interval.estimate),
+        "ci_low": rounded(interval.low),
+        "ci_high": rounded(interval.high),
+        "std": rounded(interval.std),
+        "min": rounded(min(values)),
+        "max": rounded(max(values)),
+    }
+
+
 def welch_interval(left: Sequence[float], right: Sequence[float], level: float = LEVEL) -> Interval:
     """``mean(left) - mean(right)`` with Welch's t-interval (undefined unless each side has two values).
 

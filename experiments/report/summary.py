@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from experiments.report import curves
-from experiments.report.intervals import mean_interval
+from experiments.report.intervals import interval_columns
 from experiments.report.table import Points, Row
 from models.files import write_atomic
 
@@ -57,26 +57,8 @@ def summary(rows: list[Row]) -> list[Row]:
     out = []
     for panel, curve, points in panels:
         for n, values in points.items():
-            interval = mean_interval(values)
-            out.append(
-                {
-                    "panel": panel,
-                    "curve": curve,
-                    "n": n,
-                    "count": interval.count,
-                    "mean": _round(interval.estimate),
-                    "ci_low": _round(interval.low),
-                    "ci_high": _round(interval.high),
-                    "std": _round(interval.std),
-                    "min": _round(min(values)),
-                    "max": _round(max(values)),
-                }
-            )
+            out.append({"panel": panel, "curve": curve, "n": n, "count": len(values), **interval_columns(values)})
     return out
-
-
-def _round(number: float | None) -> float | None:
-    return None if number is None else round(number, 6)
 
 
 def write_summary(path: Path, rows: list[Row], convergence: str = "not checked") -> None:

@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from experiments.report.intervals import Interval, mean_interval, t_cdf, t_quantile, welch_interval
+from experiments.report.intervals import (
+    Interval,
+    interval_columns,
+    mean_interval,
+    rounded,
+    t_cdf,
+    t_quantile,
+    welch_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +82,25 @@ def test_intervals_cover_the_true_mean_95_percent_of_the_time():
 
 def _covers(interval: Interval, true: float) -> bool:
     return interval.low <= true <= interval.high
+
+
+def test_interval_columns_are_the_rounded_mean_interval_and_range_with_undefined_values_empty() -> None:
+    columns = interval_columns([0.1234567891, 0.2, 0.3])
+    interval = mean_interval([0.1234567891, 0.2, 0.3])
+    assert columns == {
+        "mean": round(interval.estimate, 6),
+        "ci_low": round(interval.low, 6),
+        "ci_high": round(interval.high, 6),
+        "std": round(interval.std, 6),
+        "min": 0.123457,
+        "max": 0.3,
+    }
+    assert interval_columns([0.5]) == {
+        "mean": 0.5,
+        "ci_low": None,
+        "ci_high": None,
+        "std": None,
+        "min": 0.5,
+        "max": 0.5,
+    }
+    assert rounded(float("nan")) is None and rounded(None) is None
