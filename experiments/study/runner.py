@@ -13,31 +13,30 @@ resumes interrupted ones from their last checkpoint. ``--plan`` lists the cells 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import signal
-import socket
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from experiments.errors import SettingError
-from experiments.report.table import METRIC, TableError, read_table, write_table
+from experiments.report.table import TableError, read_table
 from experiments.study.cells import CellError
 from experiments.study.config import Study, build_parser, study_from_config
 from experiments.study.errors import StudyError
 from experiments.study.grid import Cell
 from experiments.study.launchers import make_launcher
+from experiments.study.lock import exclusive
 from experiments.study.plan import StudyPlan
+from experiments.study.progress import Progress
+from experiments.study.results import StudyResults
 from experiments.study.schedule import Job, run_jobs
 
 
 class StudyRunner:
-    """Runs one study: its plan (``StudyPlan``), the jobs by their dependencies (``run_jobs``), then the report.
+    """Runs one study: its plan (``StudyPlan``), the jobs by their dependencies (``run_jobs``), then its results
+    (``StudyResults``: the table, the layer-similarity panel, the report, the W&B results run).
 
     Args:
         study: The study config.
@@ -46,93 +45,11 @@ class StudyRunner:
     def __init__(self, study: Study) -> None:
         self.study = study
         self.plan = StudyPlan(study)
+        self.results = StudyResults(study, self.plan)
         self.root = self.plan.root
-        self.table = self.root / "results.csv"
-        self.figures = self.root / "figures"
+        self.table = self.results.table
+        self.figures = self.results.figures
 
-    # ----- results --------------------------------------------------------------------------------
-    def write_table(self, cells: list[Cell]) -> int:
-        """Rebuild ``results.csv`` from the finished cells' results (grid order); return its row count.
-
-        Each row's checkpoint is a path relative to the study's folder (``cells/<cell>/checkpoints/last.ckpt``), so
-        the table names nothing of the machine that made it and stays right when the folder moves.
-        """
-        rows = []
-        for cell in cells:
-            folder = self.plan.folder(cell)
-            if folder.finished():
-                result = folder.read_result()
-                checkpoint = (folder.path / result["checkpoint"]).resolve().relative_to(self.root.resolve())
-                rows.append({**result, "checkpoint": checkpoint.as_posix()})
-        write_table(self.table, rows)
-        return len(rows)
-
-    def draw(self) -> list[Path]:
-        """The report from the results table alone: summary, effects, convergence check, figures; return the files."""
-        from experiments.report.paper import paper_rows
-        from experiments.report.write import write_report
-
-        return write_report(
-            read_table(self.table),
-            self.root,
-            paper_rows() if self.study.paper_overlay else None,
-            self.study.convergence_tolerance,
-        )
-
-    def similarity(self) -> str | None:
-        """The layer-similarity panel (``cka.csv``, ``experiments.study.similarity``) from the finished bases.
-
-        Returns:
-            None, or why a base could not be read (the report is still drawn; the study then stops with it).
-        """
-        from experiments.study.similarity import SimilarityError, write_similarity
-
-        try:
-            write_similarity(self.root, read_table(self.table))
-        except SimilarityError as err:
-            print(f"layer similarity: FAILED: {err}", flush=True)
-            return f"the layer-similarity panel could not be computed: {err}"
-        return None
-
-    def log_to_wandb(self, files: list[Path]) -> None:
-        """Log the table and the figures as the study's last W&B run (offline unless configured otherwise).
-
-        The results table and every report file are also the run's output artifact ``<study>-results`` (the
-        files themselves, small), so the study's report is versioned beside its networks' checkpoints.
-        """
-        settings = self.study.wandb
-        if not settings.enabled:
-            return
-        import wandb
-        from lightning.pytorch.loggers import WandbLogger
-
-        from experiments.report.table import COLUMNS
-        from experiments.wandb_setup import prepare_wandb
-
-        rows = read_table(self.table)
-        logger = WandbLogger(
-            project=settings.project,
-            entity=settings.entity,
-            group=self.plan.group,
-            name=f"{self.study.name}-results",
-            job_type="results",
-            offline=settings.offline,
-            save_dir=str(self.root),
-            id=self.plan.folders.wandb_id("results"),
-            resume="allow",
-        )
-        prepare_wandb(logger)
-        logger.log_table("results", columns=list(COLUMNS), data=[[row[c] for c in COLUMNS] for row in rows])
-        for path in files:
-            if path.suffix == ".png":
-                logger.log_image(f"figures/{path.stem}", images=[str(path)])
-        artifact = wandb.Artifact(f"{self.study.name}-results", type="study-results")
-        for path in [self.table, *files]:
-            artifact.add_file(str(path), name=str(path.relative_to(self.root)))
-        logger.experiment.log_artifact(artifact)
-        logger.experiment.finish()
-
-    # ----- running --------------------------------------------------------------------------------
     def run(self, plan_only: bool = False) -> None:
         """Run every unfinished cell, bases first, then write the table, the figures and the W&B summary.
 
@@ -151,7 +68,7 @@ class StudyRunner:
         try:
             pending = self.plan.prepare(cells)
         finally:
-            self.write_table(cells)
+            self.results.write_table(cells)
         done = len(cells) - len(pending)
         resumed = sum(self.plan.folder(cell).started() for cell in pending)
         print(
@@ -173,10 +90,10 @@ class StudyRunner:
                 flush=True,
             )
             return
-        self.write_table(cells)
-        similarity = self.similarity()
-        files = self.draw()
-        self.log_to_wandb(files)
+        self.results.write_table(cells)
+        similarity = self.results.similarity()
+        files = self.results.draw()
+        self.results.log_to_wandb(files)
         convergence = self.root / "convergence.txt"
         if convergence.is_file():
             print(convergence.read_text().rstrip(), flush=True)
@@ -193,7 +110,7 @@ class StudyRunner:
         jobs = self.plan.plan_jobs(pending)
         by_name = {cell.name: cell for cell in cells}
         failures: list[str] = []
-        progress = _Progress(len(pending))
+        progress = Progress(len(pending))
         fused = sum(len(job.cells) > 1 for job in jobs)
         print(f"{len(jobs)} job(s) ({fused} fused group(s)) with launcher {self.study.launcher}", flush=True)
 
@@ -206,7 +123,7 @@ class StudyRunner:
                     where = self.plan.folder(cell).error if len(job.cells) == 1 else job.folder / "error.txt"
                     failures.append(f"{cell.name}: {type(error).__name__}: {error} (see {where})")
                     progress.failed(cell, error)
-            self.write_table(cells)
+            self.results.write_table(cells)
 
         def skipped(job: Job, need: str) -> None:
             for name in job.cells:
@@ -232,67 +149,6 @@ class StudyRunner:
         if not run_jobs(jobs, launcher, ended, skipped, on_start=starting):
             return None
         return failures
-
-
-@contextlib.contextmanager
-def exclusive(root: Path) -> Iterator[None]:
-    """Hold the study folder's lock, so two runners never train the same cells (released even on SIGKILL).
-
-    Raises:
-        StudyError: Another runner holds it.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise StudyError(f"{root} is being run by {owner}; wait for it or stop it first") from err
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"transferability-study pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        yield
-
-
-class _Progress:
-    """One line per cell, with the time spent and an estimate of the time left."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.count, self.begin = total, 0, time.monotonic()
-
-    def start(self, cell: Cell) -> None:
-        print(f"[{self.count + 1}/{self.total}] {cell.name}: {cell.describe()} ...", flush=True)
-
-    def skip(self) -> None:
-        self.count += 1
-
-    def done(self, cell: Cell, result: dict[str, Any]) -> None:
-        self.count += 1
-        resumed = f", resumed at step {result['resumed_from_step']}" if result.get("resumed_from_step") else ""
-        print(
-            f"[{self.count}/{self.total}] {cell.name} done in {result['wall_time_s']:.1f} s{resumed}: "
-            f"top-1 {result['top1']:.4f}, paper metric {result[METRIC]:.4f} | {self._times()}",
-            flush=True,
-        )
-
-    def failed(self, cell: Cell, error: BaseException) -> None:
-        self.count += 1
-        print(
-            f"[{self.count}/{self.total}] {cell.name} FAILED: {type(error).__name__}: {error} | {self._times()}",
-            flush=True,
-        )
-
-    def _times(self) -> str:
-        elapsed = time.monotonic() - self.begin
-        left = elapsed / self.count * (self.total - self.count)
-        return f"{_clock(elapsed)} elapsed, about {_clock(left)} left"
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes}:{seconds:02d}"
 
 
 def _quiet_lightning() -> None:
@@ -325,7 +181,7 @@ def main(args: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # `kill`, SLURM's scancel: stop like Ctrl-C, the launcher's jobs too
     try:
         if config.figures_only:
-            for path in runner.draw():
+            for path in runner.results.draw():
                 print(path)
             return
         if study.launcher == "inprocess" or config.plan:  # --plan renders every cell's config in this process

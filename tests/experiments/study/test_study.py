@@ -22,7 +22,8 @@ from experiments.report.table import COLUMNS, TableError, read_table, write_tabl
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.grid import Cell, DissimilarCells, Figure2Cells, Grid, RandomFeaturesCells, expand
 from experiments.study.launchers import Subprocesses, cpu_slots
-from experiments.study.runner import StudyRunner, exclusive, main
+from experiments.study.lock import exclusive
+from experiments.study.runner import StudyRunner, main
 from tests.helpers import REPO
 from tests.helpers.studies import run_study, write_study
 from tests.helpers.wandb_log import of_type, wandb_records
