@@ -24,8 +24,6 @@ from experiments.study.grid import Cell, expand
 from experiments.study.jobs import Job
 from experiments.study.shared_config import SharedConfig
 
-__all__ = ["StudyError", "StudyPlan"]
-
 
 class StudyPlan:
     """The cells of a study, their folders and configs, and the jobs that train them.
