@@ -5,10 +5,11 @@ The question it answers: do one backbone's features transfer as another's do (a 
 study on one dataset against the same study on another)? Every quantity is a per-unit value, as in the
 effects table (``experiments.report.effects``): for Figure 2, each network minus the base of its replicate
 (split, target half, seed), or AnB minus BnB of the same replicate; for the dissimilar split and random
-features, the bottom curves of Figure 3 (``experiments.report.curves.relative_values``); and the layer
-similarity, each seed pair's CKA(A, B) from the study's ``cka.csv``. Within a study the interval is a
-t-interval over its units; between studies the networks are independent, so the difference of the two means
-gets Welch's t-test and interval over the two studies' units. **Multiplicity**: Holm's step-down procedure over
+features, the bottom curves of Figure 3 (``experiments.report.curves.relative_values``); the layer
+similarity, each seed pair's CKA(A, B) from the study's ``cka.csv``; and, for studies with the pretrained panel, AnB
+and AnB+ from the weights file minus the target's base (rows marked "(A: pretrained weights)"). Within a study the
+interval is a t-interval over its units; between studies the networks are independent, so the difference of the two
+means gets Welch's t-test and interval over the two studies' units. **Multiplicity**: Holm's step-down procedure over
 every row of the comparison with an interval; each row's adjusted interval is its Welch interval at the level Holm
 tested it at. Verdict: ``differs`` (Holm rejects a zero difference), ``no difference shown`` (it does not), or
 ``no interval`` (a side with a single unit). Each study's convergence status
@@ -35,6 +36,7 @@ from matplotlib.figure import Figure
 
 from experiments.report.cka_table import read_cka_table
 from experiments.report.convergence import TOLERANCE, Convergence, check
+from experiments.report.curves import Comparison as Networks
 from experiments.report.curves import figure2_target_bases, relative_values, value
 from experiments.report.effects import Effect, csv_number, unit_differences
 from experiments.report.figures import CKA_COLOR, STYLE, finish, mean_with_interval
@@ -49,22 +51,26 @@ from experiments.report.intervals import (
 from experiments.report.table import Row, TableError, read_table
 from models.files import write_atomic
 
-# (quantity, what each unit contributes at n): contrasts of experiments.report.effects, Figure 3's bottom curves,
-# the bases' own accuracy (n = 0) and the layer similarity.
+# (quantity, what each unit contributes at n, whose Figure-2 networks): contrasts of experiments.report.effects on
+# the random splits' networks or on a pretrained base's (A: its pretraining data), Figure 3's bottom curves, the
+# bases' own accuracy (n = 0) and the layer similarity.
 BASE = "base top-1"
 CKA = "CKA(A, B)"
 RELATIVE = ("AnB, dissimilar split", "random features")  # curves of experiments.report.curves.relative_values
-QUANTITIES: tuple[tuple[str, str], ...] = (
-    ("base", BASE),
-    ("frozen selffer", "BnB - base"),
-    ("frozen transfer", "AnB - base"),
-    ("specificity", "AnB - BnB"),
-    ("fine-tuned selffer", "BnB+ - base"),
-    ("fine-tuned transfer", "AnB+ - base"),
-    ("transfer against selffer, fine-tuned", "AnB+ - BnB+"),
-    ("dissimilar split", "AnB, dissimilar split"),
-    ("random features", "random features"),
-    ("layer similarity", CKA),
+PRETRAINED_MARK = " (A: pretrained weights)"
+QUANTITIES: tuple[tuple[str, str, Networks], ...] = (
+    ("base", BASE, "random"),
+    ("frozen selffer", "BnB - base", "random"),
+    ("frozen transfer", "AnB - base", "random"),
+    ("specificity", "AnB - BnB", "random"),
+    ("fine-tuned selffer", "BnB+ - base", "random"),
+    ("fine-tuned transfer", "AnB+ - base", "random"),
+    ("transfer against selffer, fine-tuned", "AnB+ - BnB+", "random"),
+    ("dissimilar split", "AnB, dissimilar split", "random"),
+    ("random features", "random features", "random"),
+    ("layer similarity", CKA, "random"),
+    ("frozen transfer" + PRETRAINED_MARK, "AnB - base", "pretrained"),
+    ("fine-tuned transfer" + PRETRAINED_MARK, "AnB+ - base", "pretrained"),
 )
 FIELDS: tuple[str, ...] = (
     "quantity",
@@ -174,8 +180,11 @@ class Comparison:
         return "differs" if self.p_holm <= 1.0 - LEVEL else "no difference shown"
 
 
-def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
-    """n -> each unit's value of ``contrast`` in ``study`` (see the module docstring); empty where it has none."""
+def unit_values(study: Study, contrast: str, networks: Networks = "random") -> dict[int, list[float]]:
+    """n -> each unit's value of ``contrast`` in ``study`` (see the module docstring); empty where it has none.
+
+    ``networks`` picks the Figure-2 contrasts' networks: the random splits' or a pretrained base's.
+    """
     rows = study.rows
     if contrast == BASE:
         bases = [metric for row in figure2_target_bases(rows) if (metric := value(row)) is not None]
@@ -191,7 +200,7 @@ def unit_values(study: Study, contrast: str) -> dict[int, list[float]]:
         curve = relative_values(rows).get(contrast, {})
         return {n: list(units.values()) for n, units in curve.items() if n > 0 and units}
     layers = sorted({row["n"] for row in rows if row["n"] > 0})
-    values = {n: list(unit_differences(Effect(contrast, contrast, (n,), 1), rows).values()) for n in layers}
+    values = {n: list(unit_differences(Effect(contrast, contrast, (n,), 1, networks), rows).values()) for n in layers}
     return {n: found for n, found in values.items() if found}
 
 
@@ -199,8 +208,8 @@ def compare(left: Study, right: Study) -> list[Comparison]:
     """Every quantity of ``QUANTITIES`` at every n that both studies have values for, in that order, with Holm's
     adjustment over the rows (module docstring)."""
     found = []
-    for quantity, contrast in QUANTITIES:
-        left_values, right_values = unit_values(left, contrast), unit_values(right, contrast)
+    for quantity, contrast, networks in QUANTITIES:
+        left_values, right_values = unit_values(left, contrast, networks), unit_values(right, contrast, networks)
         found += [
             (quantity, contrast, n, left_values[n], right_values[n])
             for n in sorted(set(left_values) & set(right_values))

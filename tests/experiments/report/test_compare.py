@@ -11,7 +11,7 @@ from experiments.report.cka_table import PairCKA, write_cka_table
 from experiments.report.compare import Study, compare, main, markdown
 from experiments.report.intervals import welch_interval
 from experiments.report.table import write_table
-from tests.helpers.planted import TRANSFER, planted_rows
+from tests.helpers.planted import TRANSFER, network, planted_rows
 
 EXTRA_LOSS = 0.04  # the right study's frozen transfer loses this much more at n = 7, nothing more elsewhere
 
@@ -155,3 +155,36 @@ def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(
     (tmp_path / "bad" / "results.csv").write_text("not,a,results,table\n1,2,3,4\n")
     assert main([str(tmp_path / "good"), str(tmp_path / "bad")]) == 2
     assert "bad/results.csv" in capsys.readouterr().err
+
+
+def with_pretrained(rows: list[dict], gain_at_2: float = 0.0) -> list[dict]:
+    """``rows`` with AnB and AnB+ from a pretrained weights file on the whole data (its target base is planted)."""
+    seeds = sorted({row["seed"] for row in rows})
+    pattern = {seed: 0.001 * (seed - (len(seeds) - 1) / 2) for seed in seeds}  # zero mean over seeds
+    added = [
+        network("whole", "pretrained", "all", n, mode, seed, 0.82 + 0.01 * n + gain + pattern[seed])
+        for seed in seeds
+        for n in (1, 2, 3)
+        for mode, gain in (("frozen", gain_at_2 if n == 2 else 0.0), ("finetune", 0.03))
+    ]
+    return rows + added
+
+
+def test_a_pretrained_bases_transfer_is_compared_apart_from_the_random_splits() -> None:
+    left = Study("left", with_pretrained(planted_rows(seeds=4)), [])
+    right = Study("right", with_pretrained(planted_rows(seeds=4), gain_at_2=0.2), [])
+    rows = {(row.quantity, row.n): row for row in compare(left, right)}
+    frozen = "frozen transfer (A: pretrained weights)"
+    assert {n for quantity, n in rows if quantity == frozen} == {1, 2, 3}
+    assert rows[frozen, 2].difference.estimate == pytest.approx(-0.2, abs=1e-9)
+    assert rows[frozen, 2].verdict == "differs" and rows[frozen, 1].verdict == "no difference shown"
+    assert rows[frozen, 3].left.estimate == pytest.approx(0.03, abs=1e-9)  # each network minus the whole data's base
+    assert rows["fine-tuned transfer (A: pretrained weights)", 1].left.estimate == pytest.approx(0.04, abs=1e-9)
+    # the random splits' rows are what they were without the pretrained networks
+    assert rows["frozen transfer", 2].difference.estimate == pytest.approx(0.0, abs=1e-12)
+    assert "frozen transfer (A: pretrained weights)" in markdown(left, right, compare(left, right))
+
+
+def test_a_study_without_the_pretrained_panel_has_no_pretrained_rows() -> None:
+    left, right = Study("left", planted_rows(seeds=3), []), Study("right", with_pretrained(planted_rows(seeds=3)), [])
+    assert not [row for row in compare(left, right) if "pretrained" in row.quantity]
