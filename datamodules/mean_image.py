@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
+from datamodules.progress import progress
 from models.files import save_atomic
 
 
@@ -52,7 +52,7 @@ def compute_mean_image(
     )
     total: Tensor | None = None
     count = 0
-    for batch_sum, batch_count in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for batch_sum, batch_count in progress(loader, desc, "batch", leave=False):
         if batch_sum is not None:
             total = batch_sum if total is None else total + batch_sum
             count += batch_count

@@ -31,9 +31,9 @@ from typing import IO
 
 import torch
 from torchvision.io import encode_jpeg
-from tqdm import tqdm
 
 from datamodules.image_codecs import DECODE_ERRORS, encode_ppm, read_rgb
+from datamodules.progress import progress
 from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
 from datamodules.transforms import warp
 from experiments.errors import InputFileError
@@ -73,7 +73,7 @@ def extract_train(train: Path, out: Path) -> int:
     """
     out.mkdir(parents=True, exist_ok=True)
     written = 0
-    for wnid, fileobj in tqdm(_class_tars(train), total=1000, desc="train classes", unit="class"):
+    for wnid, fileobj in progress(_class_tars(train), "train classes", "class", total=1000):
         final = out / wnid
         if final.is_dir():
             continue
@@ -110,7 +110,7 @@ def sort_val(val: Path, out: Path, labels: dict[str, int]) -> list[str]:
     """
     wnids = imagenet_wnids()
     unlabelled = []
-    for name, data in tqdm(_val_images(val), total=len(labels), desc="val images", unit="img"):
+    for name, data in progress(_val_images(val), "val images", "img", total=len(labels)):
         if name not in labels:
             unlabelled.append(name)
             continue
@@ -193,7 +193,7 @@ def check_images(
     with multiprocessing.get_context("forkserver").Pool(workers, initializer=_one_thread) as pool:
         results = pool.imap_unordered(_check_one, tasks, chunksize=64)
         desc = "decode" + (" + resize" if resized else "")
-        for relative, error in tqdm(results, total=len(tasks), desc=desc, unit="img"):
+        for relative, error in progress(results, desc, "img", total=len(tasks)):
             if error is not None:
                 bad.append((relative, error))
     return sorted(bad)
