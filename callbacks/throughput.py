@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from typing_extensions import override
 
-from models.classifier import logs_this_step
+from models.step_metrics import logs_this_step
 
 METRIC = "train/images_per_sec"
 
@@ -20,7 +20,7 @@ class ImageThroughput(Callback):
 
     Lightning's ``ThroughputMonitor`` waits for the device after every batch (``torch.cuda.synchronize``) and
     warns when the module has no ``flops_per_batch``. This callback waits for the device on the logger's steps
-    only (every ``trainer.log_every_n_steps``, as ``models.classifier.logs_this_step`` decides), so the steps in
+    only (every ``trainer.log_every_n_steps``, as ``models.step_metrics.logs_this_step`` decides), so the steps in
     between keep the host running ahead. The window counts data loading and the optimizer step; it restarts
     after each validation, so validation time is not counted. Over several ranks the rate is rank zero's times
     the world size (the ranks' batches are the same size).

@@ -54,13 +54,12 @@ from models.classifier import (
     TransferClassifier,
     attached_trainer,
     evaluate_weights_only,
-    log_reduced,
-    log_training_step,
     records_validation,
 )
 from models.files import save_atomic, write_atomic
 from models.loading import classifier_class
 from models.network import StagedNetwork
+from models.step_metrics import log_reduced, log_training_step
 
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"

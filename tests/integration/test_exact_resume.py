@@ -26,7 +26,7 @@ from callbacks.rng import collect_rng_states, set_rng_states
 from datamodules import FashionMNISTHalf, ImageNetHalf
 from datamodules.resumable import ResumableLoader, ResumableSampler, SampleKey
 from experiments.cli import main
-from models.classifier import TrainAccuracy
+from models.step_metrics import TrainAccuracy
 from tests.helpers.fake_data import needs_debian_fashion_mnist
 from tests.helpers.fits import (
     FASHION,

@@ -128,7 +128,7 @@ def test_train_accuracy_equals_torchmetrics():
     from lightning.pytorch.strategies import SingleDeviceStrategy
     from torchmetrics.classification import MulticlassAccuracy
 
-    from models.classifier import TrainAccuracy
+    from models.step_metrics import TrainAccuracy
 
     generator = torch.Generator().manual_seed(0)
     batches = [
