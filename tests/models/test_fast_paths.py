@@ -101,10 +101,15 @@ def test_bf16_mixed_trains_the_same_within_bf16_tolerance(tmp_path: Path) -> Non
 def eager_dropout_masks() -> Iterator[None]:
     """Inductor draws dropout with its own generator unless told to use eager's: same masks, comparable runs.
 
-    ``config.patch`` rather than monkeypatch: monkeypatch's undo deletes the option from inductor's config.
+    ``config.patch`` rather than monkeypatch: monkeypatch's undo deletes the option from inductor's config. The
+    option applies to new compilations only: dynamo's cache is emptied first, or a CaffeNet compiled by an earlier
+    test in this process (same code, same shapes) is reused with inductor's own dropout (a failure that depended
+    on which test files one pytest-xdist worker ran before this one).
     """
+    torch._dynamo.reset()
     with torch._inductor.config.patch(fallback_random=True):
         yield
+    torch._dynamo.reset()
 
 
 def test_compile_after_transfer_trains_the_same(tmp_path: Path, eager_dropout_masks: None) -> None:
