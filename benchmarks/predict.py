@@ -34,13 +34,13 @@ from typing import Any
 
 import torch
 import yaml
-from lightning.pytorch import Trainer
 
 from benchmarks.common import machine, markdown
 from experiments.predict import predict
 from experiments.report.table import read_table
 from models import BackboneClassifier, CaffeNetClassifier
 from models.classifier import TransferClassifier
+from models.loading import save_untrained
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs" / "fmnist"
@@ -64,18 +64,7 @@ def base_checkpoint(model: dict[str, Any], seed: int, path: Path) -> Path:
         module = BackboneClassifier(**model["init_args"], **SHAPE, init_seed=seed)
     else:
         module = CaffeNetClassifier(**model, **SHAPE, init_seed=seed)
-    trainer = Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=str(path.parent),
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path, weights_only=False)  # a whole fit checkpoint, as a study saves (says so: no log line)
-    return path
+    return save_untrained(module, path)
 
 
 def study_seconds(path: Path) -> dict[str, Any]:

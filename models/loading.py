@@ -65,3 +65,25 @@ def import_path(path: str) -> Any:
     """
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def save_untrained(module: TransferClassifier, path: str | Path) -> Path:
+    """Save ``module`` as a fit's checkpoint would hold it, without training it (a base at its initialisation).
+
+    For benchmarks and tests that need a base network to transfer from, score or compare, in seconds.
+    """
+    from lightning.pytorch import Trainer
+
+    path = Path(path)
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(path.parent),
+    )
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path, weights_only=False)  # a whole fit checkpoint, as a study saves (no log line)
+    return path

@@ -23,6 +23,7 @@ from experiments.predict.cli import main
 from experiments.predict.features import pool
 from experiments.predict.networks import load_weights
 from models import BackboneClassifier, CaffeNetClassifier
+from models.loading import save_untrained
 from tests.helpers import REPO
 from tests.helpers.fake_data import make_fake_fashion_mnist
 from tests.helpers.tiny_data import TINY_NETWORK
@@ -38,18 +39,7 @@ STAGES = {"caffenet": 7, "resnet18": 9, "vit": 3}  # transferable stages: conv1.
 
 def save(module: Any, path: Path) -> Path:
     """The module's checkpoint as a fit saves it, without training (its initialisation)."""
-    trainer = Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=str(path.parent),
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
+    return save_untrained(module, path)
 
 
 def fit_caffenet(root: Path, data_root: Path, half: str) -> Path:

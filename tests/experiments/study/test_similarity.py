@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lightning.pytorch import Trainer
 
 from experiments.report import cka_table, figures
 from experiments.report.table import write_table
 from experiments.report.write import write_report
 from experiments.study.similarity import SimilarityError, base_pairs, write_similarity
 from models.caffenet_classifier import CaffeNetClassifier
+from models.loading import save_untrained
 from tests.helpers.cka import STAGES
 from tests.helpers.studies import run_study, write_study
 from tests.helpers.tiny_data import TINY_MODEL
@@ -27,18 +27,7 @@ CHANCE_BOUND = 0.08  # |chance| on 50 images, a mean of five permutations (measu
 def save_base(root: Path, cell: str, half: str, seed: int) -> None:
     """A base cell folder: a tiny network's checkpoint (no training: its initialisation) and a study config."""
     folder = root / "cells" / cell
-    module = CaffeNetClassifier(**{**TINY_MODEL, "init_seed": seed})
-    trainer = Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=str(folder),
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(folder / "checkpoints" / "last.ckpt")
+    save_untrained(CaffeNetClassifier(**{**TINY_MODEL, "init_seed": seed}), folder / "checkpoints" / "last.ckpt")
     data = {
         "class_path": "tests.helpers.study_data.StudyData",
         "init_args": {"split": "random0", "half": half, "batch_size": 8, "images_per_class": 20, "mean_half": None},
