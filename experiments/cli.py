@@ -30,7 +30,7 @@ from experiments.machine import check_accelerator, plain_progress_wanted
 from experiments.noise import silence_noise
 from experiments.run_config import DEFAULT_ROOT_DIR, check_ckpt_path, place_run
 from experiments.runs import WANDB_LOGGER
-from experiments.wandb_setup import prepare_wandb
+from experiments.wandb_setup import finish_wandb_run, prepare_wandb
 from models import BackboneClassifier, CaffeNetClassifier  # noqa: F401 -- likewise the classifiers
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.fused import FusedCell, FusedTransfer
@@ -228,8 +228,16 @@ def run_cli(args: list[str] | None = None) -> TransferCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """The ``transferability`` command (run by ``experiments.entry``); returns None, raises on failure."""
-    run_cli(args)
+    """The ``transferability`` command (run by ``experiments.entry``); returns None, raises on failure.
+
+    The run's W&B run is closed at the end, failed or not (``experiments.wandb_setup.finish_wandb_run``).
+    """
+    try:
+        run_cli(args)
+    except BaseException:
+        finish_wandb_run(exit_code=1)
+        raise
+    finish_wandb_run(exit_code=0)
 
 
 if __name__ == "__main__":

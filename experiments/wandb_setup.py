@@ -99,3 +99,15 @@ def prepare_wandb(logger: WandbLogger) -> None:
 @rank_zero_only
 def _announce(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def finish_wandb_run(exit_code: int) -> None:
+    """Close this process's W&B run, if one is open: the end of a fit or evaluation.
+
+    A run left open is closed by W&B's own exit hook, which prints its closing lines to stdout with colour codes
+    whether or not it is a terminal (they land in log files as escape sequences); and a ``WandbLogger`` reuses an
+    open run, so the next fit in the same process (a study's next cell) would log into it.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)

@@ -7,7 +7,6 @@ in-process CLI fit that a fused group (``experiments.study.groups``) runs too.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,7 @@ def fit(folder: CellFolder, resume_step: int) -> None:
     args = ["fit", "--config", str(folder.config)]
     if resume_step:
         args += ["--ckpt_path", str(folder.last_checkpoint)]
-    try:
-        main(args)
-    except BaseException:
-        finish_wandb_run(exit_code=1)
-        raise
-    finish_wandb_run(exit_code=0)
-
-
-def finish_wandb_run(exit_code: int) -> None:
-    """Close the cell's W&B run, so the next in-process cell starts its own (WandbLogger reuses an open one)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=exit_code)
+    main(args)  # closes the cell's W&B run, so the next in-process cell starts its own
 
 
 def run_cell(path: str | Path) -> dict[str, Any]:

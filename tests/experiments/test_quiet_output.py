@@ -1,4 +1,4 @@
-"""A fit and its resume, written to a log file, print none of the project's noise lines and no cursor codes.
+"""A fit and its resume, written to a log file, print none of the project's noise lines and no cursor or colour codes.
 
 One subprocess (output to a file, so not a terminal) runs a fit and then resumes it through the entry point, with
 W&B offline and *not* silenced: the log must hold plain progress lines and none of W&B's "anonymous setting" and
@@ -47,7 +47,7 @@ from experiments.cli import main
 from experiments.entry import console
 fit, sys.argv = json.loads(sys.argv[1]), sys.argv[:1]
 assert console("transferability", main, [*fit, "--trainer.max_steps", "2"]) == 0
-wandb.finish()  # as at the end of a process: the resume starts its own
+assert wandb.run is None, "the fit left its W&B run open"  # the resume starts its own
 print("=== resume", file=sys.stderr, flush=True)
 assert console("transferability", main, [*fit, "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
 """
@@ -71,9 +71,16 @@ def test_fit_and_resume_log_is_plain_and_quiet(tmp_path: Path) -> None:
     text = log.read_text()
     assert done.returncode == 0, text[-3000:]
     assert "\r" not in text and "\x1b[A" not in text, "tqdm's cursor codes in a log file"
+    assert "\x1b" not in text, "colour codes in a log file (W&B's exit hook prints them when a run is left open)"
+    assert "wandb sync" in resume_part(text), "the resumed fit's W&B run was not closed at its end"
     assert "step 2/2 (epoch 0)" in text and "step 4/4" in text and "validation at step 2:" in text
     for noise in NOISE:
         assert noise not in text, f"{noise!r} in the log:\n{text}"
-    _, resume = text.split("=== resume")
+    resume = resume_part(text)
     assert "Restoring states from the checkpoint path" in resume
     assert (run_dir(tmp_path / "run") / "checkpoints" / "last.ckpt").is_file()
+
+
+def resume_part(text: str) -> str:
+    """The log of the resumed fit."""
+    return text.split("=== resume")[1]
