@@ -94,7 +94,7 @@ class TransferClassifier(LightningModule):
         compile: bool,
     ) -> None:
         super().__init__()
-        self._check_contract(net, recipe, outputs, arguments, best_k)
+        self._check_contract(net, recipe, outputs, best_k)
         self.net = net
         self.recipe = recipe
         self.best_k = best_k
@@ -109,9 +109,7 @@ class TransferClassifier(LightningModule):
         self.transfer_record: TransferRecord | None = None  # set by whoever copies stages into the network
         self._save_arguments(arguments)
 
-    def _check_contract(
-        self, net: StagedNetwork, recipe: Recipe, outputs: int, arguments: Mapping[str, Any], best_k: int
-    ) -> None:
+    def _check_contract(self, net: StagedNetwork, recipe: Recipe, outputs: int, best_k: int) -> None:
         name = type(self).__name__
         if not isinstance(net, StagedNetwork):
             raise TypeError(
@@ -125,12 +123,6 @@ class TransferClassifier(LightningModule):
             raise ValueError(f"{name}: the head's width (outputs) must be a positive integer, got {outputs!r}")
         if isinstance(best_k, bool) or not isinstance(best_k, int) or best_k < 1:
             raise ValueError(f"model best_k must be a positive integer (the best validations averaged), got {best_k!r}")
-        missing = [key for key in inspect.signature(type(self)).parameters if key not in arguments]
-        if missing:
-            raise TypeError(
-                f"{name} did not pass {', '.join(missing)} to TransferClassifier.__init__: pass its locals() as "
-                "`arguments`, so that its checkpoints record every argument and build it back"
-            )
 
     def _save_arguments(self, arguments: Mapping[str, Any]) -> None:
         """Save the subclass's own arguments (those of ``arguments`` its signature names) as its hyperparameters,
@@ -142,6 +134,12 @@ class TransferClassifier(LightningModule):
         hyperparameters as this class's, whatever the CLI's default model.
         """
         names = inspect.signature(type(self)).parameters
+        missing = [key for key in names if key not in arguments]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} did not pass {', '.join(missing)} to TransferClassifier.__init__: pass its "
+                "locals() as `arguments`, so that its checkpoints record every argument and build it back"
+            )
         own = {name: value for name, value in arguments.items() if name in names}
         self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}", **own})
 

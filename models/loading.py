@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
 
 from models.backbone_classifier import BackboneClassifier
 from models.caffenet_classifier import CaffeNetClassifier
@@ -72,8 +73,6 @@ def save_untrained(module: TransferClassifier, path: str | Path) -> Path:
 
     For benchmarks and tests that need a base network to transfer from, score or compare, in seconds.
     """
-    from lightning.pytorch import Trainer
-
     path = Path(path)
     trainer = Trainer(
         logger=False,
