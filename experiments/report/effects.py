@@ -6,6 +6,10 @@ Every row is a difference of top-1 accuracy (the paper's metric), left minus rig
 - **specificity**: AnB(n) - BnB(n) at n = 6 and 7; the paper: negative.
 - **lasting boost**: AnB+ - base and AnB+ - BnB+, pooled over the n run within 1..7, 3..7 and 5..7 (Table 1's
   ranges; the label lists the n actually pooled); the paper: positive.
+
+These ranges are the paper's for its 7 layers (CaffeNet's transferable stages). For a network with S transferable
+stages they are read from the top (:class:`ClaimStages`): the dip at 3..S-2, specificity at S-1 and S, the boosts
+over 1..S, 3..S and S-2..S; S = 7 gives the paper's ranges.
 - **dissimilar split**: (AnB - its base) on the dissimilar split minus (AnB - its base) on the random
   splits, pooled over their shared n and each n; the paper: negative (a dissimilar base task transfers worse).
 - **random features**: (random frozen features - their base) minus (AnB - its base) on the random
@@ -66,6 +70,7 @@ from models.files import write_atomic
 Test = Literal["shown", "not shown", "reversed", "no interval (1 seed)"]
 # (unit, n) -> values; n None: a reference that holds at every n (a base network)
 Side = dict[tuple[Hashable, int | None], list[float]]
+PAPER_STAGES = 7  # the paper's transferable layers (CaffeNet conv1..fc7), where its ranges are stated
 ALPHA = 1.0 - LEVEL  # the family-wise error rate Holm controls over one report's rows
 NEEDS_CONVERGENCE: tuple[str, ...] = ("co-adaptation dip", "lasting boost")
 PRETRAINED_NOTE = (
@@ -214,18 +219,73 @@ def sides(effect: Effect, rows: list[Row]) -> tuple[Side, Side]:
     return left(rows, effect.comparison), right(rows, effect.comparison)
 
 
-def plan(rows: list[Row]) -> list[Effect]:
-    """The effects that ``rows`` hold networks for, in the module docstring's order (a pretrained base's after)."""
+@dataclass(frozen=True)
+class ClaimStages:
+    """The n each of the paper's layer-range claims pools, for a network with ``stages`` transferable stages.
+
+    The paper's ranges for its 7 layers, counted from the top so that they carry over to any depth: the dip in
+    the middle, stages 3..S-2 (the paper: 3..5); specificity at the top two, S-1 and S (6 and 7); Table 1's boosts
+    from the bottom, from stage 3 and over the top three, each up to S (1..7, 3..7, 5..7).
+
+    Args:
+        stages: S, the network's transferable stages (``models.transfer.max_depth``; CaffeNet: 7).
+    """
+
+    stages: int = PAPER_STAGES
+
+    def __post_init__(self) -> None:
+        if self.stages < 1:
+            raise ValueError(f"stages must be at least 1 (a network's transferable stages), got {self.stages}")
+
+    @property
+    def dip(self) -> tuple[int, ...]:
+        """The middle: stages 3..S-2."""
+        return tuple(range(3, self.stages - 1))
+
+    @property
+    def specificity(self) -> tuple[int, ...]:
+        """The top two stages."""
+        return tuple(n for n in (self.stages - 1, self.stages) if n >= 1)
+
+    @property
+    def boost_starts(self) -> tuple[int, ...]:
+        """Where Table 1's boost ranges start (each ends at S): the bottom, stage 3, the top three."""
+        return tuple(sorted({n for n in (1, 3, self.stages - 2) if 1 <= n <= self.stages}))
+
+    def check(self, rows: Sequence[Row]) -> None:
+        """Refuse a table with a transfer deeper than S: the ranges would be another network's.
+
+        Raises:
+            ValueError: A row's n is above ``stages``.
+        """
+        deepest = max((row["n"] for row in rows if row["n"] is not None), default=0)
+        if deepest > self.stages:
+            raise ValueError(
+                f"the results table has transfers at n = {deepest}, deeper than stages={self.stages}: pass the "
+                f"network's number of transferable stages (models.transfer.max_depth of its stage names), so that "
+                f"the effects pool the right stages"
+            )
+
+
+def plan(rows: list[Row], stages: ClaimStages | None = None) -> list[Effect]:
+    """The effects that ``rows`` hold networks for, in the module docstring's order (a pretrained base's after).
+
+    Args:
+        rows: The study's results table.
+        stages: The claims' ranges for the study's network (None: the paper's 7 stages).
+    """
+    stages = stages or ClaimStages()
+    stages.check(rows)
     effects: list[Effect] = []
     for comparison in COMPARISONS:
-        effects += _figure2_effects(rows, comparison)
+        effects += _figure2_effects(rows, comparison, stages)
         if comparison == "random":
             effects += _cross_panel_effects(rows)
     return list(dict.fromkeys(effects))  # a study with few n can make two Table-1 ranges the same
 
 
-def _figure2_effects(rows: list[Row], comparison: Comparison) -> list[Effect]:
-    """The dip, specificity and boost rows of one comparison's networks."""
+def _figure2_effects(rows: list[Row], comparison: Comparison, stages: ClaimStages) -> list[Effect]:
+    """The dip, specificity and boost rows of one comparison's networks, over ``stages``' ranges."""
 
     def layers(contrast: str, side: int) -> set[int]:
         return {n for _, n in CONTRASTS[contrast][side](rows, comparison) if n is not None}
@@ -233,15 +293,16 @@ def _figure2_effects(rows: list[Row], comparison: Comparison) -> list[Effect]:
     bnb, anb = layers("BnB - base", 0), layers("AnB - BnB", 0)
     anb_plus, bnb_plus = layers("AnB+ - base", 0), layers("AnB+ - BnB+", 1)
     effects: list[Effect] = []
-    dip = sorted(bnb & {3, 4, 5})
+    dip = sorted(bnb & set(stages.dip))
     if dip:
         effects += [Effect("co-adaptation dip", "BnB - base", tuple(dip), -1, comparison)]
         effects += [Effect("co-adaptation dip", "BnB - base", (n,), -1, comparison) for n in dip if len(dip) > 1]
-    effects += [Effect("specificity", "AnB - BnB", (n,), -1, comparison) for n in sorted(anb & bnb & {6, 7})]
+    top = sorted(anb & bnb & set(stages.specificity))
+    effects += [Effect("specificity", "AnB - BnB", (n,), -1, comparison) for n in top]
     boosts = [("AnB+ - base", anb_plus)] + ([("AnB+ - BnB+", anb_plus | bnb_plus)] if bnb_plus else [])
     for contrast, present in boosts:
-        for low in (1, 3, 5):  # Table 1's ranges
-            pooled = tuple(n for n in range(low, 8) if n in present)
+        for low in stages.boost_starts:  # Table 1's ranges
+            pooled = tuple(n for n in range(low, stages.stages + 1) if n in present)
             if anb_plus & set(pooled):
                 effects.append(Effect("lasting boost", contrast, pooled, 1, comparison))
     return effects
@@ -341,7 +402,10 @@ def is_imagenet(rows: Sequence[Row]) -> bool:
 
 
 def effects(
-    rows: list[Row], paper: Sequence[Row] | None = None, convergence: Convergence | None = None
+    rows: list[Row],
+    paper: Sequence[Row] | None = None,
+    convergence: Convergence | None = None,
+    stages: int = PAPER_STAGES,
 ) -> list[EffectRow]:
     """Every effect of :func:`plan`, estimated from ``rows`` with Holm over the rows, with the paper's value.
 
@@ -350,12 +414,16 @@ def effects(
         paper: The paper's rows (``experiments.report.paper.paper_rows()``), pooled as the paper pooled; None:
             the paper's rows for an ImageNet study (:func:`is_imagenet`), no paper column otherwise.
         convergence: The study's convergence check; None: verdicts are not read against it.
+        stages: The study network's transferable stages, which place the claims' ranges (:class:`ClaimStages`).
+
+    Raises:
+        ValueError: ``rows`` hold a transfer deeper than ``stages``.
     """
     if paper is None and is_imagenet(rows):
         from experiments.report.paper import paper_rows
 
         paper = paper_rows()
-    estimates = [(effect, estimate(effect, rows)) for effect in plan(rows)]
+    estimates = [(effect, estimate(effect, rows)) for effect in plan(rows, ClaimStages(stages))]
     found = [(effect, result) for effect, result in estimates if result is not None]
     p_values = [p_value(differences) for _, (differences, _) in found]
     family = sum(p is not None for p in p_values)

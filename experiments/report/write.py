@@ -9,14 +9,18 @@ from pathlib import Path
 
 from experiments.report import cka_table, figures
 from experiments.report.convergence import TOLERANCE, Convergence, check, write_convergence
-from experiments.report.effects import effects, write_effects
+from experiments.report.effects import PAPER_STAGES, effects, write_effects
 from experiments.report.summary import SUMMARY_FIELDS, write_summary
 from experiments.report.table import Points, Row
 from models.files import write_atomic
 
 
 def write_report(
-    rows: list[Row], folder: Path, paper: Sequence[Row] | None = None, tolerance: float = TOLERANCE
+    rows: list[Row],
+    folder: Path,
+    paper: Sequence[Row] | None = None,
+    tolerance: float = TOLERANCE,
+    stages: int = PAPER_STAGES,
 ) -> list[Path]:
     """Write the report of ``rows`` into ``folder``; return the files written.
 
@@ -33,12 +37,14 @@ def write_report(
         folder: The study's folder.
         paper: The paper's rows to overlay and compare with (``experiments.report.paper.paper_rows()``), or None.
         tolerance: The convergence check's tau (a fraction of top-1), against which the verdicts are read.
+        stages: The study network's transferable stages, where the effects' layer ranges are placed
+            (``experiments.report.effects.ClaimStages``; CaffeNet: 7).
     """
     folder.mkdir(parents=True, exist_ok=True)
     convergence = check(rows, tolerance)
     similarity = read_similarity(folder / "cka.csv")
     written = figures.draw(rows, folder / "figures", paper, convergence.note(), *similarity_panel(similarity))
-    return written + write_tables(rows, folder, convergence, paper, similarity)
+    return written + write_tables(rows, folder, convergence, paper, similarity, stages)
 
 
 def read_similarity(path: Path) -> list[Row] | None:
@@ -59,16 +65,17 @@ def write_tables(
     convergence: Convergence,
     paper: Sequence[Row] | None = None,
     similarity: list[Row] | None = None,
+    stages: int = PAPER_STAGES,
 ) -> list[Path]:
-    """The report's text files in ``folder``: ``summary.csv`` (with the similarity rows, where given), effects and
-    convergence; return them."""
+    """The report's text files in ``folder``: ``summary.csv`` (with the similarity rows, where given), effects (their
+    ranges placed for a network of ``stages`` transferable stages) and convergence; return them."""
     written = []
     write_summary(folder / "summary.csv", rows, convergence.status)
     if similarity:
         _append_summary(folder / "summary.csv", cka_table.summary_rows(similarity), convergence.status)
         written.append(folder / "cka.csv")
     written.append(folder / "summary.csv")
-    written += write_effects(folder, effects(rows, paper, convergence), convergence)
+    written += write_effects(folder, effects(rows, paper, convergence, stages), convergence)
     written += write_convergence(folder, convergence)
     return written
 

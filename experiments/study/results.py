@@ -8,6 +8,7 @@ from experiments.report.table import read_table, write_table
 from experiments.study.config import Study
 from experiments.study.grid import Cell
 from experiments.study.plan import StudyPlan
+from models.transfer import max_depth
 
 
 class StudyResults:
@@ -51,6 +52,7 @@ class StudyResults:
             self.root,
             paper_rows() if self.study.paper_overlay else None,
             self.study.convergence_tolerance,
+            max_depth(self.plan.shared.network_stage_names()),
         )
 
     def similarity(self) -> str | None:

@@ -4,6 +4,7 @@ tensors in the fused cells, and a changed weights file refused, by name."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 
@@ -13,11 +14,12 @@ import torchvision
 import yaml
 
 from datamodules.demo_folder import write_demo_folder
-from experiments.report.table import read_table
+from experiments.report.table import read_table, write_table
 from experiments.study.config import build_parser, study_from_config
 from experiments.study.errors import StudyError
 from experiments.study.runner import StudyRunner
 from tests.helpers import REPO
+from tests.helpers.planted import planted_rows
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")]
 
@@ -126,3 +128,16 @@ def test_a_weights_file_that_does_not_fit_is_refused_before_anything_trains(tmp_
     ):
         runner.run()
     assert not list((runner.root / "cells").glob("*/result.json"))
+
+
+def test_the_report_places_the_claims_on_the_studys_own_stages(tmp_path: Path) -> None:
+    """The preset's ResNet-18 at stage granularity has 5 transferable stages: its report's specificity rows are at
+    n = 4 and 5 (its top two) and its dip is n = 3 alone, not the paper's 3-5 (planted table; nothing is trained)."""
+    runner = study(tmp_path, tmp_path / "images", save_resnet18(tmp_path / "resnet18.pth", seed=0))
+    runner.root.mkdir(parents=True)
+    write_table(runner.table, [row for row in planted_rows(seeds=2) if row["n"] <= 5])
+    runner.results.draw()
+    with (runner.root / "effects.csv").open() as file:
+        effects = {(row["claim"], row["layers"]) for row in csv.DictReader(file)}
+    assert {("specificity", "4"), ("specificity", "5"), ("co-adaptation dip", "3")} <= effects
+    assert ("co-adaptation dip", "3-5") not in effects
