@@ -65,8 +65,8 @@ def prepare_imagenet() -> int:
 
 
 def compare() -> int:
-    """``transferability-compare LEFT RIGHT`` (``experiments.report.compare``)."""
-    from experiments.report.compare import main
+    """``transferability-compare LEFT RIGHT`` (``experiments.report.compare_files``)."""
+    from experiments.report.compare_files import main
 
     return console("transferability-compare", main)
 

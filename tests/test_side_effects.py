@@ -44,7 +44,7 @@ def test_importing_the_report_sets_no_backend_and_no_warning_filter():
     """The figures, the comparison and the pages writer choose no matplotlib backend and add no warning filter."""
     libraries = "import torch, torchvision, lightning.pytorch.cli, wandb, matplotlib.figure, jsonargparse"
     after = imported_after(
-        "import experiments.report.figures, experiments.report.compare, experiments.report.pages,"
+        "import experiments.report.figures, experiments.report.compare_files, experiments.report.pages,"
         " experiments.study.overlays, experiments.cli",
         first=libraries,
     )

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.families import FIGURE2_FAMILIES, RANDOM_FEATURES
-from experiments.report.compare import Study, compare, write_comparison
-from experiments.report.compare import markdown as compare_markdown
+from experiments.report.compare import Study, compare
+from experiments.report.compare_files import markdown as compare_markdown
+from experiments.report.compare_files import write_comparison
 from experiments.report.convergence import Convergence, check, plateau_rise
 from experiments.report.curves import figure2_target_bases, relative_values, value
-from experiments.report.effects import EffectRow, effects, markdown
+from experiments.report.effects import EffectRow, effects
+from experiments.report.effects_table import markdown
 from experiments.report.table import Row, is_base, is_random_split, read_table
 from experiments.report.write import read_similarity, similarity_panel, write_tables
 

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.report import cka_table, figures
+from experiments.report.claims import PAPER_STAGES
 from experiments.report.convergence import TOLERANCE, Convergence, check, write_convergence
-from experiments.report.effects import PAPER_STAGES, effects, write_effects
+from experiments.report.effects import effects
+from experiments.report.effects_table import write_effects
 from experiments.report.summary import SUMMARY_FIELDS, write_summary
 from experiments.report.table import Points, Row
 from models.files import write_atomic
@@ -38,7 +40,7 @@ def write_report(
         paper: The paper's rows to overlay and compare with (``experiments.report.paper.paper_rows()``), or None.
         tolerance: The convergence check's tau (a fraction of top-1), against which the verdicts are read.
         stages: The study network's transferable stages, where the effects' layer ranges are placed
-            (``experiments.report.effects.ClaimStages``; CaffeNet: 7).
+            (``experiments.report.claims.ClaimStages``; CaffeNet: 7).
     """
     folder.mkdir(parents=True, exist_ok=True)
     convergence = check(rows, tolerance)

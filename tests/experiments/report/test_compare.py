@@ -1,4 +1,5 @@
-"""Two studies compared: planted differences recovered per n with Welch's interval, CKA and stage names, the CLI."""
+"""Two studies compared: planted differences recovered per n with Welch's interval, CKA and stage names, a
+pretrained base's rows apart."""
 
 from __future__ import annotations
 
@@ -8,20 +9,11 @@ from pathlib import Path
 import pytest
 
 from experiments.report.cka_table import PairCKA, write_cka_table
-from experiments.report.compare import Study, compare, main, markdown
+from experiments.report.compare import Study, compare
+from experiments.report.compare_files import markdown
 from experiments.report.intervals import welch_interval
 from experiments.report.table import write_table
-from tests.helpers.planted import TRANSFER, network, planted_rows
-
-EXTRA_LOSS = 0.04  # the right study's frozen transfer loses this much more at n = 7, nothing more elsewhere
-
-
-def right_rows() -> list[dict]:
-    rows = planted_rows(seeds=5)
-    for row in rows:
-        if row["family"] == "AnB" and row["split"] == "random0" and row["n"] == 7:
-            row["top1_best_k_mean"] -= EXTRA_LOSS
-    return rows
+from tests.helpers.planted import EXTRA_LOSS, TRANSFER, network, planted_rows, right_rows
 
 
 def by_key(rows: list) -> dict[tuple[str, int], object]:
@@ -114,27 +106,6 @@ def test_one_seed_gives_no_interval_not_a_verdict() -> None:
     assert "(one unit)" in markdown(Study("a", [], []), Study("b", [], []), list(rows.values()))
 
 
-def test_cli_writes_table_figure_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, rows in (("caffenet", planted_rows(seeds=3)), ("vit", right_rows())):
-        (tmp_path / name).mkdir()
-        write_table(tmp_path / name / "results.csv", rows)
-    write_cka_table(tmp_path / "vit" / "cka.csv", [PairCKA("random0_s0", {"embed": 0.9, "block1": 0.5})])
-    out = tmp_path / "out"
-    assert (
-        main(
-            [str(tmp_path / "caffenet"), str(tmp_path / "vit"), "--labels", "CaffeNet", "ViT", "--output_dir", str(out)]
-        )
-        == 0
-    )
-    assert (out / "compare.png").stat().st_size > 10_000
-    header, *lines = (out / "compare.csv").read_text().splitlines()
-    assert header.startswith("quantity,contrast,n,left_stage,right_stage,left_mean")
-    assert any(line.startswith("frozen transfer,AnB - base,1,,embed,") for line in lines)
-    assert "# CaffeNet against ViT" in (out / "compare.md").read_text()
-    assert main([str(tmp_path / "caffenet"), str(tmp_path / "vit")]) == 0  # no output_dir: printed
-    assert "# caffenet against vit" in capsys.readouterr().out
-
-
 def test_a_results_table_copied_elsewhere_is_a_study_with_its_cka_table_beside_it(tmp_path: Path) -> None:
     write_table(tmp_path / "vit_results.csv", planted_rows(seeds=2))
     write_cka_table(tmp_path / "vit_cka.csv", [PairCKA("random0_s0", {"embed": 0.9})])
@@ -142,19 +113,6 @@ def test_a_results_table_copied_elsewhere_is_a_study_with_its_cka_table_beside_i
     assert (study.label, study.stage(1), len(study.rows)) == ("vit", "embed", len(planted_rows(seeds=2)))
     write_table(tmp_path / "table.csv", planted_rows(seeds=2))
     assert Study.read(tmp_path / "table.csv").cka == []  # no "results" in the name: no CKA table to find
-
-
-def test_cli_refuses_a_folder_without_results_or_with_a_corrupt_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "good").mkdir()
-    write_table(tmp_path / "good" / "results.csv", planted_rows(seeds=2))
-    assert main([str(tmp_path / "empty"), str(tmp_path / "good")]) == 2
-    assert "empty' has no results.csv" in capsys.readouterr().err
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "results.csv").write_text("not,a,results,table\n1,2,3,4\n")
-    assert main([str(tmp_path / "good"), str(tmp_path / "bad")]) == 2
-    assert "bad/results.csv" in capsys.readouterr().err
 
 
 def with_pretrained(rows: list[dict], gain_at_2: float = 0.0) -> list[dict]:

@@ -6,21 +6,12 @@ import csv
 import math
 import random
 import statistics
-from pathlib import Path
 
 import pytest
 
+from experiments.report.claims import Effect
 from experiments.report.convergence import Convergence
-from experiments.report.effects import (
-    ClaimStages,
-    Effect,
-    EffectRow,
-    effects,
-    estimate,
-    plan,
-    pooled_difference,
-    write_effects,
-)
+from experiments.report.effects import effects, pooled_difference
 from experiments.report.intervals import holm, t_cdf, t_quantile
 from experiments.report.paper import DATA_DIR, paper_rows
 from tests.helpers import REPO
@@ -178,79 +169,6 @@ def test_imagenet_study_gets_the_papers_value_beside_each_row():
     assert all(row.paper is not None for row in rows.values())
     planted = effects(planted_rows(seeds=3), paper=paper)  # or on request
     assert by_name(planted)["BnB - base", "5"].paper == pytest.approx(0.593490 - 0.625101, abs=1e-6)
-
-
-def test_plan_follows_the_layers_present():
-    """Only the n a study has: a pooled row over what exists, Table-1 ranges merged when they coincide."""
-    rows = [row for row in planted_rows(seeds=3) if row["n"] in (0, 5, 7)]
-    labels = {(effect.contrast, effect.label) for effect in plan(rows)}
-    assert ("BnB - base", "5") in labels and ("BnB - base", "3-5") not in labels
-    assert {label for contrast, label in labels if contrast == "AnB+ - base"} == {"5,7"}
-    assert ("AnB - BnB", "6") not in labels
-    assert estimate(Effect("specificity", "AnB - BnB", (6,), -1), rows) is None
-
-
-def test_claim_ranges_are_the_papers_for_seven_stages_and_counted_from_the_top_otherwise():
-    """S = 7 (CaffeNet) gives Table 1's and Figure 2's ranges; a deeper network keeps the dip in the middle and
-    specificity at its own top two; a shallow one drops the ranges it has no room for."""
-    paper = ClaimStages(7)
-    assert (paper.dip, paper.specificity, paper.boost_starts) == ((3, 4, 5), (6, 7), (1, 3, 5))
-    resnet = ClaimStages(9)  # ResNet-18 at block granularity
-    assert (resnet.dip, resnet.specificity, resnet.boost_starts) == ((3, 4, 5, 6, 7), (8, 9), (1, 3, 7))
-    shallow = ClaimStages(2)
-    assert (shallow.dip, shallow.specificity, shallow.boost_starts) == ((), (1, 2), (1,))
-    with pytest.raises(ValueError, match="stages must be at least 1"):
-        ClaimStages(0)
-
-
-def test_a_deeper_network_pools_its_own_top_and_middle():
-    """The planted table shifted up by two stages (n = 3..9 of a 9-stage network): the rows pool the same networks
-    as the paper's ranges did on the unshifted table, and the same estimates come out."""
-    rows = planted_rows(seeds=3)
-    deeper = [{**row, "n": row["n"] + 2 if row["n"] else 0} for row in rows]
-    labels = {(effect.claim, effect.contrast, effect.label) for effect in plan(deeper, ClaimStages(9))}
-    assert ("specificity", "AnB - BnB", "8") in labels and ("specificity", "AnB - BnB", "9") in labels
-    assert ("specificity", "AnB - BnB", "6") not in labels
-    assert ("co-adaptation dip", "BnB - base", "3-7") in labels
-    assert {label for claim, contrast, label in labels if contrast == "AnB+ - base"} == {"3-9", "7-9"}
-
-    def specificity(found: list[EffectRow]) -> dict[str, float]:
-        return {row.effect.label: row.interval.estimate for row in found if row.effect.claim == "specificity"}
-
-    shallow, deep = specificity(effects(rows)), specificity(effects(deeper, stages=9))
-    assert deep == {str(int(n) + 2): mean for n, mean in shallow.items()}
-    assert deep["9"] == pytest.approx(TRANSFER[7] - DIP[7])
-
-
-def test_a_table_deeper_than_the_stated_stages_is_refused_by_name():
-    """A 9-stage network's table read with the paper's 7 stages would leave n = 8, 9 out of every claim."""
-    deeper = [{**row, "n": row["n"] + 2 if row["n"] else 0} for row in planted_rows(seeds=2)]
-    with pytest.raises(ValueError, match=r"n = 9, deeper than stages=7: pass the network's number"):
-        effects(deeper)
-
-
-def test_write_effects_files(tmp_path: Path):
-    """effects.csv holds fractions, the adjusted interval, Holm's p, the verdict and the convergence status;
-    effects.md the same rows in percentage points under the status."""
-    verdict = Convergence("not converged", ["BnB+ - base, n=7: too far"], settings={"tolerance": 0.005})
-    files = write_effects(tmp_path, effects(planted_rows(seeds=3), convergence=verdict), verdict)
-    assert [path.name for path in files] == ["effects.csv", "effects.md"]
-    with files[0].open(newline="") as file:
-        records = list(csv.DictReader(file))
-    first = records[0]
-    assert (first["claim"], first["contrast"], first["layers"], first["test"], first["verdict"]) == (
-        "co-adaptation dip",
-        "BnB - base",
-        "3-5",
-        "shown",
-        "not interpretable: not converged (shown)",
-    )
-    assert float(first["adj_ci_low"]) < float(first["ci_low"]) < float(first["estimate"]) < float(first["ci_high"])
-    assert first["paper_estimate"] == "" and first["units"] == "3" and float(first["p_holm"]) >= float(first["p_value"])
-    assert {record["convergence"] for record in records} == {"not converged"}
-    text = files[1].read_text()
-    assert "Convergence: **not converged** (NOT CONVERGED: BnB+ - base, n=7: too far" in text
-    assert "| co-adaptation dip | BnB - base | 3-5 | - | -2.67 |" in text and "| 3 seeds |" in text
 
 
 def test_the_imagenet_preset_pairs_every_network_with_replicates_for_every_claim():
