@@ -97,7 +97,12 @@ def test_a_study_of_own_network_runs_fused_with_effects_and_layer_similarity(tmp
     assert len(rows) == 2 * (2 + 4 * 2)  # per seed: bases A and B, BnB/AnB/BnB+/AnB+ at n = 1, 2
     assert list(out.glob("fused/*/group.json")), "the frozen cells trained in fused groups"
     assert [row["stage"] for row in csv.DictReader((out / "cka.csv").open())] == ["hidden1", "hidden2"]
-    assert "specificity" not in (out / "effects.md").read_text()  # no n = 6, 7 in this network
+    specificity = [
+        line.split("|")[3].strip()
+        for line in (out / "effects.md").read_text().splitlines()
+        if line.startswith("| specificity |")
+    ]
+    assert specificity == ["1", "2"]  # this network's top two stages (claims.ClaimStages), not CaffeNet's 6 and 7
     assert "co-adaptation dip" not in (out / "effects.md").read_text()
     assert "lasting boost" in (out / "effects.md").read_text()
     assert (out / "figures" / "figure2.png").is_file()
