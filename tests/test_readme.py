@@ -70,7 +70,7 @@ def test_the_pages_have_commands_of_every_script() -> None:
 def test_the_readme_links_every_page_of_docs() -> None:
     """Every hand-written page of ``docs/`` is reachable from the README, so its blocks are parsed and run; the
     others are the study reports that ``experiments.report.pages`` writes (no blocks)."""
-    from experiments.report.pages import COMPARISON, STUDIES
+    from experiments.report.shipped import COMPARISON, STUDIES
 
     written = {f"docs/{study.name}_effects.md" for study in STUDIES} | {f"docs/{COMPARISON[4]}.md"}
     assert {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")} - written == set(PAGES) - {"README.md"}

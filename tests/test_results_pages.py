@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report import pages
+from experiments.report import pages, shipped
+from experiments.report.compare import Study
+from experiments.report.convergence import Convergence, Status
 from tests.helpers import REPO
+from tests.helpers.planted import planted_rows
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def test_the_committed_pages_are_what_the_command_writes(written: dict[str, str]
 
 
 def test_every_study_file_and_page_is_written(written: dict[str, str]) -> None:
-    for study in pages.STUDIES:
+    for study in shipped.STUDIES:
         assert {
             f"docs/{study.name}_{name}"
             for name in ("summary.csv", "effects.csv", "effects.md", "convergence.json", "convergence.txt")
@@ -36,7 +39,7 @@ def test_every_study_file_and_page_is_written(written: dict[str, str]) -> None:
     results = written["docs/results.md"]
     assert [line for line in results.splitlines() if line.startswith("## ")] == [
         "## At a glance",
-        *[f"## {study.title}" for study in pages.STUDIES],
+        *[f"## {study.title}" for study in shipped.STUDIES],
         "## CaffeNet against ViT",
     ]
     # the numbers come from the tables: the 4000-step study's specificity, its seeds and its verdict
@@ -79,6 +82,18 @@ def test_the_figures_are_redrawn_from_the_tables(copy: Path) -> None:
     drawn = pages.draw_figures(copy)
     names = sorted(path.name for path in drawn)
     assert names == sorted(
-        [f"{study.name}_figure{n}.png" for study in pages.STUDIES for n in (2, 3)] + ["fmnist_vit_vs_caffenet.png"]
+        [f"{study.name}_figure{n}.png" for study in shipped.STUDIES for n in (2, 3)] + ["fmnist_vit_vs_caffenet.png"]
     )
     assert all(path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG" for path in drawn)
+
+
+def test_the_comparisons_caveat_follows_the_studies_convergence() -> None:
+    """The pages say a difference may be one of training length only for a study that did not converge."""
+    rows = planted_rows(seeds=2)
+
+    def study(label: str, status: Status) -> Study:
+        return Study(label, rows, [], Convergence(status))
+
+    assert pages.training_caveat(study("L", "converged"), study("R", "converged")) == ""
+    assert pages.training_caveat(study("L", "converged"), study("R", "unchecked")).startswith(" R is not converged")
+    assert pages.training_caveat(study("L", "not converged"), study("R", "unchecked")).startswith(" Neither study")

@@ -10,7 +10,8 @@ figures, convergence, effects, seed counts and intervals) and the README's headl
 (``tests/test_results_pages.py`` runs it, so a hand edit fails CI).
 
 What the tables cannot hold (what a study ran, when, how long it took, the readings of its numbers) is the prose
-of :data:`STUDIES`; every number on the pages comes from the tables.
+of :data:`~experiments.report.shipped.STUDIES` (``experiments/report/shipped.py``, what to edit when a study is
+re-run); every number on the pages comes from the tables.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.families import FIGURE2_FAMILIES, RANDOM_FEATURES
@@ -31,94 +31,23 @@ from experiments.report.convergence import Convergence, check, plateau_rise
 from experiments.report.curves import figure2_target_bases, relative_values, value
 from experiments.report.effects import EffectRow, effects
 from experiments.report.effects_table import markdown
+from experiments.report.shipped import (
+    COMPARISON,
+    COMPARISON_ABOUT,
+    COMPARISON_STAGES,
+    HEADLINE_CLAIMS,
+    HEADLINE_FIGURE,
+    HEADLINE_FIGURE_TITLE,
+    STUDIES,
+    StudyPage,
+)
 from experiments.report.table import Row, is_base, is_random_split, read_table
 from experiments.report.write import read_similarity, similarity_panel, write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- results: begin (written by python -m experiments.report.pages from docs/*_results.csv; do not edit) -->"
 END = "<!-- results: end -->"
-
-
-@dataclass(frozen=True)
-class StudyPage:
-    """A shipped study: its files' prefix in ``docs/``, a title, what was run (prose) and the readings to keep."""
-
-    name: str
-    title: str
-    about: str
-    readings: tuple[str, ...]
-
-
-STUDIES: tuple[StudyPage, ...] = (
-    StudyPage(
-        "default_study",
-        "The default study (`make study`)",
-        (
-            "`experiments/configs/studies/fmnist_default.yaml` with the small CaffeNet of "
-            "`experiments/configs/fmnist/base.yaml` (widths 16, 32, 48, 48, 32, 128, 128; 5x5 conv1 stride 1; fc8 10 "
-            "wide, as the paper's 1000 for all of ImageNet): batch 128 (about 1.3 epochs of a half), validation every "
-            "100 steps, lr x0.1 after step 200. The dissimilar split is clothing / footwear and bags, both directions, "
-            "frozen; random frozen features are trained on all 10 classes. Re-run on 2026-12-07 with this code (its "
-            "base A of seed 0 re-trained alone gave the same paper metric to the last digit) on the 2-core development "
-            "machine without GPU, `--launcher cpus`, with other work sharing the cores: about 50 minutes; alone, `make "
-            "study` took 16 min 56 s on 2026-11-29, the 50 frozen transfer networks in 8 fused groups, plus about 2 "
-            "minutes of set-up on a fresh clone. Figure 2's third panel is the layer similarity (debiased linear CKA) "
-            "of bases A and B per layer (`docs/default_study_cka.csv`); the checkpoints are not shipped."
-        ),
-        (
-            'BnB and the "+" networks measure extra training as much as transfer: a reversed dip is BnB sitting above '
-            "its base, more training of an unconverged network, and AnB+ - BnB+ compares with a BnB+ that has seen its "
-            "own half twice as long.",
-            "The default study is a fast, honest run of the whole pipeline; the effects that need converged networks "
-            "need a study that passes the check (the `fmnist_converged` preset once a schedule passes, the "
-            "paper-scale study on ImageNet).",
-        ),
-    ),
-    StudyPage(
-        "fmnist_4000_steps",
-        "The 4000-step study",
-        (
-            "The default grid with every network trained 4000 steps of batch 128, lr 0.01 x0.1 at step 3000, "
-            'validation every 250 steps, at n = 1, 3, 5, 7, run on 2026-11-29. It shipped that day as "converged": '
-            "it passed the old rule, but its BnB+ beat its own "
-            "base in every seed, and that is what an under-trained base predicts (BnB+ is the base trained again). "
-            "It is re-reported here from its results table under the current statistics."
-        ),
-        (
-            "Its bases are flat at the end: the plateau after the lr drop hides the under-training that BnB+ shows.",
-            "A reversed AnB+ - BnB+ is what BnB+'s extra training of its own half predicts.",
-            "Its CKA panel used the biased estimator (it falls with a network's width whatever was shared) and was "
-            "withdrawn with its file; the checkpoints to recompute it are gone.",
-        ),
-    ),
-    StudyPage(
-        "fmnist_vit",
-        "A modern backbone at the same scale (`fmnist_vit`)",
-        (
-            "The 4000-step grid with the small ViT of `experiments/configs/fmnist/vit.yaml` (7x7 patches, 6 blocks of "
-            "width 64: n = 1..7 are `embed`, `block1`..`block6`) and its recipe (AdamW 1e-3, 200 warm-up steps, cosine "
-            "to 0). Run on 2026-11-29/30 in about 4 h 45 min of wall time on the 2-core machine without GPU, and "
-            "re-reported here from its results table under the current statistics; its preset "
-            "(`experiments/configs/studies/fmnist_vit.yaml`) now has 3 seeds in every panel (99 networks, about 7 "
-            "hours on 2 cores), and this run was not repeated."
-        ),
-        (
-            "Not converged, so no verdict of this study that needs converged networks is interpretable; the dip's and "
-            "the boost's intervals hold zero anyway.",
-            "Its CKA table used the biased estimator and its checkpoints are gone, so it was withdrawn; a re-run "
-            "computes the debiased panel.",
-        ),
-    ),
-)
-# The comparison: (left study, right study, their labels, the files' prefix in docs/).
-COMPARISON = ("fmnist_4000_steps", "fmnist_vit", "CaffeNet", "ViT", "fmnist_vit_vs_caffenet")
-HEADLINE_FIGURE = "fmnist_4000_steps_figure2.png"
 Report = tuple[list[Row], Convergence, list[EffectRow]]  # a study's results table, convergence check and effects
-HEADLINE_CLAIMS = (  # (row label, claim, contrast, which row of the effects table: the first or the deepest n)
-    ("co-adaptation dip: BnB - base, pooled", "co-adaptation dip", "BnB - base", 0),
-    ("specificity: AnB - BnB, deepest n", "specificity", "AnB - BnB", -1),
-    ("lasting boost: AnB+ - base, pooled over every n", "lasting boost", "AnB+ - base", 0),
-)
 
 
 def _points(number: float | None) -> str:
@@ -173,16 +102,20 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
         {_seeds([r for r in reports[name][0] if r["split"] == "dissimilar"], ("AnB",)) for name in names}
         | {_seeds(reports[name][0], (RANDOM_FEATURES,)) for name in names}
     )
+    rule = (
+        f"(BnB+, the base trained again, must equal its base within +-{tau:.2f} points at every n, and every base "
+        "must be flat at the end)"
+    )
     passed = (
-        "No shipped study has passed the convergence check yet"
+        f"No shipped study has passed the convergence check yet {rule}, so none of their co-adaptation dip or "
+        "lasting boost verdicts is evidence."
         if statuses == {"not converged"}
-        else f"The shipped studies' convergence checks: {', '.join(sorted(statuses))}"
+        else f"The shipped studies' convergence checks: {', '.join(sorted(statuses))} {rule}; a co-adaptation dip or "
+        "lasting boost verdict is evidence only where its study converged."
     )
     return "\n".join(
         [
-            f"{passed} (BnB+, the base trained again, must equal its base within +-{tau:.2f} points at every n, and "
-            "every base must be flat at the end), so none of their co-adaptation dip or lasting boost verdicts is "
-            "evidence.",
+            passed,
             "",
             "Differences in percentage points of top-1 on half B: estimate (95% t-interval over seeds; Holm's adjusted "
             "interval over the rows of the study's report), the n pooled, the seeds, the verdict. The dip and the "
@@ -196,10 +129,19 @@ def headline(reports: dict[str, Report], pair: Study, other: Study) -> str:
             f"after Holm's adjustment; the nearest, {nearest.contrast} at n = {nearest.n}, is "
             f"{_points(nearest.difference.estimate)} points (Welch {_points(nearest.difference.low)} to "
             f"{_points(nearest.difference.high)}; Holm {_points(adjusted.low)} to {_points(adjusted.high)}, "
-            f"p = {nearest.p_holm:.2g}). Neither study is converged, so a difference could also be one of training "
-            "length.",
+            f"p = {nearest.p_holm:.2g}).{training_caveat(pair, other)}",
         ]
     )
+
+
+def training_caveat(pair: Study, other: Study) -> str:
+    """What the two studies' convergence checks allow a difference between them to mean, as a sentence after a space
+    ('' when both converged)."""
+    unconverged = [study.label for study in (pair, other) if study.convergence_status != "converged"]
+    if not unconverged:
+        return ""
+    who = "Neither study is" if len(unconverged) == 2 else f"{unconverged[0]} is not"
+    return f" {who} converged, so a difference could also be one of training length."
 
 
 def _convergence(rows: list[Row], verdict: Convergence) -> list[str]:
@@ -324,7 +266,7 @@ def pages(root: Path = ROOT) -> dict[str, str]:
         written = write_comparison(Path(scratch) / "compare", pair, other)
         out |= {f"docs/{COMPARISON[4]}{path.suffix}": path.read_text() for path in written if path.suffix != ".png"}
     out["docs/results.md"] = results_page(found, pair, other)
-    figure = f"![Figure 2 of the 4000-step study ({found[COMPARISON[0]][1].status})](docs/{HEADLINE_FIGURE})"
+    figure = f"![{HEADLINE_FIGURE_TITLE} ({found[COMPARISON[0]][1].status})](docs/{HEADLINE_FIGURE})"
     block = (
         f"{headline(found, pair, other)}\n\n{figure}\n\n"
         "Every figure, effect and check: [docs/results.md](docs/results.md)."
@@ -362,10 +304,10 @@ def results_page(found: dict[str, Report], pair: Study, other: Study) -> str:
             *[section(page, *found[page.name]) + "\n" for page in STUDIES],
             f"## {pair.label} against {other.label}",
             "",
-            f"The two 4000-step studies side by side (`transferability-compare docs/{left}_results.csv "
+            f"{COMPARISON_ABOUT} (`transferability-compare docs/{left}_results.csv "
             f"docs/{right}_results.csv --labels {pair.label} {other.label}`): n is a position in each network's stage "
-            "list (n = 7 is CaffeNet's fc7 and the ViT's block6). Neither study is converged, so a difference could "
-            f"also be one of training length. Files: [{prefix}.md]({prefix}.md), [{prefix}.csv]({prefix}.csv).",
+            f"list ({COMPARISON_STAGES}).{training_caveat(pair, other)} Files: [{prefix}.md]({prefix}.md), "
+            f"[{prefix}.csv]({prefix}.csv).",
             "",
             f"![{pair.label} (solid) against {other.label} (dashed): transfer curves]({prefix}.png)",
             "",
