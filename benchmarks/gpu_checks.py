@@ -173,7 +173,8 @@ def _write_jpeg(job: tuple[str, int]) -> None:
 
 def make_resized_copy(root: Path, images_per_class: int, workers: int) -> Path:
     """A pre-resized (256x256) JPEG tree for random0 half A: ``root/{train,val}/<wnid>/``, photo-like images."""
-    from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
+    from datamodules.imagenet_lists import imagenet_wnids
+    from datamodules.splits import IMAGENET_SPLITS
 
     jobs = []
     for c in IMAGENET_SPLITS.classes("random0", "A"):

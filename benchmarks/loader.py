@@ -35,8 +35,9 @@ from torchvision import transforms as T
 from torchvision.io import encode_jpeg
 
 from datamodules import ImageNetHalf
+from datamodules.imagenet_lists import imagenet_wnids
 from datamodules.prepare import check_images
-from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
+from datamodules.splits import IMAGENET_SPLITS
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SPLIT, HALF = "random0", "A"

@@ -6,7 +6,7 @@
 crop, mirror) minus a mean image cached on disk, or torchvision's preset, on the loader or on the device.
 ``ImageNetHalf`` reads the authors' ILSVRC2012 classes with it; :class:`ImageFolderHalves` reads any folder of class
 folders (:mod:`datamodules.folder_layout`), split into halves by seed, by a list or by super-class
-(:func:`datamodules.splits.file_splits`).
+(:func:`datamodules.split_files.file_splits`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from datamodules.folder_dataset import HalfImageFolder, Samples
 from datamodules.folder_layout import detect_channels, holdout, read_layout
 from datamodules.image_codecs import READ_MODES, read_bytes_with_path, read_image, read_rgb
 from datamodules.mean_image import cached_mean_image, compute_mean_image
-from datamodules.splits import check_half_sizes, file_checksum, file_splits
+from datamodules.split_files import file_checksum, file_splits
+from datamodules.splits import check_half_sizes
 from datamodules.transforms import GEOMETRY_PRESETS, CaffeTransform, TorchvisionPreset, Warp, subtracted_mean
 
 
@@ -247,7 +248,7 @@ class ImageFolderHalves(FolderHalfDataModule):
 
     The folder holds one sub-folder per class (``root/<class>/``, ``val_fraction`` of each class held out by a seed),
     or ``root/train/<class>/`` and ``root/val/<class>/``; any image size, channels (1 to 4) and class count. Splits
-    (:func:`datamodules.splits.file_splits`): ``random<seed>`` (the paper's random halves ``A``/``B`` of the sorted
+    (:func:`datamodules.split_files.file_splits`): ``random<seed>`` (the paper's random halves ``A``/``B`` of the sorted
     classes), ``whole`` (half ``all``), and one per file of ``split_files``: an explicit list of A's (and B's)
     classes, or a grouping (class -> super-class) that keeps super-classes whole, as the paper's man-made / natural.
 

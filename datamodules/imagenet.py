@@ -8,7 +8,8 @@ from typing_extensions import override
 
 from datamodules.base import Workers
 from datamodules.folder import FolderHalfDataModule
-from datamodules.splits import IMAGENET_SPLITS, imagenet_class_names, imagenet_wnids
+from datamodules.imagenet_lists import imagenet_class_names, imagenet_wnids
+from datamodules.splits import IMAGENET_SPLITS
 
 __all__ = ["EXPECTED_LAYOUT", "PREPARE_COMMAND", "ImageNetHalf"]
 

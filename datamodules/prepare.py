@@ -33,8 +33,8 @@ import torch
 from torchvision.io import encode_jpeg
 
 from datamodules.image_codecs import DECODE_ERRORS, encode_ppm, read_rgb
+from datamodules.imagenet_lists import imagenet_val_files, imagenet_wnids, parse_file_list
 from datamodules.progress import progress
-from datamodules.splits import imagenet_val_files, imagenet_wnids, parse_file_list
 from datamodules.transforms import warp
 from experiments.errors import InputFileError
 from models.files import write_atomic

@@ -13,7 +13,8 @@ from torchvision.io import encode_png
 
 from datamodules import ImageFolderHalves, UnreadableImageWarning
 from datamodules.demo_folder import DEMO_CLASSES, write_demo_folder
-from datamodules.splits import file_splits, random_halves, read_split_file
+from datamodules.split_files import file_splits, read_split_file
+from datamodules.splits import random_halves
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

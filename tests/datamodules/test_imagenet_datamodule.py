@@ -20,8 +20,8 @@ from datamodules.batches import CaffeCollate, JpegBatch, crop_windows
 from datamodules.corrupt import SkipCounter, drop_unreadable
 from datamodules.folder_dataset import HalfImageFolder
 from datamodules.image_codecs import decode_ppm, decode_rgb, encode_ppm, read_rgb
+from datamodules.imagenet_lists import imagenet_wnids
 from datamodules.prepare import BAD_LIST, check_images, extract_train, main
-from datamodules.splits import imagenet_wnids
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, CaffeCrop, CaffeTransform, Warp
 from tests.helpers import REPO
 from tests.helpers.fake_data import fake_colour, make_fake_imagenet, make_ilsvrc_archives

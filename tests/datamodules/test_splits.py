@@ -1,8 +1,7 @@
-"""The paper's class splits: the authors' md5 sums, the shipped facts, the halves and their errors."""
+"""The paper's class splits: the shipped facts, the halves and their errors (the shipped ImageNet lists and the
+authors' md5 sums: ``test_imagenet_lists.py``)."""
 
 from __future__ import annotations
-
-import hashlib
 
 import pytest
 from torchvision.datasets import FashionMNIST
@@ -13,47 +12,10 @@ from datamodules.splits import (
     FASHION_MNIST_SPLITS,
     IMAGENET_SPLITS,
     ClassSplits,
-    authors_md5sums,
     authors_name,
     first_per_class,
-    imagenet_val_files,
-    imagenet_wnids,
-    parse_file_list,
-    relabel_file_list,
 )
-from tests.helpers import REPO
-
-SHARED_PAPER = REPO.parent / "shared" / "paper"
-needs_shared = pytest.mark.skipif(
-    not (SHARED_PAPER / "whole_valid_files.txt").is_file(),
-    reason=f"the reference data {SHARED_PAPER} is absent (it is not part of the project)",
-)
-
-HALVES = [(f"random{s}", h) for s in range(4) for h in ("A", "B")] + [("natman", "natural"), ("natman", "manmade")]
-
-
-def _val_entries(source: str) -> tuple[tuple[str, int], ...]:
-    if source == "shipped":
-        return imagenet_val_files()
-    if not (SHARED_PAPER / "whole_valid_files.txt").is_file():
-        pytest.skip(f"the reference data {SHARED_PAPER} is absent (it is not part of the project)")
-    return parse_file_list((SHARED_PAPER / "whole_valid_files.txt").read_text().splitlines())
-
-
-@pytest.mark.parametrize("source", ["shipped", "shared"])
-@pytest.mark.parametrize(("split", "half"), HALVES)
-def test_val_lists_match_the_authors_md5(source: str, split: str, half: str) -> None:
-    """Each half's val list, regenerated from the 50k list, is byte-identical to the authors' file."""
-    text = relabel_file_list(_val_entries(source), IMAGENET_SPLITS.classes(split, half))
-    expected = authors_md5sums()[f"{authors_name(split, half)}_valid/files.txt"]
-    assert hashlib.md5(text.encode()).hexdigest() == expected
-
-
-def test_shipped_val_list_is_the_authors_whole_list() -> None:
-    """The shipped 50k val list is the authors' ``whole_valid/files.txt`` (their md5)."""
-    text = relabel_file_list(imagenet_val_files(), range(1000))
-    assert len(imagenet_val_files()) == 50_000
-    assert hashlib.md5(text.encode()).hexdigest() == authors_md5sums()["whole_valid/files.txt"]
+from tests.helpers.shared_paper import HALVES, SHARED_PAPER, needs_shared
 
 
 @needs_shared
@@ -71,12 +33,6 @@ def test_halves_match_the_reference_class_lists(split: str, half: str) -> None:
     """Each half's classes equal the class list derived in shared/paper/splits."""
     path = SHARED_PAPER / "splits" / f"{authors_name(split, half)}_class_idx.txt"
     assert IMAGENET_SPLITS.classes(split, half) == tuple(int(x) for x in path.read_text().split())
-
-
-def test_wnids_are_sorted_so_folder_order_is_class_order() -> None:
-    """Sorted wnid folders (ImageFolder's order) are the class-index order."""
-    wnids = imagenet_wnids()
-    assert len(set(wnids)) == 1000 and list(wnids) == sorted(wnids)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -15,7 +15,7 @@ import torch
 from torchvision.io import encode_jpeg
 
 from datamodules.fashion_mnist import DEBIAN_DIR, _idx_files
-from datamodules.splits import imagenet_val_files, imagenet_wnids
+from datamodules.imagenet_lists import imagenet_val_files, imagenet_wnids
 
 FAKE_SIZE = (12, 16)  # height, width of the fake images
 

@@ -15,7 +15,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchvision.io import encode_jpeg
 
-from datamodules.splits import IMAGENET_SPLITS, imagenet_wnids
+from datamodules.imagenet_lists import imagenet_wnids
+from datamodules.splits import IMAGENET_SPLITS
 from tests.helpers.ranks import run_module
 from tests.helpers.run_dirs import run_dir
 
