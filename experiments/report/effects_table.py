@@ -10,6 +10,7 @@ import csv
 import io
 from pathlib import Path
 
+from experiments.report.claims import PAPER_STAGES, ClaimStages
 from experiments.report.convergence import Convergence
 from experiments.report.effects import EffectRow
 from models.files import write_atomic
@@ -71,20 +72,24 @@ def csv_number(number: float | None) -> float | str:
     return "" if number is None else round(number, 6)
 
 
-def write_effects(folder: Path, rows: list[EffectRow], convergence: Convergence | None = None) -> list[Path]:
-    """Write ``effects.csv`` (``FIELDS``, accuracy as fractions) and ``effects.md`` (in points) into ``folder``."""
+def write_effects(
+    folder: Path, rows: list[EffectRow], convergence: Convergence | None = None, stages: int = PAPER_STAGES
+) -> list[Path]:
+    """Write ``effects.csv`` (``FIELDS``, accuracy as fractions) and ``effects.md`` (in points) into ``folder``;
+    ``stages``: the network's transferable stages, which placed the claims' n (said in ``effects.md`` unless 7)."""
     status = "not checked" if convergence is None else convergence.status
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(_record(row, status) for row in rows)
     write_atomic(folder / "effects.csv", buffer.getvalue())
-    write_atomic(folder / "effects.md", markdown(rows, convergence))
+    write_atomic(folder / "effects.md", markdown(rows, convergence, stages))
     return [folder / "effects.csv", folder / "effects.md"]
 
 
-def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> str:
-    """The effects as a Markdown table, differences in percentage points of top-1 accuracy."""
+def markdown(rows: list[EffectRow], convergence: Convergence | None = None, stages: int = PAPER_STAGES) -> str:
+    """The effects as a Markdown table, differences in percentage points of top-1 accuracy; a network of other than
+    the paper's 7 stages gets a line saying where its claims' n were placed."""
     with_paper = any(row.paper is not None for row in rows)
     status = (
         "Convergence: not checked."
@@ -106,6 +111,7 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
         "convergence check passed they read 'not interpretable'. An effect under twice the check's tolerance is "
         "'within the convergence tolerance'.",
         "",
+        *([stage_note(stages), ""] if stages != PAPER_STAGES else []),
         *([PRETRAINED_NOTE, ""] if any(row.effect.comparison == "pretrained" for row in rows) else []),
         "| claim | contrast | n | paper's sign | estimate | 95 % CI | units | adjusted CI | p (Holm) | verdict |"
         + (" paper |" if with_paper else ""),
@@ -130,6 +136,20 @@ def markdown(rows: list[EffectRow], convergence: Convergence | None = None) -> s
     if not rows:
         lines.append("| (no effect has networks on both sides yet) |" + " |" * (9 + with_paper))
     return "\n".join(lines) + "\n"
+
+
+def stage_note(stages: int) -> str:
+    """Where the claims' n lie for a network of ``stages`` transferable stages (``claims.ClaimStages``)."""
+    claims = ClaimStages(stages)
+
+    def listed(ns: tuple[int, ...]) -> str:
+        return ", ".join(map(str, ns)) or "none"
+
+    return (
+        f"This network has {stages} transferable stages; the paper's ranges (for its 7 layers) are counted from its "
+        f"top: the dip at n = {listed(claims.dip)}, specificity at n = {listed(claims.specificity)}, the boosts from "
+        f"n = {listed(claims.boost_starts)} up to {stages}."
+    )
 
 
 def _points(number: float | None) -> str:

@@ -77,7 +77,7 @@ def write_tables(
         _append_summary(folder / "summary.csv", cka_table.summary_rows(similarity), convergence.status)
         written.append(folder / "cka.csv")
     written.append(folder / "summary.csv")
-    written += write_effects(folder, effects(rows, paper, convergence, stages), convergence)
+    written += write_effects(folder, effects(rows, paper, convergence, stages), convergence, stages)
     written += write_convergence(folder, convergence)
     return written
 

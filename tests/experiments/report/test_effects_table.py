@@ -8,7 +8,7 @@ from pathlib import Path
 
 from experiments.report.convergence import Convergence
 from experiments.report.effects import effects
-from experiments.report.effects_table import write_effects
+from experiments.report.effects_table import markdown, stage_note, write_effects
 from tests.helpers.planted import planted_rows
 
 
@@ -34,3 +34,10 @@ def test_write_effects_files(tmp_path: Path):
     text = files[1].read_text()
     assert "Convergence: **not converged** (NOT CONVERGED: BnB+ - base, n=7: too far" in text
     assert "| co-adaptation dip | BnB - base | 3-5 | - | -2.67 |" in text and "| 3 seeds |" in text
+
+
+def test_the_table_says_where_another_networks_claims_lie():
+    """A 9-stage network's effects.md names its ranges; the paper's 7 stages need no such line."""
+    assert "dip at n = 3, 4, 5, 6, 7, specificity at n = 8, 9, the boosts from n = 1, 3, 7 up to 9" in stage_note(9)
+    assert "transferable stages" not in markdown([], None)
+    assert stage_note(9) in markdown([], None, stages=9)

@@ -141,3 +141,4 @@ def test_the_report_places_the_claims_on_the_studys_own_stages(tmp_path: Path) -
         effects = {(row["claim"], row["layers"]) for row in csv.DictReader(file)}
     assert {("specificity", "4"), ("specificity", "5"), ("co-adaptation dip", "3")} <= effects
     assert ("co-adaptation dip", "3-5") not in effects
+    assert "This network has 5 transferable stages" in (runner.root / "effects.md").read_text()
