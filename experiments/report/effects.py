@@ -149,11 +149,6 @@ def reading(effect: Effect, interval: Interval, outcome: Test, convergence: Conv
     return outcome
 
 
-def is_imagenet(rows: Sequence[Row]) -> bool:
-    """Whether ``rows`` are an ImageNet study: it has the paper's man-made/natural split."""
-    return any(row["split"] == "natman" for row in rows)
-
-
 def effects(
     rows: list[Row],
     paper: Sequence[Row] | None = None,
@@ -164,18 +159,15 @@ def effects(
 
     Args:
         rows: The study's results table.
-        paper: The paper's rows (``experiments.report.paper.paper_rows()``), pooled as the paper pooled; None:
-            the paper's rows for an ImageNet study (:func:`is_imagenet`), no paper column otherwise.
+        paper: The paper's rows (``experiments.report.paper.paper_rows()``), pooled as the paper pooled and printed
+            beside each row; None: no paper column. A study passes them where it sets ``paper_overlay``: they are
+            CaffeNet's on ImageNet, so beside another network's n they would compare different stages.
         convergence: The study's convergence check; None: verdicts are not read against it.
         stages: The study network's transferable stages, which place the claims' ranges (:class:`ClaimStages`).
 
     Raises:
         ValueError: ``rows`` hold a transfer deeper than ``stages``.
     """
-    if paper is None and is_imagenet(rows):
-        from experiments.report.paper import paper_rows
-
-        paper = paper_rows()
     estimates = [(effect, estimate(effect, rows)) for effect in plan(rows, ClaimStages(stages))]
     found = [(effect, result) for effect, result in estimates if result is not None]
     p_values = [p_value(differences) for _, (differences, _) in found]

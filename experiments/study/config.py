@@ -63,7 +63,8 @@ class Study:
             ``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``,
             ``slurm_array_parallelism``; ``cluster: local`` tries it on this machine).
         wandb: Weights & Biases settings.
-        paper_overlay: Overlay the paper's ImageNet numbers on the figures (for ImageNet studies).
+        paper_overlay: Overlay the paper's ImageNet numbers on the figures and print its value beside each effect
+            (for the CaffeNet ImageNet study: the paper's numbers are CaffeNet's).
         convergence_tolerance: tau of the report's convergence check, as a fraction of top-1 (0.005: 0.5
             points): BnB+ - base must be shown equivalent to zero within it, every base's final rise must stay
             under it, and an effect under twice it is read as within the tolerance

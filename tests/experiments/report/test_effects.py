@@ -159,10 +159,12 @@ def test_paper_pooling_reproduces_table1():
         assert over_selffer == pytest.approx(float(expected["boost_over_BnBplus"]), abs=5e-5)
 
 
-def test_imagenet_study_gets_the_papers_value_beside_each_row():
-    """A table with the natman split is an ImageNet study: each row carries the paper's pooled estimate."""
+def test_the_papers_value_is_beside_each_row_where_asked_for():
+    """Given the paper's rows (a study with paper_overlay), each row carries the paper's pooled estimate; not given
+    (a ResNet-50 on ImageNet: the paper's numbers are CaffeNet's), no row does."""
     paper = list(paper_rows())
-    rows = by_name(effects(paper))  # the paper's runs as a study: auto pairing, paper column unpaired
+    assert all(row.paper is None for row in effects(paper))
+    rows = by_name(effects(paper, paper=paper))  # the paper's runs as a study: auto pairing, paper column unpaired
     assert rows["BnB - base", "5"].paper == pytest.approx(0.593490 - 0.625101, abs=1e-6)
     assert rows["AnB - BnB", "7"].paper == pytest.approx(0.542486 - 0.623250, abs=1e-6)
     assert rows["dissimilar - random split (AnB - base)", "7"].paper == pytest.approx(-0.250123 + 0.082615, abs=2e-6)
