@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from callbacks.transfer import TransferCallback
-from models.transfer import sha256_of
+from models.base_file import sha256_of
 
 ARTIFACT_TYPE = "model"
 ENTRY = "model.ckpt"

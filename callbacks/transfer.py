@@ -18,6 +18,7 @@ from typing_extensions import override
 from experiments.errors import InputFileError, SettingError
 from experiments.runs import versioned_hint
 from models import transfer as core
+from models.base_file import check_sha256, load_base
 from models.transfer import FrozenNorm, TransferMode, TransferRecord
 
 
@@ -146,14 +147,14 @@ class TransferCallback(Callback):
             rank_zero_info(f"TransferCallback: {stages} stay frozen at their random initialisation")
 
     def _read_base(self) -> tuple[dict[str, Tensor], str]:
-        """The base's tensors and sha256 (``models.transfer.load_base``), checked against ``base_sha256``.
+        """The base's tensors and sha256 (``models.base_file.load_base``), checked against ``base_sha256``.
 
         Raises:
             InputFileError: the file's sha256 is not ``base_sha256``.
         """
-        tensors, sha256 = core.load_base(str(self.base_checkpoint))
+        tensors, sha256 = load_base(str(self.base_checkpoint))
         try:
-            core.check_sha256(str(self.base_checkpoint), sha256, self.base_sha256, "transfer.base_sha256")
+            check_sha256(str(self.base_checkpoint), sha256, self.base_sha256, "transfer.base_sha256")
         except ValueError as err:
             raise InputFileError(str(err)) from err
         return tensors, sha256

@@ -48,6 +48,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
 from models import transfer as core
+from models.base_file import check_sha256, load_base
 from models.classifier import (
     DEFAULT_CLASSIFIER,
     LINKED_FROM_DATA,
@@ -159,8 +160,8 @@ class FusedTransfer(LightningModule):
             }
         )
         self.specs = specs
-        base, sha256 = core.load_base(str(base_checkpoint))
-        core.check_sha256(str(base_checkpoint), sha256, base_sha256, "model.init_args.base_sha256")
+        base, sha256 = load_base(str(base_checkpoint))
+        check_sha256(str(base_checkpoint), sha256, base_sha256, "model.init_args.base_sha256")
         shape: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
         # A subclass's constructor: its own keyword arguments (the shape and the seeds among them), not the base's.
         make: Callable[..., TransferClassifier] = classifier

@@ -17,15 +17,11 @@ takes the range of n from here; nothing else restates it.
 
 A base is a staged network's checkpoint (a Lightning checkpoint or its state dict) or a torchvision-format weights
 file of a ResNet or ViT backbone (``torch.save(torchvision.models.resnet18(weights=...).state_dict(), path)``),
-whose names :func:`copy_stages` maps to the stages (``models.pretrained``).
+read safely by ``models.base_file``, whose names :func:`copy_stages` maps to the stages (``models.pretrained``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -43,9 +39,6 @@ MODES: tuple[str, ...] = get_args(TransferMode)
 # with the batch's statistics and their running statistics follow the target data).
 FrozenNorm = Literal["eval", "train"]
 FROZEN_NORMS: tuple[str, ...] = get_args(FrozenNorm)
-# Added in front of parameter names by the LightningModule (``net.``), DDP (``module.``),
-# torch.compile (``_orig_mod.``) and common wrappers (``model.``).
-PREFIXES: tuple[str, ...] = ("net.", "model.", "module.", "_orig_mod.")
 
 
 def transferable_stages(stage_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -155,72 +148,6 @@ class TransferRecord:
         )
 
 
-def sha256_of(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop the leading ``PREFIXES`` from every key (``net._orig_mod.conv1.weight`` -> ``conv1.weight``).
-
-    Raises:
-        ValueError: if two keys become the same name.
-    """
-    stripped: dict[str, Tensor] = {}
-    for key, value in state.items():
-        name = key
-        while name.startswith(PREFIXES):
-            name = name.split(".", 1)[1]
-        if name in stripped:
-            raise ValueError(f"transfer base checkpoint is ambiguous: several tensors are named {name!r}")
-        stripped[name] = value
-    return stripped
-
-
-def load_base(path: str) -> tuple[dict[str, Tensor], str]:
-    """Read a base checkpoint safely: its tensors, keyed without wrapper prefixes, and the file's sha256.
-
-    Raises:
-        FileNotFoundError: if ``path`` is not a file.
-        ValueError: if the file is not a PyTorch checkpoint of tensors, or would need arbitrary
-            code to unpickle (refused by ``weights_only=True``, never retried unsafely).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"transfer base_checkpoint {path!r} does not exist or is not a file")
-    try:
-        sha256 = sha256_of(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))  # weights_only met a class or function
-        if unsafe:
-            raise ValueError(
-                f"transfer base_checkpoint {path!r} was refused: unpickling it would run arbitrary code "
-                f"(it refers to {unsafe.group(1)}, which weights_only=True does not allow). Save the base's "
-                "state_dict, or a Lightning checkpoint whose hyperparameters are plain values"
-            ) from err
-        raise ValueError(f"transfer base_checkpoint {path!r} is not a readable PyTorch checkpoint") from err
-    except Exception as err:  # corrupt, truncated, unreadable or not a torch.save file at all
-        raise ValueError(
-            f"transfer base_checkpoint {path!r} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    tensors = (
-        {}
-        if not isinstance(state, dict)
-        else {key: value for key, value in state.items() if isinstance(key, str) and isinstance(value, Tensor)}
-    )
-    if not tensors:
-        raise ValueError(
-            f"transfer base_checkpoint {path!r} holds no weights: expected a Lightning checkpoint (a dict "
-            f"with 'state_dict') or a state dict of tensors, got {type(checkpoint).__name__}"
-        )
-    return strip_prefixes(tensors), sha256
-
-
 def network_state(base: dict[str, Tensor], net: nn.Module, what: str = "transfer base_checkpoint") -> dict[str, Tensor]:
     """The base's tensors under ``net``'s names: a torchvision-format file (``models.pretrained``) mapped to the
     network's stages (its head dropped), any other base (a staged network's checkpoint) as it is.
@@ -231,20 +158,6 @@ def network_state(base: dict[str, Tensor], net: nn.Module, what: str = "transfer
     if isinstance(net, StagedNetwork) and pretrained.is_torchvision_state(base, net):
         return pretrained.staged_state_dict(base, net, what)
     return base
-
-
-def check_sha256(path: str, sha256: str, expected: str | None, setting: str = "base_sha256") -> None:
-    """Refuse a base file whose content is not the one a run was configured with (``expected`` None: any).
-
-    Raises:
-        ValueError: ``sha256`` (the file's) is not ``expected``; the message names the file and what to do.
-    """
-    if expected is not None and sha256 != expected:
-        raise ValueError(
-            f"transfer base_checkpoint {path!r} has sha256 {sha256[:16]}..., but this run was configured with the "
-            f"file of sha256 {expected[:16]}... ({setting}): the file changed since. Restore it, or set "
-            f"{setting} to the new file's (null: any file)"
-        )
 
 
 def copy_stages(
@@ -260,7 +173,7 @@ def copy_stages(
     check): a torchvision-format weights file is mapped to the network's names first (:func:`network_state`).
 
     Args:
-        base: The base's tensors (:func:`load_base`).
+        base: The base's tensors (``models.base_file.load_base``).
         net: The network to copy into.
         stages: The stages to copy.
         what: The base, for messages (``transfer base_checkpoint 'base.ckpt'``).
@@ -362,7 +275,7 @@ def transfer(
         net: The new network (fresh initialisation).
         n: Layers to transfer (0: none).
         mode: ``frozen`` or ``finetune``.
-        base: The base's tensors (from :func:`load_base`), or None: stages 1..n keep their random
+        base: The base's tensors (from ``models.base_file.load_base``), or None: stages 1..n keep their random
             initialisation (with ``frozen``: the paper's random features).
         base_checkpoint: The base's path, for the record.
         sha256: The base file's sha256, for the record.

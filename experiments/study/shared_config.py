@@ -18,10 +18,11 @@ import yaml
 from experiments.study.config import Study
 from experiments.study.errors import StudyError
 from experiments.study.overlays import ConfigError, Overlay, render
+from models.base_file import load_base, sha256_of
 from models.classifier import DEFAULT_CLASSIFIER, LINKED_FROM_DATA
 from models.loading import import_path
 from models.network import StagedNetwork
-from models.transfer import copy_stages, load_base, sha256_of, transferable_stages
+from models.transfer import copy_stages, transferable_stages
 
 
 class SharedConfig:

@@ -27,9 +27,9 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from benchmarks.common import BARE_TRAINER
 from benchmarks.gpu_checks import FAST, ON_DEVICE, Settings, fused_row, write_base
 from callbacks.transfer import TransferCallback
+from models.base_file import load_base
 from models.caffenet import STAGE_NAMES
 from models.caffenet_classifier import CaffeNetClassifier
-from models.transfer import load_base
 from tests.helpers.fit_record import Record
 from tests.helpers.ranks import run_two_ranks
 from tests.helpers.tiny_data import TINY_MODEL, TinyData

@@ -14,9 +14,9 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
+from models.base_file import load_base
 from models.caffenet import STAGE_NAMES
 from models.caffenet_classifier import CaffeNetClassifier
-from models.transfer import load_base, strip_prefixes
 from tests.helpers.ranks import run_two_ranks
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import TINY_MODEL, TinyData, tiny_model_args
@@ -192,7 +192,7 @@ def test_unreadable_file(tmp_path: Path, base_ckpt: Path, monkeypatch: pytest.Mo
     def denied(path: str, *args: Any) -> str:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr("models.transfer.sha256_of", denied)
+    monkeypatch.setattr("models.base_file.sha256_of", denied)
     with pytest.raises(ValueError, match="is not a readable PyTorch checkpoint.*Permission denied"):
         setup_with(base_ckpt)
 
@@ -245,12 +245,6 @@ def test_prefixes_stripped(tmp_path: Path, wrap: str) -> None:
     for layer in STAGE_NAMES[:7]:
         assert same(layer_tensors(model.net, layer), layer_tensors(source, layer)), layer
     assert not torch.equal(model.net.fc8.weight, source.fc8.weight)
-
-
-def test_ambiguous_prefixes() -> None:
-    """Two tensors that strip to one name are an error, not a silent pick."""
-    with pytest.raises(ValueError, match="ambiguous.*'conv1.weight'"):
-        strip_prefixes({"net.conv1.weight": torch.zeros(1), "module.conv1.weight": torch.ones(1)})
 
 
 # --- training -----------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
 from models import BackboneClassifier
+from models.base_file import load_base
 from models.fused import FusedCell, FusedTransfer
 from models.loading import load_classifier, load_network
 from models.recipes import recipe
-from models.transfer import load_base
 from tests.helpers import REPO
 from tests.helpers.fake_data import needs_debian_fashion_mnist
 from tests.helpers.fits import FASHION, assert_same_fit, run_subprocess

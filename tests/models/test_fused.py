@@ -14,11 +14,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.transfer import TransferCallback
 from experiments.cli import main
+from models.base_file import load_base
 from models.caffenet import STAGE_NAMES
 from models.caffenet_classifier import CaffeNetClassifier
 from models.dropout import SeededDropout, dropout_seed
 from models.fused import FusedCell, FusedTransfer
-from models.transfer import load_base
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import TINY_MODEL, TINY_NETWORK, TINY_SHAPE, TinyData
 

@@ -25,9 +25,10 @@ from experiments import cli, entry
 from experiments.errors import InputFileError, SettingError
 from models import BackboneClassifier
 from models.backbones import ResNetStages, ViTStages
+from models.base_file import load_base
 from models.fused import FusedCell, FusedTransfer
 from models.pretrained import is_torchvision_state, staged_state_dict, torchvision_names
-from models.transfer import load_base, transfer, transferable_stages
+from models.transfer import transfer, transferable_stages
 from tests.helpers import REPO
 from tests.helpers.run_dirs import run_dir
 from tests.helpers.tiny_data import TinyData
