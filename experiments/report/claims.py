@@ -6,7 +6,6 @@ Every row is a difference of top-1 accuracy (the paper's metric), left minus rig
 - **specificity**: AnB(n) - BnB(n) at n = 6 and 7; the paper: negative.
 - **lasting boost**: AnB+ - base and AnB+ - BnB+, pooled over the n run within 1..7, 3..7 and 5..7 (Table 1's
   ranges; the label lists the n actually pooled); the paper: positive.
-
 - **dissimilar split**: (AnB - its base) on the dissimilar split minus (AnB - its base) on the random
   splits, pooled over their shared n and each n; the paper: negative (a dissimilar base task transfers worse).
 - **random features**: (random frozen features - their base) minus (AnB - its base) on the random
