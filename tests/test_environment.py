@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import PACKAGES, REPO
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-
-PACKAGES = ("models", "datamodules", "callbacks", "experiments", "benchmarks")
 
 
 def requirement_name(requirement: str) -> str:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_import_graph import PACKAGES, ROOT
+from tests.helpers import PACKAGES, REPO
 
-TESTS = ROOT / "tests"
+TESTS = REPO / "tests"
 NOT_MIRRORED = ("helpers", "integration")  # shared helpers; runs across packages
 
 
-def package_folders(root: Path = ROOT) -> set[Path]:
+def package_folders(root: Path = REPO) -> set[Path]:
     """The project's packages as paths relative to the repository (`experiments/report`)."""
     return {init.parent.relative_to(root) for package in PACKAGES for init in (root / package).rglob("__init__.py")}
 

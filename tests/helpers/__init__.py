@@ -7,3 +7,5 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root
+# The project's packages (pyproject.toml installs and type-checks the same five)
+PACKAGES: tuple[str, ...] = ("models", "datamodules", "callbacks", "experiments", "benchmarks")
