@@ -1,9 +1,10 @@
-"""Reading a base file safely: its tensors under the network's own names, and its sha256.
+"""Reading a base file safely: its tensors, keyed without wrapper prefixes, and its sha256.
 
 A base is a staged network's checkpoint (a Lightning checkpoint or its state dict) or a torchvision-format weights
 file; either is read with ``weights_only=True`` and never unpickled unsafely, its wrappers' prefixes dropped
 (``net._orig_mod.conv1.weight`` -> ``conv1.weight``), and its sha256 recorded so that a changed file is refused
-(:func:`check_sha256`). What is copied from it, and how, is the transfer core's (``models.transfer``).
+(:func:`check_sha256`). Mapping a torchvision file's names to a network's stages, and what is copied from it, is
+the transfer core's (``models.transfer``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading a base file (models/base_file.py): tensors under the network's names, the file's sha256, a changed file
+"""Reading a base file (models/base_file.py): tensors without wrapper prefixes, the file's sha256, a changed file
 refused. The refusals a user meets through a fit (a missing, unsafe, unreadable or empty file) are tested through
 ``TransferCallback`` in tests/callbacks/test_transfer.py."""
 
